@@ -1,0 +1,317 @@
+// GeoTIFF deliveries: georeferencing, CRS, band layout, nodata/alpha/mask, and windowed 8-bit reads.
+// Never reads a whole image: every pixel access goes through readWindow (DESIGN 4, "Read").
+
+import { stat } from 'node:fs/promises';
+import { fromFile, type GeoTIFF, type GeoTIFFImage } from 'geotiff';
+import { TuileError, errorMessage } from '../errors.js';
+import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
+import type { SourceWindow } from './resample.js';
+
+/** Affine georeferencing, GDAL order: X = a0 + col*a1 + row*a2; Y = a3 + col*a4 + row*a5 (pixel corners). */
+export type GeoTransform = [number, number, number, number, number, number];
+
+export interface RasterInfo {
+  path: string;
+  width: number;
+  height: number;
+  /** Colour bands we produce: 1 (grey) or 3 (RGB); alpha is separate. */
+  bands: number;
+  geoTransform: GeoTransform;
+  crs: Crs;
+  nodata: number | null;
+  alphaSample: number | null; // index of the alpha sample in the file
+  hasMask: boolean;
+  palette: boolean;
+  samples: number[]; // file sample indices read as colour bands
+}
+
+export interface OpenOptions {
+  /** 1-based band numbers to use as colour bands (e.g. [3,2,1] for a multispectral file). */
+  bands?: number[];
+  /** Refuse images with more pixels than this (decompression bombs, absurd headers). */
+  maxPixels?: number;
+}
+
+const TIFF_EXTRASAMPLE_ASSOCALPHA = 1;
+const TIFF_EXTRASAMPLE_UNASSALPHA = 2;
+const PHOTOMETRIC_PALETTE = 3;
+const PHOTOMETRIC_RGB = 2;
+const PHOTOMETRIC_YCBCR = 6;
+const SUBFILE_MASK = 4;
+const SUBFILE_REDUCED = 1;
+
+export function invertGeoTransform(g: GeoTransform): GeoTransform {
+  const det = g[1] * g[5] - g[2] * g[4];
+  if (det === 0 || !Number.isFinite(det)) throw new TuileError('NotGeoreferenced', 'degenerate geotransform');
+  const i1 = g[5] / det;
+  const i2 = -g[2] / det;
+  const i4 = -g[4] / det;
+  const i5 = g[1] / det;
+  return [-g[0] * i1 - g[3] * i2, i1, i2, -g[0] * i4 - g[3] * i5, i4, i5];
+}
+
+async function tagValue(image: GeoTIFFImage, name: string): Promise<any> {
+  const fd = image.fileDirectory as any;
+  if (!fd.hasTag(name)) return undefined;
+  return fd.loadValue(name);
+}
+
+function readGeoTransform(image: GeoTIFFImage, pixelIsArea: boolean, path: string): GeoTransform {
+  const fd = image.fileDirectory as any;
+  let g: GeoTransform;
+  const mt = fd.hasTag('ModelTransformation') ? fd.getValue('ModelTransformation') : undefined;
+  if (mt && mt.length >= 8) {
+    g = [mt[3], mt[0], mt[1], mt[7], mt[4], mt[5]];
+  } else {
+    const tp = fd.hasTag('ModelTiepoint') ? fd.getValue('ModelTiepoint') : undefined;
+    const ps = fd.hasTag('ModelPixelScale') ? fd.getValue('ModelPixelScale') : undefined;
+    if (!tp || !ps || tp.length < 6 || ps.length < 2) {
+      throw new TuileError('NotGeoreferenced', `${path}: no georeferencing (no ModelTiepoint/ModelPixelScale or ModelTransformation tags)`);
+    }
+    // A single tiepoint (i, j) -> (X, Y); GDAL ignores extra tiepoints when a pixel scale is present.
+    g = [tp[3] - tp[0] * ps[0], ps[0], 0, tp[4] + tp[1] * ps[1], 0, -ps[1]];
+  }
+  if (!g.every(Number.isFinite) || g[1] * g[5] - g[2] * g[4] === 0) {
+    throw new TuileError('NotGeoreferenced', `${path}: degenerate georeferencing`);
+  }
+  if (!pixelIsArea) {
+    // PixelIsPoint: the tiepoint names the pixel centre; shift to the corner as GDAL does.
+    g[0] -= 0.5 * (g[1] + g[2]);
+    g[3] -= 0.5 * (g[4] + g[5]);
+  }
+  return g;
+}
+
+/** An open GeoTIFF delivery file. One instance per thread; reads are windowed. */
+export class GeoTiffSource {
+  private constructor(
+    readonly info: RasterInfo,
+    private readonly tiff: GeoTIFF,
+    private readonly image: GeoTIFFImage,
+    private readonly mask: GeoTIFFImage | null,
+    private readonly colorMap: Uint16Array | null,
+  ) {}
+
+  static async open(path: string, opts: OpenOptions = {}): Promise<GeoTiffSource> {
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch (err) {
+      throw new TuileError('InvalidInput', `${path}: cannot read file (${errorMessage(err)})`);
+    }
+    if (size === 0) throw new TuileError('InvalidInput', `${path}: empty file`);
+    let tiff: GeoTIFF;
+    let image: GeoTIFFImage;
+    let count: number;
+    try {
+      tiff = await fromFile(path);
+      count = await tiff.getImageCount();
+      image = await tiff.getImage(0);
+    } catch (err) {
+      throw new TuileError('InvalidInput', `${path}: not a readable TIFF (${errorMessage(err)})`);
+    }
+    try {
+      return await GeoTiffSource.describe(path, tiff, image, count, opts);
+    } catch (err) {
+      await tiff.close();
+      if (err instanceof TuileError) throw err;
+      throw new TuileError('InvalidInput', `${path}: corrupt TIFF (${errorMessage(err)})`);
+    }
+  }
+
+  private static async describe(
+    path: string,
+    tiff: GeoTIFF,
+    image: GeoTIFFImage,
+    count: number,
+    opts: OpenOptions,
+  ): Promise<GeoTiffSource> {
+    const width = image.getWidth();
+    const height = image.getHeight();
+    if (!(width > 0 && height > 0)) throw new TuileError('InvalidInput', `${path}: image has no pixels`);
+    const maxPixels = opts.maxPixels ?? 2 ** 36;
+    if (width * height > maxPixels) {
+      throw new TuileError('UnsupportedRaster', `${path}: ${width}x${height} pixels exceeds the limit of ${maxPixels}`);
+    }
+    const spp = image.getSamplesPerPixel();
+    for (let s = 0; s < spp; s++) {
+      const bits = image.getBitsPerSample(s);
+      const fmt = image.getSampleFormat(s);
+      if (bits !== 8 || (fmt !== 1 && fmt !== undefined)) {
+        throw new TuileError(
+          'UnsupportedRaster',
+          `${path}: sample ${s + 1} is ${bits}-bit ${fmt === 3 ? 'float' : fmt === 2 ? 'signed' : 'unsigned'}; only 8-bit unsigned samples are supported (convert with gdal_translate -ot Byte -scale)`,
+        );
+      }
+    }
+    const geoKeys = image.getGeoKeys();
+    if (!geoKeys) throw new TuileError('NotGeoreferenced', `${path}: no GeoKeys (not a GeoTIFF)`);
+    const pixelIsArea = geoKeys.GTRasterTypeGeoKey !== 2;
+    const geoTransform = readGeoTransform(image, pixelIsArea, path);
+    let crs: Crs;
+    try {
+      crs = crsFromGeoKeys(geoKeys as Record<string, unknown>);
+    } catch (err) {
+      if (err instanceof TuileError) throw new TuileError(err.code, `${path}: ${err.message}`);
+      throw err;
+    }
+
+    const photometric = (await tagValue(image, 'PhotometricInterpretation')) as number | undefined;
+    const extra = ((await tagValue(image, 'ExtraSamples')) as number[] | undefined) ?? [];
+    // Extra samples are the last ones; an associated/unassociated alpha is the first of them.
+    const nExtra = extra.length;
+    let alphaSample: number | null = null;
+    if (nExtra > 0 && (extra[0] === TIFF_EXTRASAMPLE_ASSOCALPHA || extra[0] === TIFF_EXTRASAMPLE_UNASSALPHA)) {
+      alphaSample = spp - nExtra;
+    }
+    let samples: number[];
+    let palette = false;
+    let colorMap: Uint16Array | null = null;
+    if (opts.bands && opts.bands.length > 0) {
+      for (const b of opts.bands) {
+        if (!Number.isInteger(b) || b < 1 || b > spp) {
+          throw new TuileError('InvalidParameter', `${path}: band ${b} does not exist (the file has ${spp})`);
+        }
+      }
+      if (opts.bands.length !== 1 && opts.bands.length !== 3) {
+        throw new TuileError('InvalidParameter', `select 1 or 3 bands, not ${opts.bands.length}`);
+      }
+      samples = opts.bands.map((b) => b - 1);
+    } else if (photometric === PHOTOMETRIC_PALETTE) {
+      if (spp !== 1) throw new TuileError('UnsupportedRaster', `${path}: paletted image with ${spp} samples`);
+      colorMap = (await tagValue(image, 'ColorMap')) as Uint16Array | undefined ?? null;
+      if (!colorMap || colorMap.length < 3 * 256) throw new TuileError('InvalidInput', `${path}: paletted image without a colour map`);
+      palette = true;
+      samples = [0];
+    } else {
+      const colour = alphaSample === null ? spp - (photometric === PHOTOMETRIC_RGB || photometric === PHOTOMETRIC_YCBCR ? nExtra : 0) : alphaSample;
+      if (photometric === PHOTOMETRIC_RGB || photometric === PHOTOMETRIC_YCBCR) {
+        if (colour < 3) throw new TuileError('UnsupportedRaster', `${path}: RGB image with ${colour} colour samples`);
+        samples = [0, 1, 2];
+      } else if (colour === 1 || alphaSample !== null) {
+        if (alphaSample !== null && alphaSample !== 1 && alphaSample !== 3) {
+          throw new TuileError('UnsupportedRaster', `${path}: ${alphaSample} colour samples before the alpha`);
+        }
+        samples = alphaSample === 3 ? [0, 1, 2] : [0];
+      } else if (spp === 1) {
+        samples = [0];
+      } else if (spp === 3 || spp === 4) {
+        // Untagged multi-sample images: read the first three as RGB, a fourth as alpha if present.
+        samples = [0, 1, 2];
+        if (spp === 4) alphaSample = 3;
+      } else {
+        throw new TuileError(
+          'UnsupportedRaster',
+          `${path}: ${spp} bands without RGB interpretation; choose 1 or 3 of them (CLI: --bands 3,2,1)`,
+        );
+      }
+    }
+    if (opts.bands && alphaSample !== null && opts.bands.includes(alphaSample + 1)) alphaSample = null;
+
+    // Internal mask: a full-resolution subfile flagged as a transparency mask (GDAL_TIFF_INTERNAL_MASK).
+    let mask: GeoTIFFImage | null = null;
+    for (let i = 1; i < count; i++) {
+      const sub = await tiff.getImage(i);
+      const kind = ((await tagValue(sub, 'NewSubfileType')) as number | undefined) ?? 0;
+      if (kind & SUBFILE_MASK && !(kind & SUBFILE_REDUCED) && sub.getWidth() === width && sub.getHeight() === height) {
+        mask = sub;
+        break;
+      }
+    }
+    const nodata = image.getGDALNoData();
+    const info: RasterInfo = {
+      path,
+      width,
+      height,
+      bands: palette ? 3 : samples.length,
+      geoTransform,
+      crs,
+      nodata: nodata === null || Number.isNaN(nodata) ? null : nodata,
+      alphaSample,
+      hasMask: mask !== null,
+      palette,
+      samples,
+    };
+    return new GeoTiffSource(info, tiff, image, mask, colorMap);
+  }
+
+  /**
+   * Reads source pixels [x0, x1) x [y0, y1) (clamped by the caller to the image) as interleaved 8-bit
+   * colour bands plus a merged validity (alpha band, internal mask, nodata).
+   */
+  async readWindow(x0: number, y0: number, x1: number, y1: number): Promise<SourceWindow> {
+    const { info } = this;
+    const width = x1 - x0;
+    const height = y1 - y0;
+    if (x0 < 0 || y0 < 0 || x1 > info.width || y1 > info.height || width <= 0 || height <= 0) {
+      throw new TuileError('Internal', `window ${x0},${y0},${x1},${y1} outside ${info.width}x${info.height}`);
+    }
+    const wanted = info.alphaSample === null ? info.samples : [...info.samples, info.alphaSample];
+    let raw: Uint8Array;
+    try {
+      const r = await this.image.readRasters({ window: [x0, y0, x1, y1], samples: wanted, interleave: true });
+      raw = r as unknown as Uint8Array;
+    } catch (err) {
+      throw new TuileError('InvalidInput', `${info.path}: cannot decode pixels ${x0},${y0}-${x1},${y1} (${errorMessage(err)})`);
+    }
+    const n = width * height;
+    const nIn = wanted.length;
+    const bands = info.bands;
+    let data: Uint8Array;
+    let alpha: Uint8Array | null = null;
+    if (info.palette) {
+      const cm = this.colorMap!;
+      data = new Uint8Array(n * 3);
+      for (let i = 0; i < n; i++) {
+        const v = raw[i];
+        // TIFF colour maps are 16-bit; GDAL scales them to 8 bits by dividing by 257.
+        data[i * 3] = Math.round(cm[v] / 257);
+        data[i * 3 + 1] = Math.round(cm[256 + v] / 257);
+        data[i * 3 + 2] = Math.round(cm[512 + v] / 257);
+      }
+    } else if (nIn === bands) {
+      data = raw.length === n * bands ? raw : raw.subarray(0, n * bands);
+    } else {
+      data = new Uint8Array(n * bands);
+      alpha = new Uint8Array(n);
+      for (let i = 0, j = 0; i < n; i++) {
+        for (let b = 0; b < bands; b++) data[i * bands + b] = raw[j++];
+        alpha[i] = raw[j++];
+      }
+    }
+    if (info.nodata !== null && info.nodata >= 0 && info.nodata <= 255 && Number.isInteger(info.nodata)) {
+      // A pixel is nodata when every band holds the value (GDAL's unified source nodata).
+      const nd = info.nodata;
+      const src = info.palette ? raw : data;
+      const sb = info.palette ? 1 : bands;
+      for (let i = 0; i < n; i++) {
+        let all = true;
+        for (let b = 0; b < sb; b++) {
+          if (src[i * sb + b] !== nd) {
+            all = false;
+            break;
+          }
+        }
+        if (all) {
+          if (!alpha) alpha = new Uint8Array(n).fill(255);
+          alpha[i] = 0;
+        }
+      }
+    }
+    if (this.mask) {
+      let m: Uint8Array;
+      try {
+        m = (await this.mask.readRasters({ window: [x0, y0, x1, y1], samples: [0], interleave: true })) as unknown as Uint8Array;
+      } catch (err) {
+        throw new TuileError('InvalidInput', `${info.path}: cannot decode the internal mask (${errorMessage(err)})`);
+      }
+      if (!alpha) alpha = new Uint8Array(n).fill(255);
+      for (let i = 0; i < n; i++) if (m[i] === 0) alpha[i] = 0;
+    }
+    return { x0, y0, width, height, bands, data, alpha };
+  }
+
+  async close(): Promise<void> {
+    await this.tiff.close();
+  }
+}

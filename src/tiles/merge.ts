@@ -1,0 +1,111 @@
+// Pixel arithmetic between tiles: overviews from four children, and compositing one tile over another.
+// Alpha is a coverage weight: colours are averaged premultiplied so nodata never bleeds into data.
+
+import type { ResampledTile } from '../raster/resample.js';
+
+export type RawTile = ResampledTile;
+
+export function blankTile(size: number, bands: number): RawTile {
+  return { width: size, height: size, bands, data: new Uint8Array(size * size * bands), alpha: new Uint8Array(size * size) };
+}
+
+/** True when no pixel has any coverage. */
+export function isBlank(t: RawTile): boolean {
+  const a = t.alpha;
+  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return false;
+  return true;
+}
+
+/** Grey tiles become RGB so that tiles from mixed sources can be combined. */
+export function toBands(t: RawTile, bands: number): RawTile {
+  if (t.bands === bands) return t;
+  if (t.bands !== 1 || bands !== 3) throw new Error(`cannot convert ${t.bands} bands to ${bands}`);
+  const n = t.width * t.height;
+  const data = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const v = t.data[i];
+    data[i * 3] = v;
+    data[i * 3 + 1] = v;
+    data[i * 3 + 2] = v;
+  }
+  return { ...t, bands: 3, data };
+}
+
+/**
+ * The parent of four children (order: top-left, top-right, bottom-left, bottom-right; null = no data),
+ * each 2x2 block averaged with alpha weights, as gdal2tiles' "average". Null when all are null.
+ */
+export function downsample4(children: (RawTile | null)[], size: number, bands: number): RawTile | null {
+  if (children.every((c) => c === null)) return null;
+  const out = blankTile(size, bands);
+  const half = size >> 1;
+  const od = out.data;
+  const oa = out.alpha;
+  const acc = new Float64Array(bands);
+  for (let q = 0; q < 4; q++) {
+    const c = children[q] ? toBands(children[q]!, bands) : null;
+    if (!c) continue;
+    const ox = (q & 1) * half;
+    const oy = (q >> 1) * half;
+    const cd = c.data;
+    const ca = c.alpha;
+    for (let y = 0; y < half; y++) {
+      const r0 = 2 * y * size;
+      const r1 = r0 + size;
+      for (let x = 0; x < half; x++) {
+        const i00 = r0 + 2 * x;
+        const i01 = i00 + 1;
+        const i10 = r1 + 2 * x;
+        const i11 = i10 + 1;
+        const a00 = ca[i00];
+        const a01 = ca[i01];
+        const a10 = ca[i10];
+        const a11 = ca[i11];
+        const asum = a00 + a01 + a10 + a11;
+        const o = (oy + y) * size + ox + x;
+        if (asum === 0) continue;
+        oa[o] = (asum + 2) >> 2;
+        if (asum === 1020) {
+          for (let b = 0; b < bands; b++) {
+            od[o * bands + b] = (cd[i00 * bands + b] + cd[i01 * bands + b] + cd[i10 * bands + b] + cd[i11 * bands + b] + 2) >> 2;
+          }
+        } else {
+          for (let b = 0; b < bands; b++) {
+            acc[b] = cd[i00 * bands + b] * a00 + cd[i01 * bands + b] * a01 + cd[i10 * bands + b] * a10 + cd[i11 * bands + b] * a11;
+            od[o * bands + b] = Math.round(acc[b] / asum);
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** `over` composited on top of `under` ("source over"); either may be null. Returns a new tile. */
+export function compositeOver(under: RawTile | null, over: RawTile | null): RawTile | null {
+  if (!under) return over;
+  if (!over) return under;
+  const bands = Math.max(under.bands, over.bands);
+  const u = toBands(under, bands);
+  const o = toBands(over, bands);
+  const n = u.width * u.height;
+  const out: RawTile = { width: u.width, height: u.height, bands, data: new Uint8Array(u.data), alpha: new Uint8Array(u.alpha) };
+  for (let i = 0; i < n; i++) {
+    const ao = o.alpha[i];
+    if (ao === 0) continue;
+    if (ao === 255) {
+      for (let b = 0; b < bands; b++) out.data[i * bands + b] = o.data[i * bands + b];
+      out.alpha[i] = 255;
+      continue;
+    }
+    const au = u.alpha[i];
+    const fo = ao / 255;
+    const fu = (au / 255) * (1 - fo);
+    const a = fo + fu;
+    for (let b = 0; b < bands; b++) {
+      out.data[i * bands + b] = Math.round((o.data[i * bands + b] * fo + u.data[i * bands + b] * fu) / a);
+    }
+    out.alpha[i] = Math.round(a * 255);
+  }
+  return out;
+}
