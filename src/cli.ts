@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// Command line: `tuile build`, `tuile inspect`. Any error: one line on stderr and a non-zero exit.
+
+import { parseArgs } from 'node:util';
+import { TuileError, errorMessage } from './errors.js';
+import { buildPyramid } from './pyramid/build.js';
+import { join } from 'node:path';
+import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
+import { PMTilesReader } from './pyramid/pmtiles.js';
+import { parseFormat } from './tiles/codec.js';
+import type { Kernel } from './raster/resample.js';
+
+const USAGE = `usage:
+  tuile build <input.tif>... --out DIR [--bottom N] [--top N] [--compression jpg|png|webp]
+              [--interpolation nn|linear|bicubic|lanczos] [--quality Q] [--png-level L]
+              [--nodata V[,V,V]] [--bands B[,B,B]] [--workers N] [--quiet]
+  tuile inspect DIR [--json]`;
+
+const KERNELS: Record<string, Kernel> = {
+  nn: 'nearest',
+  nearest: 'nearest',
+  near: 'nearest',
+  linear: 'bilinear',
+  bilinear: 'bilinear',
+  bicubic: 'bicubic',
+  cubic: 'bicubic',
+  lanczos: 'lanczos',
+};
+
+function intOption(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new TuileError('InvalidParameter', `--${name} must be an integer from ${min} to ${max}, not '${v}'`);
+  return n;
+}
+
+function intList(v: string | undefined, name: string): number[] | undefined {
+  if (v === undefined) return undefined;
+  const parts = v.split(',').map((s) => Number(s.trim()));
+  if (parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new TuileError('InvalidParameter', `--${name}: '${v}' is not a list of integers`);
+  return parts;
+}
+
+function progressBar(): (done: number, total: number) => void {
+  if (!process.stderr.isTTY) return () => {};
+  let last = -1;
+  return (done, total) => {
+    const pct = total ? Math.floor((1000 * done) / total) : 1000;
+    if (pct === last) return;
+    last = pct;
+    const width = 30;
+    const filled = Math.round((width * pct) / 1000);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(pct / 10).toFixed(1)}% ${done}/${total} tiles`);
+    if (done >= total) process.stderr.write('\n');
+  };
+}
+
+async function build(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string', short: 'o' },
+      bottom: { type: 'string' },
+      top: { type: 'string' },
+      compression: { type: 'string' },
+      format: { type: 'string' },
+      interpolation: { type: 'string' },
+      quality: { type: 'string' },
+      'png-level': { type: 'string' },
+      nodata: { type: 'string' },
+      bands: { type: 'string' },
+      workers: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+  });
+  if (positionals.length === 0) throw new TuileError('InvalidParameter', 'build needs at least one input GeoTIFF');
+  if (!values.out) throw new TuileError('InvalidParameter', 'build needs --out DIR');
+  const fmtName = values.compression ?? values.format ?? 'png';
+  const format = parseFormat(fmtName);
+  if (!format) throw new TuileError('InvalidParameter', `unknown compression '${fmtName}' (jpg, png, webp)`);
+  const kname = values.interpolation ?? 'bilinear';
+  const kernel = KERNELS[kname];
+  if (!kernel) throw new TuileError('InvalidParameter', `unknown interpolation '${kname}' (nn, linear, bicubic, lanczos)`);
+  const result = await buildPyramid({
+    inputs: positionals,
+    out: values.out,
+    bottom: intOption(values.bottom, 'bottom', 0, 24),
+    top: intOption(values.top, 'top', 0, 24),
+    format,
+    interpolation: kernel,
+    quality: intOption(values.quality, 'quality', 1, 100),
+    pngLevel: intOption(values['png-level'], 'png-level', 0, 9),
+    nodataColor: intList(values.nodata, 'nodata'),
+    bands: intList(values.bands, 'bands'),
+    workers: intOption(values.workers, 'workers', 1, 256),
+    onProgress: values.quiet ? undefined : progressBar(),
+  });
+  const d = result.descriptor;
+  if (!values.quiet) {
+    console.log(
+      `built ${values.out}: ${result.tiles} tiles, ${result.bytes} bytes, levels ${d.top}-${d.bottom}, ${d.tileFormat}, ${result.seconds.toFixed(2)} s`,
+    );
+  }
+}
+
+async function inspect(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  if (positionals.length !== 1) throw new TuileError('InvalidParameter', 'inspect needs one pyramid folder');
+  const dir = positionals[0];
+  const d = await readDescriptor(dir);
+  const reader = await PMTilesReader.open(join(dir, ARCHIVE));
+  const archiveTiles = reader.tileCount;
+  await reader.close();
+  if (values.json) {
+    console.log(JSON.stringify({ ...d, archive: { file: ARCHIVE, tiles: archiveTiles } }, null, 2));
+    return;
+  }
+  const b = d.bboxLonLat;
+  const lines = [
+    `pyramid ${d.id} (${dir})`,
+    `  tms ${d.tms}, ${d.tileSize} px tiles, ${d.tileFormat}, ${d.bands} band(s), interpolation ${d.interpolation}, nodata ${d.nodata.join(',')}`,
+    `  levels ${d.top}-${d.bottom}, extent lon ${b.minX.toFixed(5)}..${b.maxX.toFixed(5)} lat ${b.minY.toFixed(5)}..${b.maxY.toFixed(5)}`,
+    `  archive ${ARCHIVE}: ${archiveTiles} tiles, ${d.stats.bytes} bytes; sources ${d.sources.join(', ')}`,
+    `  chain: ${d.parents.length === 0 ? 'none (root pyramid)' : d.parents.map((p) => `${p.id} (${p.path})`).join(' -> ')}`,
+    ...d.levels.map((l) => `  level ${l.id.padStart(2)}: x ${l.limits.minX}-${l.limits.maxX}, y ${l.limits.minY}-${l.limits.maxY}, ${l.tiles} tiles`),
+  ];
+  console.log(lines.join('\n'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'build':
+      return build(rest);
+    case 'inspect':
+      return inspect(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE);
+      return;
+    default:
+      throw new TuileError('InvalidParameter', `unknown command '${cmd}'\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  process.stderr.write(`tuile: ${errorMessage(err).split('\n')[0]}\n`);
+  process.exit(err instanceof TuileError && err.code === 'InvalidParameter' ? 2 : 1);
+});

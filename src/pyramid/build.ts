@@ -1,0 +1,364 @@
+// Pyramid builds: plans levels, limits and jobs with pure math, runs the pixel work on the worker pool
+// in quadtree order, streams tiles into a PMTiles archive, and publishes the folder by one rename.
+
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat, writeFile, open } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { TuileError, errorMessage } from '../errors.js';
+import { transformer, WGS84 } from '../geo/crs.js';
+import {
+  PM,
+  levelForResolution,
+  lonLatToMercator,
+  mercatorToLonLat,
+  tileLimitsForBounds,
+  type Bbox,
+  type TileLimits,
+} from '../geo/tms.js';
+import { GeoTiffSource, type OpenOptions, type RasterInfo } from '../raster/geotiff.js';
+import type { Kernel } from '../raster/resample.js';
+import type { EncodeOptions, TileFormat } from '../tiles/codec.js';
+import type { RawTile } from '../tiles/merge.js';
+import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
+import { PMTilesWriter } from './pmtiles.js';
+import type { MergeTask, SubtreeTask, TaskResult } from './worker.js';
+import { WorkerPool } from './workers.js';
+
+export interface BuildOptions {
+  inputs: string[];
+  out: string;
+  bottom?: number;
+  top?: number;
+  format?: TileFormat;
+  interpolation?: Kernel;
+  quality?: number;
+  pngLevel?: number;
+  nodataColor?: number[];
+  bands?: number[];
+  workers?: number;
+  maxPixels?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface BuildResult {
+  descriptor: PyramidDescriptor;
+  tiles: number;
+  bytes: number;
+  seconds: number;
+}
+
+/** Footprint of a raster in Web Mercator, from its densified outline (latitudes clamped to the TMS). */
+export function footprint3857(info: RasterInfo): Bbox {
+  const toLonLat = transformer(info.crs, WGS84);
+  const g = info.geoTransform;
+  const steps = 32;
+  const pts = new Float64Array((steps + 1) * 4 * 2);
+  let k = 0;
+  for (let i = 0; i <= steps; i++) {
+    const f = i / steps;
+    for (const [c, r] of [
+      [f * info.width, 0],
+      [f * info.width, info.height],
+      [0, f * info.height],
+      [info.width, f * info.height],
+    ]) {
+      pts[k++] = g[0] + c * g[1] + r * g[2];
+      pts[k++] = g[3] + c * g[4] + r * g[5];
+    }
+  }
+  toLonLat.forwardArray(pts);
+  const b: Bbox = { minX: Infinity, minY: Infinity, maxX: -Infinity, maxY: -Infinity };
+  for (let i = 0; i < pts.length; i += 2) {
+    if (!Number.isFinite(pts[i]) || !Number.isFinite(pts[i + 1])) continue;
+    const [x, y] = lonLatToMercator(Math.max(-180, Math.min(180, pts[i])), pts[i + 1]);
+    b.minX = Math.min(b.minX, x);
+    b.maxX = Math.max(b.maxX, x);
+    b.minY = Math.min(b.minY, y);
+    b.maxY = Math.max(b.maxY, y);
+  }
+  if (!(b.minX < b.maxX && b.minY < b.maxY)) {
+    throw new TuileError('InvalidInput', `${info.path}: its extent does not project to Web Mercator`);
+  }
+  return b;
+}
+
+/** Resolution GDAL would suggest for the warped raster: same pixel count along the diagonal. */
+export function suggestedResolution(info: RasterInfo, b: Bbox): number {
+  return Math.hypot(b.maxX - b.minX, b.maxY - b.minY) / Math.hypot(info.width, info.height);
+}
+
+export function unionBbox(boxes: Bbox[]): Bbox {
+  return {
+    minX: Math.min(...boxes.map((b) => b.minX)),
+    minY: Math.min(...boxes.map((b) => b.minY)),
+    maxX: Math.max(...boxes.map((b) => b.maxX)),
+    maxY: Math.max(...boxes.map((b) => b.maxY)),
+  };
+}
+
+/** Morton (Z-order) interleave of x and y: sorting jobs by it makes siblings finish together. */
+export function morton(x: number, y: number): number {
+  let m = 0;
+  for (let b = 0; b < 26; b++) {
+    m += (((x >> b) & 1) * 2 ** (2 * b)) + (((y >> b) & 1) * 2 ** (2 * b + 1));
+  }
+  return m;
+}
+
+/**
+ * The level at which the work is cut into jobs: each job is a subtree of up to 8x8 bottom tiles, fewer
+ * when the bottom level is much coarser than the source (its source window must stay small).
+ */
+export function jobLevel(bottom: number, top: number, sourcePerTarget: number): number {
+  const maxSpan = 4096; // source pixels across one job
+  let depth = 3;
+  while (depth > 0 && 256 * 2 ** depth * sourcePerTarget > maxSpan) depth--;
+  return Math.max(top, bottom - depth);
+}
+
+export function planLevels(bbox: Bbox, top: number, bottom: number): (TileLimits | null)[] {
+  const limits: (TileLimits | null)[] = [];
+  for (let z = 0; z <= bottom; z++) limits.push(z < top ? null : (tileLimitsForBounds(PM, z, bbox) ?? null));
+  return limits;
+}
+
+async function prepareOut(out: string): Promise<void> {
+  try {
+    const s = await stat(out);
+    if (!s.isDirectory()) throw new TuileError('OutputError', `${out} exists and is not a folder`);
+    if ((await readdir(out)).length > 0) throw new TuileError('OutputError', `${out} exists and is not empty`);
+  } catch (err) {
+    if (err instanceof TuileError) throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new TuileError('OutputError', `${out}: ${errorMessage(err)}`);
+    }
+  }
+}
+
+async function writeFileSynced(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const format = opts.format ?? 'png';
+  const kernel = opts.interpolation ?? 'bilinear';
+  const openOpts: OpenOptions = { bands: opts.bands, maxPixels: opts.maxPixels };
+  const inputs = opts.inputs.map((p) => resolve(p));
+  if (inputs.length === 0) throw new TuileError('InvalidParameter', 'no input file');
+  const out = resolve(opts.out);
+  await prepareOut(out);
+
+  // Plan on the main thread from metadata only.
+  const infos: RasterInfo[] = [];
+  for (const p of inputs) {
+    const s = await GeoTiffSource.open(p, openOpts);
+    infos.push(s.info);
+    await s.close();
+  }
+  const boxes = infos.map(footprint3857);
+  const bbox = unionBbox(boxes);
+  const finest = Math.min(...infos.map((info, i) => suggestedResolution(info, boxes[i])));
+  const bottom = opts.bottom ?? levelForResolution(PM, finest);
+  const top = opts.top ?? 0;
+  if (!Number.isInteger(bottom) || bottom < 0 || bottom >= PM.levels.length) {
+    throw new TuileError('InvalidParameter', `bottom level ${bottom} is not a level of ${PM.id} (0-${PM.levels.length - 1})`);
+  }
+  if (!Number.isInteger(top) || top < 0 || top > bottom) {
+    throw new TuileError('InvalidParameter', `top level ${top} must be between 0 and the bottom level ${bottom}`);
+  }
+  const bands = Math.max(...infos.map((i) => i.bands));
+  const nodataColor = opts.nodataColor ?? new Array(bands).fill(format === 'jpg' ? 255 : 0);
+  const encode: EncodeOptions = { format, quality: opts.quality, pngLevel: opts.pngLevel, nodataColor };
+  const limits = planLevels(bbox, top, bottom);
+  const k = jobLevel(bottom, top, PM.levels[bottom].resolution / finest);
+  const kl = limits[k];
+  if (!kl) throw new TuileError('InvalidInput', 'the inputs cover no tile');
+  const jobs: { x: number; y: number }[] = [];
+  for (let y = kl.minY; y <= kl.maxY; y++) for (let x = kl.minX; x <= kl.maxX; x++) jobs.push({ x, y });
+  jobs.sort((a, b) => morton(a.x, a.y) - morton(b.x, b.y));
+  let total = 0;
+  for (let z = top; z <= bottom; z++) {
+    const l = limits[z];
+    if (l) total += (l.maxX - l.minX + 1) * (l.maxY - l.minY + 1);
+  }
+
+  // Build into a sibling temporary folder; publish with one rename (a crash leaves no half pyramid).
+  await mkdir(dirname(out), { recursive: true }).catch((err) => {
+    throw new TuileError('OutputError', `cannot create ${dirname(out)}: ${errorMessage(err)}`);
+  });
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`);
+  try {
+    await mkdir(tmp);
+  } catch (err) {
+    throw new TuileError('OutputError', `cannot write in ${dirname(out)}: ${errorMessage(err)}`);
+  }
+  const lonlat = (() => {
+    const [w, s] = mercatorToLonLat(bbox.minX, bbox.minY);
+    const [e, n] = mercatorToLonLat(bbox.maxX, bbox.maxY);
+    return { minX: w, minY: s, maxX: e, maxY: n };
+  })();
+  const pool = new WorkerPool(opts.workers);
+  let writer: PMTilesWriter | null = null;
+  try {
+    writer = await PMTilesWriter.create(join(tmp, ARCHIVE), {
+      tileType: format,
+      minZoom: top,
+      maxZoom: bottom,
+      bounds: [lonlat.minX, lonlat.minY, lonlat.maxX, lonlat.maxY],
+      center: [(lonlat.minX + lonlat.maxX) / 2, (lonlat.minY + lonlat.maxY) / 2, Math.max(top, bottom - 4)],
+      metadata: { name: basename(out), generator: 'tuile' },
+    });
+    const w = writer;
+    const present: (TileLimits | null)[] = limits.map(() => null);
+    const counts = limits.map(() => 0);
+    let bytes = 0;
+    let tilesWritten = 0;
+    let done = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const accept = (r: TaskResult, processed: number) => {
+      for (const t of r.tiles) {
+        const p = present[t.z];
+        present[t.z] = p
+          ? { z: t.z, minX: Math.min(p.minX, t.x), maxX: Math.max(p.maxX, t.x), minY: Math.min(p.minY, t.y), maxY: Math.max(p.maxY, t.y) }
+          : { z: t.z, minX: t.x, maxX: t.x, minY: t.y, maxY: t.y };
+        counts[t.z]++;
+        bytes += t.data.byteLength;
+        tilesWritten++;
+        writing = writing.then(() => w.addTile(t.z, t.x, t.y, t.data));
+      }
+      done += processed;
+      opts.onProgress?.(done, total);
+    };
+
+    // Levels above the job level: a parent is merged as soon as its children in limits have arrived.
+    const waiting = new Map<string, { kids: (RawTile | null)[]; left: number }>();
+    const merges: Promise<void>[] = [];
+    const childrenInLimits = (z: number, x: number, y: number): number => {
+      const l = limits[z + 1]!;
+      let n = 0;
+      for (let q = 0; q < 4; q++) {
+        const cx = 2 * x + (q & 1);
+        const cy = 2 * y + (q >> 1);
+        if (cx >= l.minX && cx <= l.maxX && cy >= l.minY && cy <= l.maxY) n++;
+      }
+      return n;
+    };
+    const arrived = (z: number, x: number, y: number, raw: RawTile | null) => {
+      if (z === top) return;
+      const px = x >> 1;
+      const py = y >> 1;
+      const key = `${z - 1}/${px}/${py}`;
+      let e = waiting.get(key);
+      if (!e) {
+        e = { kids: [null, null, null, null], left: childrenInLimits(z - 1, px, py) };
+        waiting.set(key, e);
+      }
+      e.kids[(x & 1) + 2 * (y & 1)] = raw;
+      if (--e.left > 0) return;
+      waiting.delete(key);
+      const task: MergeTask = { kind: 'merge', tile: { z: z - 1, x: px, y: py }, children: e.kids, bands, encode };
+      const transfer = e.kids.flatMap((c) => (c ? [c.data.buffer as ArrayBuffer, c.alpha.buffer as ArrayBuffer] : []));
+      const m = pool.run<TaskResult>(task, transfer, true).then((r) => {
+        accept(r, 1);
+        arrived(z - 1, px, py, r.top);
+      });
+      m.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+      merges.push(m);
+    };
+
+    const perJob = (z: number, x: number, y: number): number => {
+      let n = 0;
+      for (let zz = z; zz <= bottom; zz++) {
+        const l = limits[zz]!;
+        const s = zz - z;
+        const x0 = Math.max(l.minX, x << s);
+        const x1 = Math.min(l.maxX, ((x + 1) << s) - 1);
+        const y0 = Math.max(l.minY, y << s);
+        const y1 = Math.min(l.maxY, ((y + 1) << s) - 1);
+        if (x1 >= x0 && y1 >= y0) n += (x1 - x0 + 1) * (y1 - y0 + 1);
+      }
+      return n;
+    };
+    // Bounded in-flight jobs keep memory flat whatever the size of the input.
+    const maxInFlight = pool.size * 2;
+    const inFlight = new Set<Promise<void>>();
+    let failure: { err: unknown } | null = null;
+    for (const j of jobs) {
+      while (inFlight.size >= maxInFlight && !failure) await Promise.race(inFlight);
+      if (failure) break;
+      const task: SubtreeTask = {
+        kind: 'subtree',
+        sources: inputs,
+        open: openOpts,
+        job: { z: k, x: j.x, y: j.y },
+        bottom,
+        limits,
+        kernel,
+        bands,
+        encode,
+      };
+      const p: Promise<void> = pool.run<TaskResult>(task).then((r) => {
+        accept(r, perJob(k, j.x, j.y));
+        arrived(k, j.x, j.y, r.top);
+      });
+      const tracked: Promise<void> = p
+        .catch((err) => {
+          failure ??= { err };
+        })
+        .finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+    }
+    await Promise.all(inFlight);
+    if (failure) throw (failure as { err: unknown }).err;
+    // merges can add merges: wait until the list stops growing
+    for (let i = 0; i < merges.length; i++) await merges[i];
+    await writing;
+
+    const levels: LevelInfo[] = [];
+    for (let z = top; z <= bottom; z++) {
+      const p = present[z];
+      if (p) levels.push({ id: String(z), limits: p, tiles: counts[z] });
+    }
+    const stats = await w.finish();
+    writer = null;
+    const seconds = (Date.now() - started) / 1000;
+    const descriptor: PyramidDescriptor = {
+      format: 'tuile-pyramid',
+      version: 1,
+      id: randomUUID(),
+      tms: PM.id,
+      tileSize: PM.tileSize,
+      tileFormat: format,
+      bands,
+      nodata: nodataColor,
+      interpolation: kernel,
+      quality: format === 'png' ? undefined : (opts.quality ?? 85),
+      bottom,
+      top,
+      levels,
+      bbox,
+      bboxLonLat: lonlat,
+      parents: [],
+      sources: inputs.map((p) => basename(p)),
+      created: new Date().toISOString(),
+      stats: { tiles: tilesWritten, bytes: stats.bytes, seconds },
+    };
+    await writeFileSynced(join(tmp, DESCRIPTOR), JSON.stringify(descriptor, null, 2) + '\n');
+    await rm(out, { recursive: true, force: true }); // prepareOut made sure it is absent or empty
+    await rename(tmp, out);
+    return { descriptor, tiles: tilesWritten, bytes: stats.bytes, seconds };
+  } catch (err) {
+    await writer?.abort().catch(() => {});
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  } finally {
+    await pool.close();
+  }
+}

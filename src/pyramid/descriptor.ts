@@ -1,0 +1,65 @@
+// pyramid.json: what a pyramid folder holds (levels with tile limits, format, bands, nodata, extent,
+// parent chain) and its atomic reading and writing.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TuileError, errorMessage } from '../errors.js';
+import type { Bbox, TileLimits } from '../geo/tms.js';
+import type { TileFormat } from '../tiles/codec.js';
+import type { Kernel } from '../raster/resample.js';
+
+export const DESCRIPTOR = 'pyramid.json';
+export const ARCHIVE = 'tiles.pmtiles';
+
+export interface LevelInfo {
+  id: string;
+  /** Tile index ranges of the tiles present at this level in the whole chain (y from the top). */
+  limits: TileLimits;
+  /** Tiles stored in this pyramid's own archive at this level. */
+  tiles: number;
+}
+
+export interface PyramidDescriptor {
+  format: 'tuile-pyramid';
+  version: 1;
+  id: string;
+  tms: string;
+  tileSize: number;
+  tileFormat: TileFormat;
+  /** Colour bands of the tiles: 1 grey or 3 RGB (png/webp add alpha where there is nodata). */
+  bands: number;
+  /** Colour under nodata in jpeg tiles, one value per band. */
+  nodata: number[];
+  interpolation: Kernel;
+  quality?: number;
+  bottom: number;
+  top: number;
+  levels: LevelInfo[];
+  /** Extent in the TMS CRS and in WGS84 (lon/lat). */
+  bbox: Bbox;
+  bboxLonLat: Bbox;
+  /** Parent pyramid folders, nearest first (read-through chain). */
+  parents: { id: string; path: string }[];
+  sources: string[];
+  created: string;
+  stats: { tiles: number; bytes: number; seconds: number };
+}
+
+export async function readDescriptor(dir: string): Promise<PyramidDescriptor> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, DESCRIPTOR), 'utf8');
+  } catch (err) {
+    throw new TuileError('NotFound', `${dir}: not a pyramid folder (${errorMessage(err)})`);
+  }
+  let d: PyramidDescriptor;
+  try {
+    d = JSON.parse(text) as PyramidDescriptor;
+  } catch (err) {
+    throw new TuileError('InvalidInput', `${dir}/${DESCRIPTOR}: invalid JSON (${errorMessage(err)})`);
+  }
+  if (d.format !== 'tuile-pyramid' || d.version !== 1) {
+    throw new TuileError('InvalidInput', `${dir}/${DESCRIPTOR}: not a tuile pyramid descriptor`);
+  }
+  return d;
+}
