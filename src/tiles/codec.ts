@@ -84,13 +84,14 @@ export async function encodeTile(t: RawTile, opts: EncodeOptions): Promise<Uint8
 export async function decodeTile(buf: Uint8Array): Promise<RawTile> {
   const img = sharp(buf);
   const meta = await img.metadata();
-  // libvips converts to sRGB on output unless told to keep grey
-  if (meta.channels !== undefined && meta.channels <= 2) img.toColourspace('b-w');
+  // libvips converts to sRGB on output unless told to keep grey (and its 'b-w' drops an alpha channel:
+  // grey + alpha comes out as RGBA, of which we keep one colour channel)
+  if (meta.channels === 1) img.toColourspace('b-w');
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
   const n = info.width * info.height;
   const ch = info.channels;
   const hasAlpha = ch === 2 || ch === 4;
-  const bands = hasAlpha ? ch - 1 : ch;
+  const bands = meta.channels === 2 ? 1 : hasAlpha ? ch - 1 : ch;
   const out: RawTile = {
     width: info.width,
     height: info.height,
@@ -104,7 +105,7 @@ export async function decodeTile(buf: Uint8Array): Promise<RawTile> {
   }
   for (let i = 0; i < n; i++) {
     for (let b = 0; b < bands; b++) out.data[i * bands + b] = data[i * ch + b];
-    out.alpha[i] = data[i * ch + bands];
+    out.alpha[i] = data[i * ch + ch - 1];
   }
   return out;
 }

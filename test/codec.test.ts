@@ -1,0 +1,48 @@
+// Tile codecs: raw tiles survive png exactly in every band layout; jpeg keeps grey grey and paints
+// nodata in the nodata colour; webp keeps transparency.
+import { describe, expect, it } from 'vitest';
+import { decodeTile, encodeTile } from '../src/tiles/codec.js';
+import type { RawTile } from '../src/tiles/merge.js';
+
+function pattern(bands: number, withHoles: boolean): RawTile {
+  const n = 256 * 256;
+  const t: RawTile = { width: 256, height: 256, bands, data: new Uint8Array(n * bands), alpha: new Uint8Array(n).fill(255) };
+  for (let i = 0; i < n; i++) {
+    for (let b = 0; b < bands; b++) t.data[i * bands + b] = (i * (b + 3) + (i >> 8) * 7) & 255;
+    if (withHoles && (i & 255) < 64) {
+      t.alpha[i] = 0;
+      for (let b = 0; b < bands; b++) t.data[i * bands + b] = 0;
+    }
+  }
+  return t;
+}
+
+describe('tile codecs', () => {
+  for (const bands of [1, 3]) {
+    for (const holes of [false, true]) {
+      it(`png round-trips ${bands} band(s) ${holes ? 'with' : 'without'} transparency exactly`, async () => {
+        const t = pattern(bands, holes);
+        const back = await decodeTile(await encodeTile(t, { format: 'png' }));
+        expect(back.bands).toBe(bands);
+        expect(Buffer.from(back.alpha).equals(Buffer.from(t.alpha))).toBe(true);
+        expect(Buffer.from(back.data).equals(Buffer.from(t.data))).toBe(true);
+      });
+    }
+  }
+
+  it('jpeg keeps one band for grey and paints nodata in the nodata colour', async () => {
+    const t = pattern(1, true);
+    t.data.fill(40);
+    const back = await decodeTile(await encodeTile(t, { format: 'jpg', nodataColor: [250], quality: 95 }));
+    expect(back.bands).toBe(1);
+    expect(back.alpha.every((a) => a === 255)).toBe(true);
+    expect(Math.abs(back.data[10] - 250)).toBeLessThan(4); // a hole
+    expect(Math.abs(back.data[200] - 40)).toBeLessThan(4); // data
+  });
+
+  it('webp keeps transparency', async () => {
+    const back = await decodeTile(await encodeTile(pattern(3, true), { format: 'webp' }));
+    expect(back.alpha[10]).toBe(0);
+    expect(back.alpha[200]).toBe(255);
+  });
+});
