@@ -33,7 +33,7 @@ export class WorkerPool {
 
   private spawn(): void {
     // workerData must be an object: geotiff pulls in `web-worker`, which reads workerData.mod in any thread
-    const worker = new Worker(WORKER_URL, { execArgv: fromSource ? ['--import', 'tsx'] : [], workerData: {} });
+    const worker = new Worker(WORKER_URL, { execArgv: fromSource ? ['--import', 'tsx'] : process.execArgv, workerData: {} });
     const slot: Slot = { worker, job: null };
     worker.on('message', (m: { ok: boolean; result?: unknown; error?: { code?: string; message: string } }) => {
       const job = slot.job;
