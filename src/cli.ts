@@ -4,7 +4,9 @@
 import { parseArgs } from 'node:util';
 import { TuileError, errorMessage } from './errors.js';
 import { buildPyramid } from './pyramid/build.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { loadConfig } from './config.js';
+import { start } from './main.js';
 import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles.js';
 import { parseFormat } from './tiles/codec.js';
@@ -14,7 +16,8 @@ const USAGE = `usage:
   tuile build <input.tif>... --out DIR [--bottom N] [--top N] [--compression jpg|png|webp]
               [--interpolation nn|linear|bicubic|lanczos] [--quality Q] [--png-level L]
               [--nodata V[,V,V]] [--bands B[,B,B]] [--workers N] [--quiet]
-  tuile inspect DIR [--json]`;
+  tuile inspect DIR [--json]
+  tuile serve [--layer NAME=DIR]... [--port N]   (without --layer: the pyramids of the data folder)`;
 
 const KERNELS: Record<string, Kernel> = {
   nn: 'nearest',
@@ -128,6 +131,18 @@ async function inspect(args: string[]): Promise<void> {
   console.log(lines.join('\n'));
 }
 
+async function serveCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { layer: { type: 'string', multiple: true }, port: { type: 'string' } } });
+  const cfg = loadConfig();
+  if (values.port !== undefined) cfg.port = intOption(values.port, 'port', 0, 65535)!;
+  const layers = values.layer?.map((l) => {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new TuileError('InvalidParameter', `--layer takes NAME=DIR, not '${l}'`);
+    return { name: l.slice(0, i), dir: resolve(l.slice(i + 1)) };
+  });
+  await start(cfg, { layers });
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -135,6 +150,8 @@ async function main(argv: string[]): Promise<void> {
       return build(rest);
     case 'inspect':
       return inspect(rest);
+    case 'serve':
+      return serveCommand(rest);
     case undefined:
     case '-h':
     case '--help':

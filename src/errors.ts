@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'UnsupportedRaster' // sample format, band count, ... we cannot handle
   | 'InvalidParameter'
   | 'NotFound'
+  | 'OutOfRange' // a tile outside the layer's levels or limits
   | 'Conflict'
   | 'OutputError' // cannot write the output
   | 'Internal';

@@ -32,8 +32,14 @@ export class WorkerPool {
   }
 
   private spawn(): void {
-    // workerData must be an object: geotiff pulls in `web-worker`, which reads workerData.mod in any thread
-    const worker = new Worker(WORKER_URL, { execArgv: fromSource ? ['--import', 'tsx'] : process.execArgv, workerData: {} });
+    // workerData must be an object: geotiff pulls in `web-worker`, which reads workerData.mod in any thread.
+    // From .ts sources (tests), Node 20 workers take no --import: register tsx in the worker, then load.
+    const worker = fromSource
+      ? new Worker(
+          `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`,
+          { eval: true, workerData: {} },
+        )
+      : new Worker(WORKER_URL, { execArgv: process.execArgv, workerData: {} });
     const slot: Slot = { worker, job: null };
     worker.on('message', (m: { ok: boolean; result?: unknown; error?: { code?: string; message: string } }) => {
       const job = slot.job;

@@ -1,0 +1,47 @@
+// The HTTP application: one Hono app with a sub-app per protocol, CORS, compression of documents,
+// request metrics, /health and /metrics.
+
+import { Hono } from 'hono';
+import { compress } from 'hono/compress';
+import { cors } from 'hono/cors';
+import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
+import type { ServerContext } from './protocols/tile.js';
+import { tmsRoutes } from './protocols/tms.js';
+import { xyzRoutes } from './protocols/xyz.js';
+import { wmtsRoutes } from './protocols/wmts.js';
+import { ogcapiRoutes } from './protocols/ogcapi.js';
+import { viewerRoutes } from './protocols/viewer.js';
+
+export interface AppOptions {
+  /** metrics of every serving process (cluster); defaults to this process only */
+  collectMetrics?: () => Promise<MetricsSnapshot[]>;
+}
+
+export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
+  const app = new Hono();
+  app.use('*', async (c, next) => {
+    await next();
+    // the matched route pattern, not the URL: bounded label values
+    ctx.metrics.request(c.req.routePath || 'unmatched', c.res.status);
+  });
+  app.use('*', cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'OPTIONS'], exposeHeaders: ['ETag', 'Content-Length'] }));
+  app.use('*', compress());
+
+  app.get('/health', (c) => c.json({ status: 'ok', layers: ctx.holder.current.layers.size, generation: ctx.holder.current.generation }));
+  app.get('/metrics', async (c) => {
+    const list = opts.collectMetrics ? await opts.collectMetrics() : [ctx.metrics.snapshot()];
+    return c.text(renderPrometheus(mergeSnapshots(list), list.length), 200, { 'Content-Type': 'text/plain; version=0.0.4' });
+  });
+
+  app.route('/wmts', wmtsRoutes(ctx));
+  app.route('/tms', tmsRoutes(ctx));
+  app.route('/tiles', xyzRoutes(ctx));
+  app.route('/ogcapi', ogcapiRoutes(ctx));
+  app.route('/', viewerRoutes(ctx));
+  app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
+  app.onError((err, c) => {
+    console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+    return c.json({ error: 'internal_error', error_description: [err.message] }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,84 @@
+// Configuration: the environment, over an optional JSON file (TUILE_CONFIG), over defaults (DESIGN 10).
+// The one module that reads process.env for settings.
+
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { TuileError, errorMessage } from './errors.js';
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  adminToken?: string;
+  demo: boolean;
+  cacheMB: number;
+  workers: number;
+  publicUrl?: string;
+  /** max-age of tiles in Cache-Control */
+  tileMaxAge: number;
+}
+
+const DEFAULTS: Config = {
+  port: 8080,
+  host: '0.0.0.0',
+  dataDir: './data',
+  demo: true,
+  cacheMB: 256,
+  workers: availableParallelism(),
+  tileMaxAge: 3600,
+};
+
+const VARS: Record<string, keyof Config> = {
+  PORT: 'port',
+  HOST: 'host',
+  TUILE_DATA_DIR: 'dataDir',
+  TUILE_ADMIN_TOKEN: 'adminToken',
+  TUILE_DEMO: 'demo',
+  TUILE_CACHE_MB: 'cacheMB',
+  TUILE_WORKERS: 'workers',
+  TUILE_PUBLIC_URL: 'publicUrl',
+  TUILE_TILE_MAX_AGE: 'tileMaxAge',
+};
+
+function coerce(key: keyof Config, v: unknown, from: string): unknown {
+  switch (key) {
+    case 'port':
+    case 'cacheMB':
+    case 'workers':
+    case 'tileMaxAge': {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < (key === 'port' || key === 'tileMaxAge' ? 0 : 1) || n > (key === 'port' ? 65535 : 1e6)) {
+        throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
+      }
+      return n;
+    }
+    case 'demo':
+      return !(v === false || v === 0 || v === '0' || v === 'false' || v === 'no');
+    default:
+      return String(v);
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const cfg: Config = { ...DEFAULTS };
+  if (env.TUILE_CONFIG) {
+    let file: Record<string, unknown>;
+    try {
+      file = JSON.parse(readFileSync(env.TUILE_CONFIG, 'utf8'));
+    } catch (err) {
+      throw new TuileError('InvalidParameter', `TUILE_CONFIG ${env.TUILE_CONFIG}: ${errorMessage(err)}`);
+    }
+    for (const [k, v] of Object.entries(file)) {
+      if (!(k in DEFAULTS) && k !== 'adminToken' && k !== 'publicUrl') throw new TuileError('InvalidParameter', `TUILE_CONFIG: unknown setting '${k}'`);
+      (cfg as unknown as Record<string, unknown>)[k] = coerce(k as keyof Config, v, `TUILE_CONFIG ${k}`);
+    }
+  }
+  for (const [name, key] of Object.entries(VARS)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') (cfg as unknown as Record<string, unknown>)[key] = coerce(key, v, name);
+  }
+  cfg.dataDir = resolve(cfg.dataDir);
+  if (cfg.publicUrl) cfg.publicUrl = cfg.publicUrl.replace(/\/+$/, '');
+  return cfg;
+}

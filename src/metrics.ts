@@ -1,0 +1,82 @@
+// Prometheus metrics of one process (requests by route and status, tile latency histogram, cache
+// figures) as a mergeable snapshot, so that the primary process can sum its workers'.
+
+import type { CacheStats } from './cache.js';
+
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+export interface MetricsSnapshot {
+  requests: Record<string, number>; // "route status" -> count
+  tileLatency: { buckets: number[]; count: number; sum: number };
+  cache: CacheStats;
+}
+
+export class Metrics {
+  private readonly requests = new Map<string, number>();
+  private readonly buckets = new Array(LATENCY_BUCKETS.length).fill(0);
+  private count = 0;
+  private sum = 0;
+
+  constructor(private readonly cacheStats: () => CacheStats) {}
+
+  request(route: string, status: number): void {
+    const k = `${route} ${status}`;
+    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
+  }
+
+  tile(seconds: number): void {
+    this.count++;
+    this.sum += seconds;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) this.buckets[i]++;
+  }
+
+  snapshot(): MetricsSnapshot {
+    return {
+      requests: Object.fromEntries(this.requests),
+      tileLatency: { buckets: [...this.buckets], count: this.count, sum: this.sum },
+      cache: this.cacheStats(),
+    };
+  }
+}
+
+export function mergeSnapshots(list: MetricsSnapshot[]): MetricsSnapshot {
+  const out: MetricsSnapshot = {
+    requests: {},
+    tileLatency: { buckets: new Array(LATENCY_BUCKETS.length).fill(0), count: 0, sum: 0 },
+    cache: { hits: 0, misses: 0, loads: 0, bytes: 0, entries: 0, maxBytes: 0 },
+  };
+  for (const s of list) {
+    for (const [k, v] of Object.entries(s.requests)) out.requests[k] = (out.requests[k] ?? 0) + v;
+    s.tileLatency.buckets.forEach((v, i) => (out.tileLatency.buckets[i] += v));
+    out.tileLatency.count += s.tileLatency.count;
+    out.tileLatency.sum += s.tileLatency.sum;
+    for (const k of Object.keys(out.cache) as (keyof CacheStats)[]) out.cache[k] += s.cache[k];
+  }
+  return out;
+}
+
+function label(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+export function renderPrometheus(s: MetricsSnapshot, processes: number): string {
+  const lines: string[] = [];
+  lines.push('# HELP tuile_http_requests_total HTTP requests by route and status.', '# TYPE tuile_http_requests_total counter');
+  for (const [k, v] of Object.entries(s.requests).sort()) {
+    const i = k.lastIndexOf(' ');
+    lines.push(`tuile_http_requests_total{route="${label(k.slice(0, i))}",status="${k.slice(i + 1)}"} ${v}`);
+  }
+  lines.push('# HELP tuile_tile_seconds Time to answer a tile request.', '# TYPE tuile_tile_seconds histogram');
+  LATENCY_BUCKETS.forEach((b, i) => lines.push(`tuile_tile_seconds_bucket{le="${b}"} ${s.tileLatency.buckets[i]}`));
+  lines.push(`tuile_tile_seconds_bucket{le="+Inf"} ${s.tileLatency.count}`);
+  lines.push(`tuile_tile_seconds_sum ${s.tileLatency.sum}`, `tuile_tile_seconds_count ${s.tileLatency.count}`);
+  const c = s.cache;
+  lines.push('# HELP tuile_cache_hits_total Tile cache hits.', '# TYPE tuile_cache_hits_total counter', `tuile_cache_hits_total ${c.hits}`);
+  lines.push('# HELP tuile_cache_misses_total Tile cache misses.', '# TYPE tuile_cache_misses_total counter', `tuile_cache_misses_total ${c.misses}`);
+  lines.push('# HELP tuile_cache_loads_total Archive reads made for cache misses.', '# TYPE tuile_cache_loads_total counter', `tuile_cache_loads_total ${c.loads}`);
+  lines.push('# HELP tuile_cache_bytes Bytes held by the tile caches.', '# TYPE tuile_cache_bytes gauge', `tuile_cache_bytes ${c.bytes}`);
+  lines.push('# HELP tuile_cache_entries Tiles held by the tile caches.', '# TYPE tuile_cache_entries gauge', `tuile_cache_entries ${c.entries}`);
+  lines.push('# HELP tuile_cache_max_bytes Budget of the tile caches.', '# TYPE tuile_cache_max_bytes gauge', `tuile_cache_max_bytes ${c.maxBytes}`);
+  lines.push('# HELP tuile_processes Serving processes summed here.', '# TYPE tuile_processes gauge', `tuile_processes ${processes}`);
+  return lines.join('\n') + '\n';
+}

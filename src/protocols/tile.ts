@@ -1,0 +1,100 @@
+// The GetTile shared by every protocol: layer and level lookup, limits, read through the cache, blank tile
+// inside the limits, and the HTTP side (ETag/304, Cache-Control, HEAD). Protocols only parse and render errors.
+
+import { TileCache } from '../cache.js';
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import { TuileError } from '../errors.js';
+import type { TileLimits } from '../geo/tms.js';
+import type { Layer, RegistryHolder } from '../registry.js';
+import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
+
+export interface ServedTile {
+  data: Uint8Array;
+  etag: string;
+  mime: string;
+  blank: boolean;
+}
+
+export function levelOf(layer: Layer, z: number): TileLimits | undefined {
+  return layer.levels.find((l) => l.z === z);
+}
+
+/**
+ * The tile {z, x, y} (y from the top) of a layer. Throws OutOfRange outside its levels or limits, with
+ * the allowed range in the message; inside them, a tile with no data is the layer's blank tile.
+ */
+export async function readTile(cache: TileCache, layer: Layer, z: number, x: number, y: number): Promise<ServedTile> {
+  const level = levelOf(layer, z);
+  if (!level) {
+    const zs = layer.levels.map((l) => l.z);
+    throw new TuileError('OutOfRange', `level ${z} is not served by layer ${layer.name} (levels ${Math.min(...zs)} to ${Math.max(...zs)})`);
+  }
+  if (x < level.minX || x > level.maxX || y < level.minY || y > level.maxY) {
+    throw new TuileError(
+      'OutOfRange',
+      `tile ${z}/${x}/${y} is outside layer ${layer.name} at level ${z} (columns ${level.minX}-${level.maxX}, rows ${level.minY}-${level.maxY})`,
+    );
+  }
+  const chain = layer.chain;
+  const holder = chain.locate(z, x, y);
+  const mime = FORMATS[layer.format].mime;
+  if (holder) {
+    const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile(z, x, y))?.data ?? null);
+    if (data) return { data, etag: `"${holder}-${z}-${x}-${y}"`, mime, blank: false };
+  }
+  return {
+    data: await blankImage(layer.format, layer.bands, layer.nodata),
+    etag: `"blank-${layer.format}-${layer.bands}-${layer.nodata.join('.')}"`,
+    mime,
+    blank: true,
+  };
+}
+
+export function formatFromExtension(ext: string): TileFormat | undefined {
+  const e = ext.toLowerCase();
+  if (e === 'jpg' || e === 'jpeg') return 'jpg';
+  if (e === 'png' || e === 'webp') return e;
+  return undefined;
+}
+
+/** The HTTP answer for a tile: 304 when the client has it, no body for HEAD. */
+export function tileResponse(req: Request, tile: ServedTile, maxAge: number): Response {
+  const headers = new Headers({
+    'Content-Type': tile.mime,
+    ETag: tile.etag,
+    'Cache-Control': `public, max-age=${maxAge}`,
+  });
+  const inm = req.headers.get('If-None-Match');
+  if (inm && inm.split(',').some((t) => t.trim() === tile.etag || t.trim() === '*')) {
+    return new Response(null, { status: 304, headers });
+  }
+  headers.set('Content-Length', String(tile.data.byteLength));
+  return new Response(req.method === 'HEAD' ? null : (tile.data as Uint8Array<ArrayBuffer>), { status: 200, headers });
+}
+
+/** What every protocol handler needs: the live registry, the tile cache, settings and metrics. */
+export interface ServerContext {
+  config: Config;
+  holder: RegistryHolder;
+  cache: TileCache;
+  metrics: Metrics;
+}
+
+/** Base URL written into capabilities and links: the configured public URL, else the request's own. */
+export function baseUrl(ctx: ServerContext, req: Request): string {
+  if (ctx.config.publicUrl) return ctx.config.publicUrl;
+  const u = new URL(req.url);
+  const proto = req.headers.get('X-Forwarded-Proto')?.split(',')[0].trim() || u.protocol.replace(':', '');
+  const host = req.headers.get('X-Forwarded-Host')?.split(',')[0].trim() || req.headers.get('Host') || u.host;
+  return `${proto}://${host}`;
+}
+
+/** Serves a tile with timing, for the protocols' GetTile handlers. */
+export async function serveTile(ctx: ServerContext, req: Request, layer: Layer, z: number, x: number, y: number): Promise<Response> {
+  const t0 = performance.now();
+  const tile = await readTile(ctx.cache, layer, z, x, y);
+  const res = tileResponse(req, tile, ctx.config.tileMaxAge);
+  ctx.metrics.tile((performance.now() - t0) / 1000);
+  return res;
+}

@@ -1,0 +1,100 @@
+// TMS 1.0.0 (OSGeo Tile Map Service Specification): TileMapService, TileMap, and tiles with rows counted
+// from the bottom. Errors: 404 outside a layer's limits, an XML TileMapServerError otherwise.
+
+import { XMLBuilder } from 'fast-xml-parser';
+import { Hono } from 'hono';
+import { TuileError } from '../errors.js';
+import { flipY } from '../geo/tms.js';
+import type { Layer } from '../registry.js';
+import { FORMATS } from '../tiles/codec.js';
+import { baseUrl, formatFromExtension, serveTile, type ServerContext } from './tile.js';
+
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true });
+const INDEX = /^(0|[1-9]\d{0,8})$/;
+const XML = { 'Content-Type': 'application/xml; charset=utf-8' };
+
+function doc(root: Record<string, unknown>): string {
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build(root);
+}
+
+function error(message: string, status: 400 | 404): Response {
+  return new Response(doc({ TileMapServerError: { Message: message } }), { status, headers: XML });
+}
+
+function tileMap(base: string, layer: Layer): string {
+  const f = FORMATS[layer.format];
+  const b = layer.chain.descriptor.bbox;
+  const tms = layer.tms;
+  return doc({
+    TileMap: {
+      '@version': '1.0.0',
+      '@tilemapservice': `${base}/tms/1.0.0/`,
+      Title: layer.title,
+      Abstract: layer.abstract,
+      SRS: tms.crs,
+      BoundingBox: { '@minx': b.minX, '@miny': b.minY, '@maxx': b.maxX, '@maxy': b.maxY },
+      Origin: { '@x': tms.extent.minX, '@y': tms.extent.minY },
+      TileFormat: { '@width': tms.tileSize, '@height': tms.tileSize, '@mime-type': f.mime, '@extension': f.ext },
+      TileSets: {
+        '@profile': 'global-mercator',
+        TileSet: layer.levels.map((l) => ({
+          '@href': `${base}/tms/1.0.0/${encodeURIComponent(layer.name)}/${l.z}`,
+          '@units-per-pixel': tms.levels[l.z].resolution,
+          '@order': l.z,
+        })),
+      },
+    },
+  });
+}
+
+export function tmsRoutes(ctx: ServerContext): Hono {
+  const app = new Hono();
+  const service = (req: Request) => {
+    const base = baseUrl(ctx, req);
+    return doc({
+      TileMapService: {
+        '@version': '1.0.0',
+        '@services': `${base}/tms/`,
+        Title: 'tuile',
+        Abstract: 'Raster tile pyramids',
+        TileMaps: {
+          TileMap: ctx.holder.current.visible().map((l) => ({
+            '@title': l.title,
+            '@srs': l.tms.crs,
+            '@profile': 'global-mercator',
+            '@href': `${base}/tms/1.0.0/${encodeURIComponent(l.name)}`,
+          })),
+        },
+      },
+    });
+  };
+  app.get('/', (c) =>
+    c.body(doc({ Services: { TileMapService: { '@title': 'tuile', '@version': '1.0.0', '@href': `${baseUrl(ctx, c.req.raw)}/tms/1.0.0/` } } }), 200, XML),
+  );
+  app.get('/1.0.0', (c) => c.body(service(c.req.raw), 200, XML));
+  app.get('/1.0.0/', (c) => c.body(service(c.req.raw), 200, XML));
+  app.get('/1.0.0/:layer', (c) => {
+    const layer = ctx.holder.current.get(c.req.param('layer'));
+    if (!layer || !layer.available) return error(`no layer '${c.req.param('layer')}'`, 404);
+    return c.body(tileMap(baseUrl(ctx, c.req.raw), layer), 200, XML);
+  });
+  app.get('/1.0.0/:layer/:z/:x/:file', async (c) => {
+    const { layer: name, z, x, file } = c.req.param();
+    const layer = ctx.holder.current.get(name);
+    if (!layer || !layer.available) return error(`no layer '${name}'`, 404);
+    const m = /^(\d+)\.(\w+)$/.exec(file);
+    if (!m || !INDEX.test(z) || !INDEX.test(x) || !INDEX.test(m[1])) return error('expected /tms/1.0.0/{layer}/{z}/{x}/{y}.{ext} with non-negative integers', 400);
+    if (formatFromExtension(m[2]) !== layer.format) return error(`layer '${name}' serves .${FORMATS[layer.format].ext} tiles`, 404);
+    const zi = Number(z);
+    if (zi >= layer.tms.levels.length) return error(`level ${zi} does not exist`, 404);
+    const row = Number(m[1]);
+    if (row >= layer.tms.levels[zi].matrixHeight) return error(`row ${row} does not exist at level ${zi}`, 404);
+    try {
+      return await serveTile(ctx, c.req.raw, layer, zi, Number(x), flipY(layer.tms, zi, row));
+    } catch (err) {
+      if (err instanceof TuileError && err.code === 'OutOfRange') return error(err.message, 404);
+      throw err;
+    }
+  });
+  return app;
+}

@@ -1,0 +1,78 @@
+// An opened pyramid and its parent chain: tile lookups go through in-memory archive indexes, nearest
+// pyramid first, so a tile absent from an update is read from the pyramid it was built on (DESIGN 5).
+
+import { isAbsolute, join, resolve } from 'node:path';
+import { TuileError } from '../errors.js';
+import { ARCHIVE, readDescriptor, type PyramidDescriptor } from './descriptor.js';
+import { PMTilesReader } from './pmtiles.js';
+
+export interface TileHit {
+  /** id of the pyramid of the chain that holds the tile */
+  pyramidId: string;
+  data: Uint8Array;
+}
+
+export class PyramidChain {
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly descriptor: PyramidDescriptor,
+    /** this pyramid first, then its parents, nearest first */
+    private readonly members: { id: string; reader: PMTilesReader }[],
+  ) {}
+
+  get id(): string {
+    return this.descriptor.id;
+  }
+
+  static resolveDir(dir: string): string {
+    return resolve(dir);
+  }
+
+  /** Opens a pyramid folder and every parent its descriptor names, checking that each one opens. */
+  static async open(dir: string): Promise<PyramidChain> {
+    const root = PyramidChain.resolveDir(dir);
+    const descriptor = await readDescriptor(root);
+    const members: { id: string; reader: PMTilesReader }[] = [];
+    try {
+      members.push({ id: descriptor.id, reader: await PMTilesReader.open(join(root, ARCHIVE)) });
+      for (const p of descriptor.parents) {
+        const pdir = isAbsolute(p.path) ? p.path : resolve(root, p.path);
+        const pd = await readDescriptor(pdir);
+        if (pd.id !== p.id) throw new TuileError('InvalidInput', `${root}: parent ${pdir} is pyramid ${pd.id}, not ${p.id}`);
+        members.push({ id: pd.id, reader: await PMTilesReader.open(join(pdir, ARCHIVE)) });
+      }
+    } catch (err) {
+      await Promise.all(members.map((m) => m.reader.close()));
+      throw err;
+    }
+    return new PyramidChain(root, descriptor, members);
+  }
+
+  /** Which pyramid of the chain holds a tile (in memory, no I/O); undefined when none does. */
+  locate(z: number, x: number, y: number): string | undefined {
+    for (const m of this.members) if (m.reader.has(z, x, y)) return m.id;
+    return undefined;
+  }
+
+  async getTile(z: number, x: number, y: number): Promise<TileHit | undefined> {
+    for (const m of this.members) {
+      if (m.reader.has(z, x, y)) {
+        const data = await m.reader.getTile(z, x, y);
+        if (data) return { pyramidId: m.id, data };
+      }
+    }
+    return undefined;
+  }
+
+  get chainIds(): string[] {
+    return this.members.map((m) => m.id);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.members.map((m) => m.reader.close()));
+  }
+}
