@@ -17,6 +17,22 @@ export interface AppOptions {
   collectMetrics?: () => Promise<MetricsSnapshot[]>;
 }
 
+const TILE_PATHS = [
+  /^\/tiles\/[^/]+\/\d+\/\d+\/[^/]+$/,
+  /^\/tms\/1\.0\.0\/[^/]+\/\d+\/\d+\/[^/]+$/,
+  /^\/wmts\/1\.0\.0\/[^/]+\/[^/]+\/[^/]+\/[^/]+\/\d+\/\d+\.\w+$/,
+  /^\/ogcapi\/collections\/[^/]+\/map\/tiles\/[^/]+\/[^/]+\/\d+\/\d+$/,
+];
+
+/** Whether a URL asks for a tile image (any protocol), from its form alone. */
+export function isTileRequest(url: string): boolean {
+  const start = url.indexOf('/', url.indexOf('//') + 2);
+  const q = url.indexOf('?', start);
+  const path = q < 0 ? url.slice(start) : url.slice(start, q);
+  if (path === '/wmts') return q >= 0 && /[?&]request=gettile(&|$)/i.test(url.slice(q));
+  return TILE_PATHS.some((re) => re.test(path));
+}
+
 export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   const app = new Hono();
   app.use('*', async (c, next) => {
@@ -24,8 +40,16 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
     // the matched route pattern, not the URL: bounded label values
     ctx.metrics.request(c.req.routePath || 'unmatched', c.res.status);
   });
-  app.use('*', cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'OPTIONS'], exposeHeaders: ['ETag', 'Content-Length'] }));
-  app.use('*', compress());
+  // Tile answers carry their own CORS headers and are never compressed: both middlewares would read the
+  // response body, turning @hono/node-server's direct write of the bytes into a stream copy (10x slower).
+  const corsMw = cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'OPTIONS'], exposeHeaders: ['ETag', 'Content-Length'] });
+  const compressMw = compress();
+  app.use('*', async (c, next) => {
+    if (c.req.method !== 'OPTIONS' && isTileRequest(c.req.url)) return next();
+    await corsMw(c, async () => {
+      await compressMw(c, next);
+    });
+  });
 
   app.get('/health', (c) => c.json({ status: 'ok', layers: ctx.holder.current.layers.size, generation: ctx.holder.current.generation }));
   app.get('/metrics', async (c) => {

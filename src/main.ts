@@ -111,6 +111,9 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
     if (cfg.workers <= 1) {
       await runServer(cfg, specs);
       printBanner(cfg, specs);
+      const exit = () => process.exit(0);
+      process.on('SIGTERM', exit);
+      process.on('SIGINT', exit);
       return;
     }
     primary(cfg, specs);

@@ -64,6 +64,9 @@ export function tileResponse(req: Request, tile: ServedTile, maxAge: number): Re
     'Content-Type': tile.mime,
     ETag: tile.etag,
     'Cache-Control': `public, max-age=${maxAge}`,
+    // set here, not by the CORS middleware, which tile routes skip (see app.ts)
+    'Access-Control-Allow-Origin': '*',
+    'Access-Control-Expose-Headers': 'ETag, Content-Length',
   });
   const inm = req.headers.get('If-None-Match');
   if (inm && inm.split(',').some((t) => t.trim() === tile.etag || t.trim() === '*')) {
