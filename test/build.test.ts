@@ -148,6 +148,21 @@ describe('tuile build options', () => {
     expect(d.bboxLonLat.maxY).toBeGreaterThan(51);
   });
 
+  it('reads an internal mask as the equivalent alpha band does', async () => {
+    const a = join(tmp.path, 'alpha');
+    const m = join(tmp.path, 'mask');
+    expect(runCli(['build', fixture('france_relief_north_2154.tif'), '--out', a, '--quiet']).status).toBe(0);
+    expect(runCli(['build', fixture('france_relief_north_mask_2154.tif'), '--out', m, '--quiet']).status).toBe(0);
+    const ra = await PMTilesReader.open(join(a, 'tiles.pmtiles'));
+    const rm = await PMTilesReader.open(join(m, 'tiles.pmtiles'));
+    expect(rm.tileCount).toBe(ra.tileCount);
+    for (const t of ra.tiles()) {
+      expect(Buffer.from((await rm.getTile(t.z, t.x, t.y))!).equals(Buffer.from((await ra.getTile(t.z, t.x, t.y))!))).toBe(true);
+    }
+    await ra.close();
+    await rm.close();
+  });
+
   it('expands palettes, selects bands of multispectral files, and builds webp', async () => {
     const pal = join(tmp.path, 'palette');
     expect(runCli(['build', fixture('lc_puertorico_albers_palette.tif'), '--out', pal, '--interpolation', 'nn', '--quiet']).status).toBe(0);
