@@ -34,7 +34,8 @@ export function isTileRequest(url: string): boolean {
 }
 
 export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
-  const app = new Hono();
+  // not strict: /ogcapi/ and /tms/1.0.0 are the same resources as /ogcapi and /tms/1.0.0/
+  const app = new Hono({ strict: false });
   app.use('*', async (c, next) => {
     await next();
     // the matched route pattern, not the URL: bounded label values
