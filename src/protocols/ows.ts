@@ -6,16 +6,18 @@ export type OwsCode =
   | 'MissingParameterValue'
   | 'InvalidParameterValue'
   | 'TileOutOfRange'
+  | 'PointIJOutOfRange'
   | 'OperationNotSupported'
   | 'VersionNegotiationFailed'
   | 'InvalidUpdateSequence'
   | 'NoApplicableCode';
 
-/** WMTS 1.0.0 table 28 and OWS Common 1.1 table 25 */
+/** WMTS 1.0.0 tables 28 and 30, and OWS Common 1.1 table 25 */
 export const OWS_STATUS: Record<OwsCode, number> = {
   MissingParameterValue: 400,
   InvalidParameterValue: 400,
   TileOutOfRange: 400,
+  PointIJOutOfRange: 400,
   OperationNotSupported: 501,
   VersionNegotiationFailed: 400,
   InvalidUpdateSequence: 400,
@@ -33,7 +35,8 @@ export class OwsException extends Error {
   }
 }
 
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true });
+// suppressBooleanAttributes off: the builder would otherwise write an attribute valued "true" bare (not XML)
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
 
 /** The ExceptionReport document; every text goes through the builder, so names from requests are escaped. */
 export function exceptionReport(e: OwsException): string {

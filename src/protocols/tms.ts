@@ -9,7 +9,7 @@ import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
 import { baseUrl, formatFromExtension, serveTile, type ServerContext } from './tile.js';
 
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true });
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
 const INDEX = /^(0|[1-9]\d{0,8})$/;
 const XML = { 'Content-Type': 'application/xml; charset=utf-8' };
 

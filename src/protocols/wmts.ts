@@ -1,0 +1,486 @@
+// WMTS 1.0.0 (OGC 07-057r7): GetCapabilities, GetTile and GetFeatureInfo in the KVP and RESTful encodings.
+
+import { XMLBuilder } from 'fast-xml-parser';
+import { Hono } from 'hono';
+import { TuileError } from '../errors.js';
+import { mercatorToLonLat, PM, type TileMatrixSet } from '../geo/tms.js';
+import type { Layer, Registry } from '../registry.js';
+import { FORMATS, pixelAt } from '../tiles/codec.js';
+import { exceptionResponse, OwsException, type OwsCode } from './ows.js';
+import { baseUrl, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
+
+const VERSION = '1.0.0';
+/** The one style of every layer: tiles are pre-rendered, but STYLE is a mandatory GetTile parameter (07-057r7 7.2). */
+export const STYLE = 'normal';
+/** Tile matrices advertised when no layer is published (DESIGN 3: level ids "0".."21"). */
+const DEFAULT_MATRICES = 22;
+
+export interface InfoFormat {
+  mime: string;
+  /** extension of the RESTful FeatureInfo resource */
+  ext: string;
+}
+
+export const INFO_FORMATS: InfoFormat[] = [
+  { mime: 'text/plain', ext: 'txt' },
+  { mime: 'application/json', ext: 'json' },
+  { mime: 'text/html', ext: 'html' },
+  { mime: 'text/xml', ext: 'xml' },
+];
+
+// suppressBooleanAttributes is on by default and would print isDefault="true" as a bare (non-XML) attribute
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
+const XML_TYPE = 'application/xml; charset=utf-8';
+
+function doc(root: Record<string, unknown>): string {
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build(root);
+}
+
+/** OGC URN of a CRS code such as EPSG:3857, the form 07-057r7's examples give ows:SupportedCRS. */
+function crsUrn(crs: string): string {
+  const [auth, code] = crs.split(':');
+  return `urn:ogc:def:crs:${auth}::${code}`;
+}
+
+const matrixCounts = new WeakMap<Registry, Map<string, number>>();
+
+/**
+ * Tile matrices advertised for a set: levels 0 to the deepest one a layer serves. GDAL reads a layer at the
+ * resolution of the set's last TileMatrix whatever the layer's TileMatrixSetLimits say, so matrices deeper
+ * than any data would make its full-resolution raster one of missing tiles. A subset of the well-known scale
+ * set's scales still conforms to it (07-057r7 annex E).
+ */
+function matrixCount(reg: Registry, tms: TileMatrixSet): number {
+  // every GetTile asks: computed once per registry, which is immutable (DESIGN 7)
+  let counts = matrixCounts.get(reg);
+  if (!counts) {
+    counts = new Map();
+    for (const l of reg.visible()) for (const lv of l.levels) counts.set(l.tms.id, Math.max(counts.get(l.tms.id) ?? 0, lv.z + 1));
+    matrixCounts.set(reg, counts);
+  }
+  return Math.min(tms.levels.length, counts.get(tms.id) ?? DEFAULT_MATRICES);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GetCapabilities. Element order follows the 1.0.0 schemas: wmtsGetCapabilities_response.xsd (Capabilities
+// = ows:CapabilitiesBaseType, then Contents, Themes*, WSDL*, ServiceMetadataURL*), wmts.xsd (LayerType,
+// TileMatrixSet, TileMatrix, TileMatrixSetLink, TileMatrixLimits, Style) and owsDataIdentification.xsd /
+// owsContents.xsd (DatasetDescriptionSummaryBaseType = Title*, Abstract*, Keywords*, WGS84BoundingBox*,
+// Identifier, BoundingBox*, Metadata*, DatasetDescriptionSummary*). Object key order is document order.
+
+const SECTIONS = ['ServiceIdentification', 'ServiceProvider', 'OperationsMetadata', 'Contents', 'Themes', 'All'];
+
+function resourceTemplate(base: string, layer: Layer): string {
+  return `${base}/wmts/1.0.0/${encodeURIComponent(layer.name)}/{Style}/{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}`;
+}
+
+function layerElement(base: string, l: Layer): Record<string, unknown> {
+  const wgs = l.bboxLonLat;
+  const b = l.chain.descriptor.bbox;
+  const mime = FORMATS[l.format].mime;
+  const template = resourceTemplate(base, l);
+  return {
+    'ows:Title': l.title,
+    'ows:Abstract': l.abstract || undefined,
+    'ows:Keywords': l.keywords.length > 0 ? { 'ows:Keyword': l.keywords } : undefined,
+    'ows:WGS84BoundingBox': { 'ows:LowerCorner': `${wgs.minX} ${wgs.minY}`, 'ows:UpperCorner': `${wgs.maxX} ${wgs.maxY}` },
+    'ows:Identifier': l.name,
+    // the extent in the tile matrix set's own CRS: GDAL takes it in priority over reprojecting the WGS84 box
+    'ows:BoundingBox': { '@crs': crsUrn(l.tms.crs), 'ows:LowerCorner': `${b.minX} ${b.minY}`, 'ows:UpperCorner': `${b.maxX} ${b.maxY}` },
+    Style: { '@isDefault': 'true', 'ows:Identifier': STYLE },
+    Format: mime,
+    InfoFormat: l.featureInfo ? INFO_FORMATS.map((f) => f.mime) : undefined,
+    TileMatrixSetLink: {
+      TileMatrixSet: l.tms.id,
+      // the tiles that exist (07-057r7 7.1, TileMatrixSetLimits): one TileMatrixLimits per served level
+      TileMatrixSetLimits: {
+        TileMatrixLimits: l.levels.map((lv) => ({
+          TileMatrix: l.tms.levels[lv.z].id,
+          MinTileRow: lv.minY,
+          MaxTileRow: lv.maxY,
+          MinTileCol: lv.minX,
+          MaxTileCol: lv.maxX,
+        })),
+      },
+    },
+    ResourceURL: [
+      { '@format': mime, '@resourceType': 'tile', '@template': `${template}.${FORMATS[l.format].ext}` },
+      ...(l.featureInfo ? INFO_FORMATS.map((f) => ({ '@format': f.mime, '@resourceType': 'FeatureInfo', '@template': `${template}/{J}/{I}.${f.ext}` })) : []),
+    ],
+  };
+}
+
+function tileMatrixSetElement(tms: TileMatrixSet, count: number): Record<string, unknown> {
+  const corner = `${tms.originX} ${tms.originY}`;
+  return {
+    'ows:Identifier': tms.id,
+    'ows:SupportedCRS': crsUrn(tms.crs),
+    WellKnownScaleSet: tms.wellKnownScaleSet,
+    TileMatrix: tms.levels.slice(0, count).map((m) => ({
+      'ows:Identifier': m.id,
+      ScaleDenominator: m.scaleDenominator,
+      TopLeftCorner: corner,
+      TileWidth: tms.tileSize,
+      TileHeight: tms.tileSize,
+      MatrixWidth: m.matrixWidth,
+      MatrixHeight: m.matrixHeight,
+    })),
+  };
+}
+
+function operation(base: string, name: string): Record<string, unknown> {
+  const encoding = (value: string) => ({ '@name': 'GetEncoding', 'ows:AllowedValues': { 'ows:Value': value } });
+  const rest = name === 'GetCapabilities' ? `${base}/wmts/1.0.0/WMTSCapabilities.xml` : `${base}/wmts/1.0.0/`;
+  return {
+    '@name': name,
+    'ows:DCP': {
+      'ows:HTTP': {
+        'ows:Get': [
+          { '@xlink:href': `${base}/wmts?`, 'ows:Constraint': encoding('KVP') },
+          { '@xlink:href': rest, 'ows:Constraint': encoding('RESTful') },
+        ],
+      },
+    },
+  };
+}
+
+export function capabilities(reg: Registry, base: string, sections?: Set<string>): string {
+  const want = (s: string) => !sections || sections.has('All') || sections.has(s);
+  const layers = reg.visible();
+  const sets = new Map<string, TileMatrixSet>();
+  for (const l of layers) sets.set(l.tms.id, l.tms);
+  if (sets.size === 0) sets.set(PM.id, PM);
+  return doc({
+    Capabilities: {
+      '@xmlns': 'http://www.opengis.net/wmts/1.0',
+      '@xmlns:ows': 'http://www.opengis.net/ows/1.1',
+      '@xmlns:xlink': 'http://www.w3.org/1999/xlink',
+      '@xmlns:xsi': 'http://www.w3.org/2001/XMLSchema-instance',
+      '@xsi:schemaLocation': 'http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd',
+      '@version': VERSION,
+      'ows:ServiceIdentification': want('ServiceIdentification')
+        ? {
+            'ows:Title': 'tuile WMTS',
+            'ows:Abstract': 'Raster tile pyramids in Web Mercator',
+            'ows:ServiceType': 'OGC WMTS',
+            'ows:ServiceTypeVersion': VERSION,
+            'ows:Fees': 'none',
+            'ows:AccessConstraints': 'none',
+          }
+        : undefined,
+      // ServiceContact is mandatory in owsServiceProvider.xsd, all of its children optional
+      'ows:ServiceProvider': want('ServiceProvider')
+        ? { 'ows:ProviderName': 'tuile', 'ows:ProviderSite': { '@xlink:href': `${base}/` }, 'ows:ServiceContact': {} }
+        : undefined,
+      'ows:OperationsMetadata': want('OperationsMetadata')
+        ? { 'ows:Operation': ['GetCapabilities', 'GetTile', 'GetFeatureInfo'].map((n) => operation(base, n)) }
+        : undefined,
+      Contents: want('Contents')
+        ? {
+            Layer: layers.map((l) => layerElement(base, l)),
+            TileMatrixSet: [...sets.values()].map((t) => tileMatrixSetElement(t, matrixCount(reg, t))),
+          }
+        : undefined,
+      // how clients of the RESTful encoding (07-057r7 10) find this document
+      ServiceMetadataURL: { '@xlink:href': `${base}/wmts/1.0.0/WMTSCapabilities.xml` },
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Request parsing. Parameter names are case-insensitive, values case-sensitive (the KVP encoding of OWS
+// Common 1.1, 11.5.2, which 07-057r7 8 follows). Locators are the parameter names in upper case.
+
+type Params = (name: string) => string | undefined;
+
+function kvpParams(url: URL): Params {
+  const map = new Map<string, string>();
+  for (const [k, v] of url.searchParams) {
+    const key = k.toUpperCase();
+    if (!map.has(key)) map.set(key, v);
+  }
+  return (name) => map.get(name);
+}
+
+function requirePresent(p: Params, names: string[]): void {
+  for (const name of names) {
+    const v = p(name);
+    if (v === undefined || v === '') throw new OwsException('MissingParameterValue', `missing parameter ${name}`, name);
+  }
+}
+
+const NON_NEGATIVE = /^\d+$/;
+
+interface TileAddress {
+  layer: Layer;
+  z: number;
+  row: number;
+  col: number;
+}
+
+/**
+ * Validates the GetTile part of a request (07-057r7 7.2, exceptions of table 23) against a layer:
+ * unknown values are InvalidParameterValue; a tile matrix the layer does not serve, or a row or column
+ * outside its TileMatrixLimits, is TileOutOfRange.
+ */
+function tileAddress(reg: Registry, p: Params): TileAddress {
+  const name = p('LAYER')!;
+  const layer = reg.get(name);
+  if (!layer || !layer.available) throw new OwsException('InvalidParameterValue', `unknown layer '${name}'`, 'LAYER');
+  const style = p('STYLE')!;
+  if (style !== STYLE) throw new OwsException('InvalidParameterValue', `unknown style '${style}' for layer '${name}' (styles: ${STYLE})`, 'STYLE');
+  const format = p('FORMAT');
+  const mime = FORMATS[layer.format].mime;
+  // FORMAT is optional here because GetFeatureInfo clients (GDAL's KVP template) leave it out
+  if (format !== undefined && format !== mime) throw new OwsException('InvalidParameterValue', `layer '${name}' serves ${mime}, not '${format}'`, 'FORMAT');
+  const tmsId = p('TILEMATRIXSET')!;
+  if (tmsId !== layer.tms.id) throw new OwsException('InvalidParameterValue', `unknown tile matrix set '${tmsId}' for layer '${name}' (sets: ${layer.tms.id})`, 'TILEMATRIXSET');
+  const matrix = p('TILEMATRIX')!;
+  const z = layer.tms.levels.findIndex((m) => m.id === matrix);
+  if (z < 0 || z >= matrixCount(reg, layer.tms)) throw new OwsException('InvalidParameterValue', `unknown tile matrix '${matrix}' in tile matrix set ${tmsId}`, 'TILEMATRIX');
+  const limits = levelOf(layer, z);
+  if (!limits) {
+    const zs = layer.levels.map((l) => l.z);
+    throw new OwsException('TileOutOfRange', `layer '${name}' serves tile matrices ${Math.min(...zs)} to ${Math.max(...zs)}, not ${matrix}`, 'TILEMATRIX');
+  }
+  const rowText = p('TILEROW')!;
+  const colText = p('TILECOL')!;
+  if (!NON_NEGATIVE.test(rowText)) throw new OwsException('InvalidParameterValue', `TILEROW '${rowText}' is not a non-negative integer`, 'TILEROW');
+  if (!NON_NEGATIVE.test(colText)) throw new OwsException('InvalidParameterValue', `TILECOL '${colText}' is not a non-negative integer`, 'TILECOL');
+  const row = Number(rowText);
+  const col = Number(colText);
+  if (row < limits.minY || row > limits.maxY) {
+    throw new OwsException('TileOutOfRange', `row ${rowText} is outside layer '${name}' at tile matrix ${matrix} (rows ${limits.minY} to ${limits.maxY})`, 'TILEROW');
+  }
+  if (col < limits.minX || col > limits.maxX) {
+    throw new OwsException('TileOutOfRange', `column ${colText} is outside layer '${name}' at tile matrix ${matrix} (columns ${limits.minX} to ${limits.maxX})`, 'TILECOL');
+  }
+  return { layer, z, row, col };
+}
+
+const TILE_PARAMS = ['LAYER', 'STYLE', 'FORMAT', 'TILEMATRIXSET', 'TILEMATRIX', 'TILEROW', 'TILECOL'];
+const INFO_PARAMS = ['LAYER', 'STYLE', 'TILEMATRIXSET', 'TILEMATRIX', 'TILEROW', 'TILECOL', 'J', 'I', 'INFOFORMAT'];
+
+async function getTile(ctx: ServerContext, req: Request, reg: Registry, p: Params): Promise<Response> {
+  requirePresent(p, TILE_PARAMS);
+  const t = tileAddress(reg, p);
+  try {
+    return await serveTile(ctx, req, t.layer, t.z, t.col, t.row);
+  } catch (err) {
+    // the limits were checked above; a registry swapped between the check and the read lands here
+    if (err instanceof TuileError && err.code === 'OutOfRange') throw new OwsException('TileOutOfRange', err.message);
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GetFeatureInfo: the pixel values at (I, J) of the tile (07-057r7 7.3). Every format carries the same
+// fields: layer, tilematrixset, tilematrix, row, col, i, j, x and y (pixel centre in the set's CRS), lon
+// and lat (when the CRS is EPSG:3857), values (one per band; empty where there is no data), alpha, nodata.
+
+export interface FeatureInfo {
+  layer: string;
+  tilematrixset: string;
+  tilematrix: string;
+  row: number;
+  col: number;
+  i: number;
+  j: number;
+  x: number;
+  y: number;
+  lon?: number;
+  lat?: number;
+  values: number[];
+  alpha: number;
+  nodata: boolean;
+}
+
+function pixelIndex(p: Params, name: 'I' | 'J', size: number): number {
+  const v = p(name)!;
+  if (!/^-?\d+$/.test(v)) throw new OwsException('InvalidParameterValue', `${name} '${v}' is not an integer`, name);
+  const n = Number(v);
+  if (n < 0 || n >= size) throw new OwsException('PointIJOutOfRange', `${name} ${v} is outside the tile (0 to ${size - 1})`, name);
+  return n;
+}
+
+function infoFormat(layer: Layer, value: string): InfoFormat {
+  if (!layer.featureInfo) throw new OwsException('InvalidParameterValue', `layer '${layer.name}' is not queryable: it offers no InfoFormat`, 'INFOFORMAT');
+  const f = INFO_FORMATS.find((x) => x.mime === value);
+  if (!f) throw new OwsException('InvalidParameterValue', `unknown InfoFormat '${value}' (formats: ${INFO_FORMATS.map((x) => x.mime).join(', ')})`, 'INFOFORMAT');
+  return f;
+}
+
+async function featureInfo(ctx: ServerContext, t: TileAddress, i: number, j: number): Promise<FeatureInfo> {
+  const { layer, z, row, col } = t;
+  const tms = layer.tms;
+  const tile = await readTile(ctx.cache, layer, z, col, row);
+  const px = tile.blank ? undefined : await pixelAt(tile.data, i, j);
+  const nodata = !px || px.alpha === 0;
+  const res = tms.levels[z].resolution;
+  const x = tms.originX + (col * tms.tileSize + i + 0.5) * res;
+  const y = tms.originY - (row * tms.tileSize + j + 0.5) * res;
+  // lon/lat only where the set's CRS is the one mercatorToLonLat inverts
+  const lonLat = tms.crs === 'EPSG:3857' ? mercatorToLonLat(x, y) : undefined;
+  const info: FeatureInfo = {
+    layer: layer.name,
+    tilematrixset: tms.id,
+    tilematrix: tms.levels[z].id,
+    row,
+    col,
+    i,
+    j,
+    x: Math.round(x * 100) / 100,
+    y: Math.round(y * 100) / 100,
+    ...(lonLat ? { lon: Math.round(lonLat[0] * 1e7) / 1e7, lat: Math.round(lonLat[1] * 1e7) / 1e7 } : {}),
+    values: px && !nodata ? px.values : [],
+    alpha: px ? px.alpha : 0,
+    nodata,
+  };
+  return info;
+}
+
+function infoFields(info: FeatureInfo): [string, string][] {
+  return Object.entries(info).map(([k, v]) => [k, Array.isArray(v) ? v.join(' ') : String(v)]);
+}
+
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
+}
+
+export function renderFeatureInfo(info: FeatureInfo, format: InfoFormat): Response {
+  const type = (mime: string) => ({ 'Content-Type': `${mime}; charset=utf-8` });
+  switch (format.mime) {
+    case 'application/json':
+      return new Response(JSON.stringify(info), { headers: type('application/json') });
+    case 'text/html': {
+      const rows = infoFields(info)
+        .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
+        .join('\n');
+      const title = escapeHtml(`GetFeatureInfo ${info.layer}`);
+      return new Response(`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${title}</title></head><body>\n<table>\n${rows}\n</table>\n</body></html>\n`, {
+        headers: type('text/html'),
+      });
+    }
+    case 'text/xml': {
+      const { values, ...rest } = info;
+      const body = doc({
+        FeatureInfo: { ...rest, values: { value: values.map((v, b) => ({ '@band': b + 1, '#text': v })) } },
+      });
+      return new Response(body, { headers: type('text/xml') });
+    }
+    default:
+      return new Response(infoFields(info).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n', { headers: type('text/plain') });
+  }
+}
+
+async function getFeatureInfo(ctx: ServerContext, reg: Registry, p: Params): Promise<Response> {
+  requirePresent(p, INFO_PARAMS);
+  const t = tileAddress(reg, p);
+  const format = infoFormat(t.layer, p('INFOFORMAT')!);
+  const j = pixelIndex(p, 'J', t.layer.tms.tileSize);
+  const i = pixelIndex(p, 'I', t.layer.tms.tileSize);
+  return renderFeatureInfo(await featureInfo(ctx, t, i, j), format);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Routes
+
+function getCapabilities(reg: Registry, base: string, p: Params): Response {
+  // OWS Common 7.3: versions are negotiated with AcceptVersions; a VERSION other than ours fails the same way
+  const accept = p('ACCEPTVERSIONS');
+  if (accept !== undefined && !accept.split(',').map((v) => v.trim()).includes(VERSION)) {
+    throw new OwsException('VersionNegotiationFailed', `this server speaks WMTS ${VERSION} only, not ${accept}`, 'ACCEPTVERSIONS');
+  }
+  const version = p('VERSION');
+  if (version !== undefined && version !== '' && version !== VERSION) {
+    throw new OwsException('VersionNegotiationFailed', `this server speaks WMTS ${VERSION} only, not ${version}`, 'VERSION');
+  }
+  let sections: Set<string> | undefined;
+  const s = p('SECTIONS');
+  if (s !== undefined && s !== '') {
+    sections = new Set(s.split(',').map((x) => x.trim()));
+    for (const x of sections) if (!SECTIONS.includes(x)) throw new OwsException('InvalidParameterValue', `unknown section '${x}' (sections: ${SECTIONS.join(', ')})`, 'SECTIONS');
+  }
+  return new Response(capabilities(reg, base, sections), { headers: { 'Content-Type': XML_TYPE } });
+}
+
+async function kvp(ctx: ServerContext, req: Request): Promise<Response> {
+  const reg = ctx.holder.current;
+  const p = kvpParams(new URL(req.url));
+  requirePresent(p, ['SERVICE']);
+  if (p('SERVICE') !== 'WMTS') throw new OwsException('InvalidParameterValue', `SERVICE must be WMTS, not '${p('SERVICE')}'`, 'SERVICE');
+  requirePresent(p, ['REQUEST']);
+  const request = p('REQUEST')!;
+  if (request === 'GetCapabilities') return getCapabilities(reg, baseUrl(ctx, req), p);
+  if (request !== 'GetTile' && request !== 'GetFeatureInfo') {
+    throw new OwsException('OperationNotSupported', `operation '${request}' is not supported (operations: GetCapabilities, GetTile, GetFeatureInfo)`, 'REQUEST');
+  }
+  // VERSION is mandatory in GetTile and GetFeatureInfo (07-057r7 7.2, 7.3); we accept its absence, not another value
+  const version = p('VERSION');
+  if (version !== undefined && version !== VERSION) throw new OwsException('InvalidParameterValue', `VERSION must be ${VERSION}, not '${version}'`, 'VERSION');
+  return request === 'GetTile' ? getTile(ctx, req, reg, p) : getFeatureInfo(ctx, reg, p);
+}
+
+/** RESTful path segments as the KVP parameters they stand for, with FORMAT from the extension. */
+function restParams(segments: Record<string, string>): Params {
+  return (name) => segments[name];
+}
+
+function splitExtension(file: string): [string, string] {
+  const dot = file.lastIndexOf('.');
+  return dot < 0 ? [file, ''] : [file.slice(0, dot), file.slice(dot + 1)];
+}
+
+async function guarded(run: () => Response | Promise<Response>): Promise<Response> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof OwsException) return exceptionResponse(err);
+    console.error(`tuile: wmts: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return exceptionResponse(new OwsException('NoApplicableCode', 'internal error'));
+  }
+}
+
+export function wmtsRoutes(ctx: ServerContext): Hono {
+  const app = new Hono();
+  app.get('/', (c) => guarded(() => kvp(ctx, c.req.raw)));
+  app.get('/1.0.0/WMTSCapabilities.xml', (c) => guarded(() => new Response(capabilities(ctx.holder.current, baseUrl(ctx, c.req.raw)), { headers: { 'Content-Type': XML_TYPE } })));
+  app.get('/1.0.0/:layer/:style/:tms/:z/:row/:file', (c) =>
+    guarded(() => {
+      const { layer, style, tms, z, row, file } = c.req.param();
+      const [col, ext] = splitExtension(file);
+      const format = formatFromExtension(ext);
+      const p = restParams({
+        LAYER: layer,
+        STYLE: style,
+        FORMAT: format ? FORMATS[format].mime : `.${ext}`,
+        TILEMATRIXSET: tms,
+        TILEMATRIX: z,
+        TILEROW: row,
+        TILECOL: col,
+      });
+      return getTile(ctx, c.req.raw, ctx.holder.current, p);
+    }),
+  );
+  app.get('/1.0.0/:layer/:style/:tms/:z/:row/:col/:j/:file', (c) =>
+    guarded(() => {
+      const { layer, style, tms, z, row, col, j, file } = c.req.param();
+      const [i, ext] = splitExtension(file);
+      const f = INFO_FORMATS.find((x) => x.ext === ext);
+      const p = restParams({
+        LAYER: layer,
+        STYLE: style,
+        TILEMATRIXSET: tms,
+        TILEMATRIX: z,
+        TILEROW: row,
+        TILECOL: col,
+        J: j,
+        I: i,
+        INFOFORMAT: f ? f.mime : `.${ext}`,
+      });
+      return getFeatureInfo(ctx, ctx.holder.current, p);
+    }),
+  );
+  return app;
+}
