@@ -6,7 +6,7 @@ import { TuileError } from '../errors.js';
 import { mercatorToLonLat, PM, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer, Registry } from '../registry.js';
 import { FORMATS, pixelAt } from '../tiles/codec.js';
-import { exceptionResponse, OwsException, type OwsCode } from './ows.js';
+import { exceptionResponse, OwsException } from './ows.js';
 import { baseUrl, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
 
 const VERSION = '1.0.0';
