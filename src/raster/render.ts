@@ -24,7 +24,7 @@ interface Window {
   y1: number;
 }
 
-const PLAN_STEPS = 32;
+const PLAN_STEPS = 32; // coarse sampling of a region when planning its source window
 
 /**
  * Largest error of the approximate transformer, in source pixels: gdalwarp's default 1/8 for the
@@ -33,41 +33,52 @@ const PLAN_STEPS = 32;
  */
 function maxError(kernel: Kernel): number {
   return kernel === 'nearest' ? 0.01 : 0.125;
-} // coarse sampling of a region when planning its source window
+}
+
+/** Bounding box of source positions, NaN and infinite ones left out. */
+class Extent {
+  x0 = Infinity;
+  y0 = Infinity;
+  x1 = -Infinity;
+  y1 = -Infinity;
+
+  add(x: number, y: number): void {
+    if (!Number.isFinite(x) || !Number.isFinite(y)) return;
+    if (x < this.x0) this.x0 = x;
+    if (x > this.x1) this.x1 = x;
+    if (y < this.y0) this.y0 = y;
+    if (y > this.y1) this.y1 = y;
+  }
+
+  /** Whole source pixels covering the box plus `pad`, clamped to the source; null when that is empty. */
+  window(pad: number, srcW: number, srcH: number): Window | null {
+    const w = {
+      x0: Math.max(0, Math.floor(this.x0) - pad),
+      y0: Math.max(0, Math.floor(this.y0) - pad),
+      x1: Math.min(srcW, Math.ceil(this.x1) + pad),
+      y1: Math.min(srcH, Math.ceil(this.y1) + pad),
+    };
+    return w.x0 < w.x1 && w.y0 < w.y1 ? w : null;
+  }
+}
 
 /**
  * The source window under a grid from the coordinates of its outline only: for a continuous mapping the
  * outline's bounding box holds the whole grid's, at 1/64 of the cost of scanning every pixel.
  */
 function perimeterWindow(coords: Float64Array, w: number, h: number, srcW: number, srcH: number, pad: number): Window | null {
-  let x0 = Infinity;
-  let y0 = Infinity;
-  let x1 = -Infinity;
-  let y1 = -Infinity;
-  const visit = (i: number) => {
-    const x = coords[2 * i];
-    const y = coords[2 * i + 1];
-    if (x !== x || y !== y) return; // NaN
-    if (x < x0) x0 = x;
-    if (x > x1) x1 = x;
-    if (y < y0) y0 = y;
-    if (y > y1) y1 = y;
-  };
+  const e = new Extent();
   for (let c = 0; c < w; c++) {
-    visit(c);
-    visit((h - 1) * w + c);
+    e.add(coords[2 * c], coords[2 * c + 1]);
+    const b = (h - 1) * w + c;
+    e.add(coords[2 * b], coords[2 * b + 1]);
   }
   for (let r = 1; r < h - 1; r++) {
-    visit(r * w);
-    visit(r * w + w - 1);
+    e.add(coords[2 * r * w], coords[2 * r * w + 1]);
+    const b = r * w + w - 1;
+    e.add(coords[2 * b], coords[2 * b + 1]);
   }
-  const win = {
-    x0: Math.max(0, Math.floor(x0) - pad),
-    y0: Math.max(0, Math.floor(y0) - pad),
-    x1: Math.min(srcW, Math.ceil(x1) + pad),
-    y1: Math.min(srcH, Math.ceil(y1) + pad),
-  };
-  return win.x0 < win.x1 && win.y0 < win.y1 ? win : null;
+  return e.window(pad, srcW, srcH);
 }
 
 export class SourceRenderer {
@@ -115,27 +126,9 @@ export class SourceRenderer {
     const pad = Math.ceil((kernelRadius(kernel) + 1) * perPixel) + 2 + Math.ceil(perPixel * 2);
     // Bound every finite sample, inside the source or not: with a source smaller than the sample step
     // no sample may fall inside it although the region covers it.
-    let x0 = Infinity;
-    let y0 = Infinity;
-    let x1 = -Infinity;
-    let y1 = -Infinity;
-    for (let i = 0; i < xy.length; i += 2) {
-      const x = xy[i];
-      const y = xy[i + 1];
-      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
-      if (x < x0) x0 = x;
-      if (x > x1) x1 = x;
-      if (y < y0) y0 = y;
-      if (y > y1) y1 = y;
-    }
-    const { width, height } = this.source.info;
-    const w = {
-      x0: Math.max(0, Math.floor(x0) - pad),
-      y0: Math.max(0, Math.floor(y0) - pad),
-      x1: Math.min(width, Math.ceil(x1) + pad),
-      y1: Math.min(height, Math.ceil(y1) + pad),
-    };
-    return w.x0 < w.x1 && w.y0 < w.y1 ? w : null;
+    const e = new Extent();
+    for (let i = 0; i < xy.length; i += 2) e.add(xy[i], xy[i + 1]);
+    return e.window(pad, this.source.info.width, this.source.info.height);
   }
 
   /** Reads (and keeps) the source pixels of a window, replacing any window loaded before. */
