@@ -23,6 +23,8 @@ export interface RasterInfo {
   alphaSample: number | null; // index of the alpha sample in the file
   hasMask: boolean;
   palette: boolean;
+  /** samples are YCbCr (JPEG-compressed RGB as GDAL writes it by default) and are converted to RGB */
+  ycbcr: boolean;
   samples: number[]; // file sample indices read as colour bands
 }
 
@@ -67,6 +69,21 @@ const PHOTOMETRIC_RGB = 2;
 const PHOTOMETRIC_YCBCR = 6;
 const SUBFILE_MASK = 4;
 const SUBFILE_REDUCED = 1;
+
+/** In place, JFIF full-range YCbCr to RGB (what libtiff's JPEGCOLORMODE_RGB gives GDAL). */
+function ycbcrToRgb(d: Uint8Array): void {
+  for (let i = 0; i + 2 < d.length; i += 3) {
+    const y = d[i];
+    const cb = d[i + 1] - 128;
+    const cr = d[i + 2] - 128;
+    const r = y + 1.402 * cr;
+    const g = y - 0.344136 * cb - 0.714136 * cr;
+    const b = y + 1.772 * cb;
+    d[i] = r < 0 ? 0 : r > 255 ? 255 : Math.round(r);
+    d[i + 1] = g < 0 ? 0 : g > 255 ? 255 : Math.round(g);
+    d[i + 2] = b < 0 ? 0 : b > 255 ? 255 : Math.round(b);
+  }
+}
 
 export function invertGeoTransform(g: GeoTransform): GeoTransform {
   const det = g[1] * g[5] - g[2] * g[4];
@@ -262,6 +279,7 @@ export class GeoTiffSource {
       alphaSample,
       hasMask: mask !== null,
       palette,
+      ycbcr: photometric === PHOTOMETRIC_YCBCR && !opts.bands,
       samples,
     };
     const planar = ((await tagValue(image, 'PlanarConfiguration')) as number | undefined) ?? 1;
@@ -315,6 +333,7 @@ export class GeoTiffSource {
         alpha[i] = raw[j++];
       }
     }
+    if (info.ycbcr) ycbcrToRgb(data);
     if (info.nodata !== null && info.nodata >= 0 && info.nodata <= 255 && Number.isInteger(info.nodata)) {
       // A pixel is nodata when every band holds the value (GDAL's unified source nodata).
       const nd = info.nodata;
