@@ -76,6 +76,9 @@ function buildLanczosTable(): Float64Array {
   return t;
 }
 
+/** alpha / 255 per alpha value: the density weighing a tap's colour */
+const DENSITY = Float64Array.from({ length: 256 }, (_, a) => a / 255);
+
 const FILTER_TENT = 0;
 const FILTER_CUBIC = 1;
 const FILTER_LANCZOS = 2;
@@ -148,6 +151,12 @@ function toByte(v: number): number {
  * - bicubic at scale ~1 falls back to bilinear when one of its 16 taps is missing, and Lanczos gives no data when
  *   fewer than half its taps are valid (GWKCubicResample4Sample, GWKResampleOptimizedLanczos);
  * - scaleX/scaleY (source pixels per target pixel, from sourceScale) widen the kernels through effectiveScale().
+ *
+ * Speed: each kernel runs its own loop over the tile. Pixels whose taps all lie inside the window and are all
+ * opaque (the bulk of a tile) take a fast path without per-tap tests (for the widened kernels, code generated for
+ * the tile's tap counts: separableFastLoop); the others (edges, nodata, partial alpha) take the general code
+ * (bilinear4, cubic4, separable). Both compute the same weights and sum them in the same order, so they give the
+ * same bits: the fast paths are a pure speed-up.
  */
 export function resample(
   src: SourceWindow,
@@ -177,26 +186,97 @@ export function resample(
   const sy = effectiveScale(scaleY);
   const fourSample = sx <= FOUR_SAMPLE_MAX_SCALE && sy <= FOUR_SAMPLE_MAX_SCALE;
   const filter = kernel === 'lanczos' ? FILTER_LANCZOS : kernel === 'bicubic' ? FILTER_CUBIC : FILTER_TENT;
-  // 0 nearest, 1 bilinear 2x2, 2 cubic 4x4, 3 separable general
-  const mode = kernel === 'nearest' ? 0 : kernel === 'lanczos' || !fourSample ? 3 : kernel === 'bilinear' ? 1 : 2;
-  const supportX = radius * sx;
-  const supportY = radius * sy;
-  if (mode === 3) {
-    const need = Math.ceil(2 * Math.max(supportX, supportY)) + 2;
-    if (weightsX.length < need) {
-      weightsX = new Float64Array(need);
-      weightsY = new Float64Array(need);
-      tapWeights = new Float64Array(need);
-    }
-  }
 
-  const data = src.data;
-  const w = src.width;
-  const h = src.height;
-  const alpha = src.alpha === null || allOpaque(src.alpha, w * h) ? null : src.alpha;
-  const x0 = src.x0;
-  const y0 = src.y0;
-  const n = width * height;
+  const job: Job = {
+    data: src.data,
+    alpha: src.alpha,
+    w: src.width,
+    h: src.height,
+    bands,
+    x0: src.x0,
+    y0: src.y0,
+    coords,
+    n: width * height,
+    out,
+    outAlpha,
+    rx0: 0,
+    ry0: 0,
+    rx1: src.width,
+    ry1: src.height,
+  };
+  if (kernel === 'nearest') {
+    nearestTile(job);
+  } else if (kernel === 'lanczos' || !fourSample) {
+    if (job.alpha !== null) {
+      // Only the part of the window this tile's taps can reach matters (a loaded window may span many tiles): when
+      // it is all opaque, the alpha is dropped, else its opaque runs are counted there. An opaque tap weighs the
+      // same with or without alpha, so either way the result is that of the alpha.
+      if (!tapRegion(job, Math.ceil(radius * Math.max(sx, sy)) + 2)) return tile;
+      if (regionOpaque(job.alpha, job.w, job.rx0, job.ry0, job.rx1, job.ry1)) job.alpha = null;
+    }
+    separableTile(job, filter, radius * sx, radius * sy, 1 / sx, 1 / sy);
+  } else if (kernel === 'bilinear') {
+    bilinearTile(job);
+  } else {
+    cubicTile(job);
+  }
+  return tile;
+}
+
+/** One resample() call's inputs and outputs. [rx0, rx1) x [ry0, ry1): the window pixels the taps can reach (the
+ * whole window unless a tap region was measured for the alpha). */
+interface Job {
+  data: Uint8Array;
+  alpha: Uint8Array | null;
+  w: number;
+  h: number;
+  bands: number;
+  x0: number;
+  y0: number;
+  coords: Float64Array;
+  n: number;
+  out: Uint8Array;
+  outAlpha: Uint8Array;
+  rx0: number;
+  ry0: number;
+  rx1: number;
+  ry1: number;
+}
+
+/** Sets the job's region to the window pixels within `pad` of the coordinates that are inside the window; false
+ * when there is none (an empty tile). */
+function tapRegion(job: Job, pad: number): boolean {
+  const { coords, n, w, h, x0, y0 } = job;
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (let p = 0; p < n; p++) {
+    const lx = coords[2 * p] - x0;
+    const ly = coords[2 * p + 1] - y0;
+    if (!(lx >= 0 && ly >= 0 && lx + EDGE_EPSILON <= w && ly + EDGE_EPSILON <= h)) continue;
+    if (lx < minX) minX = lx;
+    if (lx > maxX) maxX = lx;
+    if (ly < minY) minY = ly;
+    if (ly > maxY) maxY = ly;
+  }
+  if (minX === Infinity) return false;
+  job.rx0 = Math.max(0, Math.floor(minX) - pad);
+  job.ry0 = Math.max(0, Math.floor(minY) - pad);
+  job.rx1 = Math.min(w, Math.floor(maxX) + pad + 1);
+  job.ry1 = Math.min(h, Math.floor(maxY) + pad + 1);
+  return true;
+}
+
+/** True when every pixel of [x0, x1) x [y0, y1) is fully opaque. */
+function regionOpaque(alpha: Uint8Array, w: number, x0: number, y0: number, x1: number, y1: number): boolean {
+  for (let y = y0; y < y1; y++) {
+    const row = y * w;
+    if (!allOpaque(alpha.subarray(row + x0, row + x1), x1 - x0)) return false;
+  }
+  return true;
+}
+
+/** Nearest neighbour: the pixel holding the coordinate. */
+function nearestTile(job: Job): void {
+  const { data, alpha, w, h, bands, x0, y0, coords, n, out, outAlpha } = job;
   for (let p = 0; p < n; p++) {
     const lx = coords[2 * p] - x0;
     const ly = coords[2 * p + 1] - y0;
@@ -209,22 +289,382 @@ export function resample(
     const centre = iy * w + ix;
     const a = alpha === null ? 255 : alpha[centre];
     if (a === 0) continue;
+    const s = centre * bands;
     const o = p * bands;
-    let ok: boolean;
-    if (mode === 0) {
-      const s = centre * bands;
-      for (let b = 0; b < bands; b++) out[o + b] = data[s + b];
-      ok = true;
-    } else if (mode === 1) {
-      ok = bilinear4(data, alpha, w, h, bands, lx, ly, out, o);
-    } else if (mode === 2) {
-      ok = cubic4(data, alpha, w, h, bands, lx, ly, out, o);
+    if (bands === 3) {
+      out[o] = data[s];
+      out[o + 1] = data[s + 1];
+      out[o + 2] = data[s + 2];
     } else {
-      ok = separable(data, alpha, w, h, bands, lx, ly, filter, supportX, supportY, 1 / sx, 1 / sy, out, o);
+      for (let b = 0; b < bands; b++) out[o + b] = data[s + b];
     }
-    if (ok) outAlpha[p] = a;
+    outAlpha[p] = a;
   }
-  return tile;
+}
+
+/** Bilinear at scale ~1 (GWKBilinearResample4Sample), the interior of an opaque window inline. */
+function bilinearTile(job: Job): void {
+  const { data, alpha, w, h, bands, x0, y0, coords, n, out, outAlpha } = job;
+  const rowStride = w * bands;
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  for (let p = 0; p < n; p++) {
+    const lx = coords[2 * p] - x0;
+    const ly = coords[2 * p + 1] - y0;
+    if (!(lx >= 0 && ly >= 0 && lx + EDGE_EPSILON <= w && ly + EDGE_EPSILON <= h)) continue;
+    let ix = (lx + EDGE_EPSILON) | 0;
+    let iy = (ly + EDGE_EPSILON) | 0;
+    if (ix === w) ix--;
+    if (iy === h) iy--;
+    const a = alpha === null ? 255 : alpha[iy * w + ix];
+    if (a === 0) continue;
+    const o = p * bands;
+    const tx = lx - 0.5;
+    const ty = ly - 0.5;
+    // t >= -0.5, so truncating t + 1 floors it
+    const jx = ((tx + 1) | 0) - 1;
+    const jy = ((ty + 1) | 0) - 1;
+    if (
+      bands === 3 &&
+      jx >= 0 &&
+      jy >= 0 &&
+      jx + 1 < w &&
+      jy + 2 < h && // the 4-byte loads of the second row stay within the data
+      (alpha === null || opaque2x2(alpha, jy * w + jx, w))
+    ) {
+      // bilinear4's interior branch, the same arithmetic; a tap's 3 bands in one 32-bit load
+      const fx = tx - jx;
+      const fy = ty - jy;
+      const gx = 1 - fx;
+      const gy = 1 - fy;
+      const w00 = gx * gy, w10 = fx * gy, w01 = gx * fy, w11 = fx * fy;
+      const i0 = (jy * w + jx) * 3;
+      const i1 = (i0 + rowStride) | 0;
+      const u00 = dv.getUint32(i0, true), u10 = dv.getUint32((i0 + 3) | 0, true);
+      const u01 = dv.getUint32(i1, true), u11 = dv.getUint32((i1 + 3) | 0, true);
+      out[o] = toByte(w00 * (u00 & 255) + w10 * (u10 & 255) + w01 * (u01 & 255) + w11 * (u11 & 255));
+      out[o + 1] = toByte(
+        w00 * ((u00 >>> 8) & 255) + w10 * ((u10 >>> 8) & 255) + w01 * ((u01 >>> 8) & 255) + w11 * ((u11 >>> 8) & 255),
+      );
+      out[o + 2] = toByte(
+        w00 * ((u00 >>> 16) & 255) +
+          w10 * ((u10 >>> 16) & 255) +
+          w01 * ((u01 >>> 16) & 255) +
+          w11 * ((u11 >>> 16) & 255),
+      );
+      outAlpha[p] = a;
+    } else if (bilinear4(data, alpha, w, h, bands, lx, ly, out, o)) {
+      outAlpha[p] = a;
+    }
+  }
+}
+
+/** Keys cubic at scale ~1 (GWKCubicResample4Sample), the interior of an opaque window inline. */
+function cubicTile(job: Job): void {
+  const { data, alpha, w, h, bands, x0, y0, coords, n, out, outAlpha } = job;
+  const rowStride = w * bands;
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  for (let p = 0; p < n; p++) {
+    const lx = coords[2 * p] - x0;
+    const ly = coords[2 * p + 1] - y0;
+    if (!(lx >= 0 && ly >= 0 && lx + EDGE_EPSILON <= w && ly + EDGE_EPSILON <= h)) continue;
+    let ix = (lx + EDGE_EPSILON) | 0;
+    let iy = (ly + EDGE_EPSILON) | 0;
+    if (ix === w) ix--;
+    if (iy === h) iy--;
+    const a = alpha === null ? 255 : alpha[iy * w + ix];
+    if (a === 0) continue;
+    const o = p * bands;
+    const tx = lx - 0.5;
+    const ty = ly - 0.5;
+    const jx = ((tx + 1) | 0) - 1;
+    const jy = ((ty + 1) | 0) - 1;
+    if (
+      bands === 3 &&
+      jx >= 1 &&
+      jy >= 1 &&
+      jx + 2 < w &&
+      jy + 3 < h && // the 4-byte loads of the last row stay within the data
+      (alpha === null || opaque4x4(alpha, (jy - 1) * w + jx - 1, w))
+    ) {
+      // cubic4's unweighted branch, the same arithmetic
+      const x = tx - jx;
+      const hx = 0.5 * x, hx2 = hx * x, x3 = 3 * x;
+      const cx0 = hx * (-1 + x * (2 - x)), cx1 = 1 + hx2 * (-5 + x3), cx2 = hx * (1 + x * (4 - x3)), cx3 = hx2 * (-1 + x);
+      const y = ty - jy;
+      const hy = 0.5 * y, hy2 = hy * y, y3 = 3 * y;
+      const cy0 = hy * (-1 + y * (2 - y)), cy1 = 1 + hy2 * (-5 + y3), cy2 = hy * (1 + y * (4 - y3)), cy3 = hy2 * (-1 + y);
+      // a tap's 3 bands in one 32-bit load, row by row (0 + the first row's term is that term: the same sums)
+      let v0 = 0, v1 = 0, v2 = 0;
+      for (let j = 0, s = ((jy - 1) * w + jx - 1) * 3; j < 4; j++, s = (s + rowStride) | 0) {
+        const cy = j === 0 ? cy0 : j === 1 ? cy1 : j === 2 ? cy2 : cy3;
+        const u0 = dv.getUint32(s, true);
+        const u1 = dv.getUint32((s + 3) | 0, true);
+        const u2 = dv.getUint32((s + 6) | 0, true);
+        const u3 = dv.getUint32((s + 9) | 0, true);
+        v0 += cy * (cx0 * (u0 & 255) + cx1 * (u1 & 255) + cx2 * (u2 & 255) + cx3 * (u3 & 255));
+        v1 +=
+          cy * (cx0 * ((u0 >>> 8) & 255) + cx1 * ((u1 >>> 8) & 255) + cx2 * ((u2 >>> 8) & 255) + cx3 * ((u3 >>> 8) & 255));
+        v2 +=
+          cy * (cx0 * ((u0 >>> 16) & 255) + cx1 * ((u1 >>> 16) & 255) + cx2 * ((u2 >>> 16) & 255) + cx3 * ((u3 >>> 16) & 255));
+      }
+      out[o] = toByte(v0);
+      out[o + 1] = toByte(v1);
+      out[o + 2] = toByte(v2);
+      outAlpha[p] = a;
+    } else if (cubic4(data, alpha, w, h, bands, lx, ly, out, o)) {
+      outAlpha[p] = a;
+    }
+  }
+}
+
+/** For each pixel of the job's region, how many fully opaque pixels start there along its row (capped at 255):
+ * a block of taps is opaque when the run at the start of each of its rows covers it. */
+function opaqueRuns(job: Job, alpha: Uint8Array): Uint8Array {
+  const { w, rx0, ry0, rx1, ry1 } = job;
+  const rw = rx1 - rx0;
+  const runs = new Uint8Array(rw * (ry1 - ry0));
+  for (let y = ry0, r = 0; y < ry1; y++, r += rw) {
+    let run = 0;
+    for (let x = rx1 - 1, k = y * w + x; x >= rx0; x--, k--) {
+      run = alpha[k] === 255 ? (run < 255 ? run + 1 : 255) : 0;
+      runs[r + x - rx0] = run;
+    }
+  }
+  return runs;
+}
+
+/**
+ * The separable kernels (GWKResample / GWKResampleOptimizedLanczos), widened by the scale. A pixel whose taps lie
+ * inside the region and (with alpha) are all opaque takes a fast path generated for the tile's tap counts (see
+ * separableFastLoop); the others, and every pixel of kernels too wide to unroll, take separable().
+ */
+function separableTile(
+  job: Job,
+  filter: number,
+  supportX: number,
+  supportY: number,
+  invScaleX: number,
+  invScaleY: number,
+): void {
+  const { data, alpha, w, h, bands, x0, y0, coords, n, out, outAlpha } = job;
+  const need = Math.ceil(2 * Math.max(supportX, supportY)) + 2;
+  if (weightsX.length < need) {
+    weightsX = new Float64Array(need);
+    weightsY = new Float64Array(need);
+    tapWeights = new Float64Array(need);
+  }
+  // taps per axis: a support of s covers floor(2s) + 1 or floor(2s) pixel centres (any other count is a rounding
+  // edge, which the fast loop leaves to separable())
+  const nX = Math.floor(2 * supportX) + 1;
+  const nY = Math.floor(2 * supportY) + 1;
+  let slow: Int32Array | null = null; // the pixels left to separable(), or null for all
+  let ns = n;
+  const fast = nX <= MAX_UNROLL ? separableFastLoop(filter, nX, nY, bands, alpha !== null) : null;
+  if (fast !== null) {
+    if (slowPixels.length < n) slowPixels = new Int32Array(n);
+    slow = slowPixels;
+    const runs = alpha === null ? null : opaqueRuns(job, alpha);
+    ns = fast(job, runs, slow, supportX, supportY, invScaleX, invScaleY, LANCZOS_TABLE);
+  }
+  for (let q = 0; q < ns; q++) {
+    const p = slow === null ? q : slow[q];
+    const lx = coords[2 * p] - x0;
+    const ly = coords[2 * p + 1] - y0;
+    if (!(lx >= 0 && ly >= 0 && lx + EDGE_EPSILON <= w && ly + EDGE_EPSILON <= h)) continue;
+    let ix = (lx + EDGE_EPSILON) | 0;
+    let iy = (ly + EDGE_EPSILON) | 0;
+    if (ix === w) ix--;
+    if (iy === h) iy--;
+    const a = alpha === null ? 255 : alpha[iy * w + ix];
+    if (a === 0) continue;
+    if (separable(data, alpha, w, h, bands, lx, ly, filter, supportX, supportY, invScaleX, invScaleY, out, p * bands)) {
+      outAlpha[p] = a;
+    }
+  }
+}
+
+/** Widest row of taps the fast loops unroll: Lanczos up to a scale of ~5, cubic ~8, bilinear always. */
+const MAX_UNROLL = 32;
+
+/** The pixels a fast loop leaves to separable(), in order. */
+let slowPixels = new Int32Array(0);
+
+/** Runs the fast path over a tile; returns how many pixels it stored in `slow` for separable(). */
+type FastLoop = (
+  job: Job,
+  runs: Uint8Array | null,
+  slow: Int32Array,
+  supportX: number,
+  supportY: number,
+  invScaleX: number,
+  invScaleY: number,
+  table: Float64Array,
+) => number;
+
+const fastLoops = new Map<string, FastLoop | null>();
+
+/**
+ * The loop over a tile's pixels for one filter, band count and nX x nY block of taps, generated (once per such
+ * configuration: a handful per build) so that a row of taps is unrolled, its weights in locals: a loop over a
+ * Float64Array of 2 or 3 weights costs about twice the arithmetic, and a build spends most of its time here. The
+ * source text holds nothing but numbers computed here.
+ *
+ * Per pixel, separable()'s work without its tests: a support of s covers nX = floor(2s) + 1 or nX - 1 pixel
+ * centres per axis, so the taps are xlo .. xlo + nX - 1 or one fewer (two unrolled rows, chosen per pixel) on cy
+ * rows; the weights come from axisWeights' arithmetic and are summed in separable()'s order (0 + x being x): the
+ * same bits. Pixels are left to separable() (listed in `slow`) when their block of taps may leave the region, when
+ * it covers a pixel with alpha < 255 (the opaque run at the start of one of its rows is shorter than the block) or
+ * when rounding made the support cover another number of centres.
+ */
+function separableFastLoop(filter: number, nX: number, nY: number, bands: number, hasAlpha: boolean): FastLoop | null {
+  const key = `${filter}/${nX}/${nY}/${bands}/${hasAlpha}`;
+  let fn = fastLoops.get(key);
+  if (fn !== undefined) return fn;
+  // the weight of a tap at distance d (in source pixels / scale, non-negative) into `out`: axisWeights' code
+  const weight = (out: string, d: string): string =>
+    filter === FILTER_TENT
+      ? `${out} = ${d} < 1 ? 1 - ${d} : 0;`
+      : filter === FILTER_CUBIC
+        ? `${out} = ${d} <= 1 ? ${d} * ${d} * (1.5 * ${d} - 2.5) + 1 ` +
+          `: ${d} < 2 ? ${d} * ${d} * (-0.5 * ${d} + 2.5) - 4 * ${d} + 2 : 0;`
+        : `{ const a = ${d} * ${LANCZOS_STEPS}; if (a >= ${3 * LANCZOS_STEPS}) { ${out} = 0; } ` +
+          `else { const i = a | 0; const v = table[i]; ${out} = v + (table[i + 1] - v) * (a - i); } }`;
+  const B = bands;
+  const L: string[] = [];
+  // 3 bands: one 32-bit little-endian load per tap instead of three byte loads (its 4th byte is the next pixel's;
+  // the loop keeps blocks off the window's last row, where that may be past the data)
+  const packed = B === 3;
+  L.push(
+    'const { data, alpha, coords, out, outAlpha } = job;',
+    // int32 locals, not tagged values to untag at each use
+    'const w = job.w | 0, h = job.h | 0, n = job.n | 0;',
+    'const rx0 = job.rx0 | 0, ry0 = job.ry0 | 0, rx1 = job.rx1 | 0, ry1 = job.ry1 | 0;',
+    'const x0 = +job.x0, y0 = +job.y0;',
+    'const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);',
+    'const sX = +supportX, sY = +supportY, iX = +invScaleX, iY = +invScaleY;',
+    'const rw = rx1 - rx0;',
+    `const rowStride = w * ${B};`,
+    'let ns = 0;',
+  );
+  if (!hasAlpha) {
+    // Coordinates this far inside the region have their block of taps in it and are inside the window (a 1/2 pixel
+    // margin over the bounds of ceil(t - s) >= rx0 and ceil(t - s) + nX <= rx1, t = l - 1/2): one test for both.
+    // The few others go to separable() if inside the window.
+    L.push(
+      'const loX = rx0 + sX, loY = ry0 + sY;',
+      `const hiX = rx1 - ${nX} + sX, hiY = (${packed ? 'ry1 === h ? ry1 - 1 : ry1' : 'ry1'}) - ${nY} + sY;`,
+      'for (let p = 0; p < n; p++) {',
+      '  const lx = coords[2 * p] - x0;',
+      '  const ly = coords[2 * p + 1] - y0;',
+      '  if (!(lx >= loX && lx <= hiX && ly >= loY && ly <= hiY)) {',
+      `    if (lx >= 0 && ly >= 0 && lx + ${EDGE_EPSILON} <= w && ly + ${EDGE_EPSILON} <= h) slow[ns++] = p;`,
+      '    continue;',
+      '  }',
+      '  const alp = 255;',
+    );
+  } else {
+    L.push(
+      'for (let p = 0; p < n; p++) {',
+      '  const lx = coords[2 * p] - x0;',
+      '  const ly = coords[2 * p + 1] - y0;',
+      `  if (!(lx >= 0 && ly >= 0 && lx + ${EDGE_EPSILON} <= w && ly + ${EDGE_EPSILON} <= h)) continue;`,
+    );
+  }
+  if (hasAlpha) {
+    L.push(
+      `  let ix = (lx + ${EDGE_EPSILON}) | 0;`,
+      `  let iy = (ly + ${EDGE_EPSILON}) | 0;`,
+      '  if (ix === w) ix--;',
+      '  if (iy === h) iy--;',
+      '  const alp = alpha[iy * w + ix];',
+      '  if (alp === 0) continue;',
+    );
+  }
+  L.push(
+    '  const tx = lx - 0.5;',
+    '  const ty = ly - 0.5;',
+    '  const xlo = Math.ceil(tx - sX) | 0;',
+    '  const ylo = Math.ceil(ty - sY) | 0;',
+    // the last tap within the support is floor(t + s); for an integer m, m <= floor(v) exactly when m <= v
+    '  const xhi = tx + sX;',
+    '  const yhi = ty + sY;',
+    // the support covering nX or nX - 1 centres per axis, as it does but on a rounding edge
+    `  let fast = xlo + ${nX - 2} <= xhi && xlo + ${nX} > xhi && ylo + ${nY - 2} <= yhi && ylo + ${nY} > yhi` +
+      (hasAlpha ? ` && xlo >= rx0 && ylo >= ry0 && xlo + ${nX} <= rx1 && ylo + ${nY} <= ry1` : '') +
+      (hasAlpha && packed ? ` && (ylo + ${nY} < h || xlo + ${nX} < w);` : ';'),
+  );
+  if (hasAlpha) {
+    L.push(
+      '  if (fast) {',
+      `    for (let j = 0, r = (ylo - ry0) * rw + xlo - rx0; j < ${nY}; j++, r += rw) {`,
+      `      if (runs[r] < ${nX}) { fast = false; break; }`,
+      '    }',
+      '  }',
+    );
+  }
+  L.push(
+    '  if (!fast) {',
+    '    slow[ns++] = p;',
+    '    continue;',
+    '  }',
+    '  let d;',
+    // a full row of nX taps, or nX - 1 when the last is past the support; rows: nY or nY - 1
+    `  const fullX = xlo + ${nX - 1} <= xhi;`,
+    `  const cy = ylo + ${nY - 1} <= yhi ? ${nY} : ${nY - 1};`,
+  );
+  for (let i = 0; i < nX; i++) {
+    L.push(`  let w${i} = 0;`);
+    // a support > 1 puts the first tap left of the centre and the last one right of it: |d| without a test
+    const dist =
+      i === 0
+        ? 'd = (tx - xlo) * iX;'
+        : i === nX - 1
+          ? `d = (xlo + ${i} - tx) * iX;`
+          : `d = Math.abs((xlo + ${i} - tx) * iX);`;
+    L.push(i === nX - 1 ? `  if (fullX) { ${dist} ${weight(`w${i}`, 'd')} }` : `  ${dist} ${weight(`w${i}`, 'd')}`);
+  }
+  L.push(`  const sumX = ${Array.from({ length: nX }, (_, i) => `w${i}`).join(' + ')};`);
+  L.push('  let wsum = 0;');
+  for (let b = 0; b < B; b++) L.push(`  let a${b} = 0;`);
+  // the cy rows within the support, each with nX taps or nX - 1
+  L.push(
+    `  for (let j = 0, k = (ylo * w + xlo) * ${B}; j < cy; j = (j + 1) | 0, k = (k + rowStride) | 0) {`,
+    `    d = Math.abs((ylo + j - ty) * iY); let wy; ${weight('wy', 'd')}`,
+    '    wsum += wy * sumX;',
+  );
+  const row = (taps: number): void => {
+    if (packed) {
+      for (let i = 0; i < taps; i++) L.push(`      const u${i} = dv.getUint32((k + ${3 * i}) | 0, true);`);
+      const shift = ['', ' >>> 8', ' >>> 16'];
+      for (let b = 0; b < 3; b++) {
+        const terms = Array.from({ length: taps }, (_, i) => `w${i} * ((u${i}${shift[b]}) & 255)`);
+        L.push(`      a${b} += wy * (${terms.join(' + ')});`);
+      }
+    } else {
+      for (let b = 0; b < B; b++) {
+        const terms = Array.from({ length: taps }, (_, i) => `w${i} * data[(k + ${i * B + b}) | 0]`);
+        L.push(`      a${b} += wy * (${terms.join(' + ')});`);
+      }
+    }
+  };
+  L.push('    if (fullX) {');
+  row(nX);
+  L.push('    } else {');
+  row(nX - 1);
+  L.push('    }');
+  L.push('  }', `  if (wsum < ${MIN_WEIGHT}) continue;`, '  const inv = 1 / wsum;');
+  for (let b = 0; b < B; b++) {
+    L.push(`  { const v = a${b} * inv; out[p * ${B} + ${b}] = v <= 0 ? 0 : v >= 255 ? 255 : v + 0.5; }`);
+  }
+  L.push('  outAlpha[p] = alp;', '}', 'return ns;');
+  const params = ['job', 'runs', 'slow', 'supportX', 'supportY', 'invScaleX', 'invScaleY', 'table'];
+  try {
+    fn = new Function(...params, L.join('\n')) as FastLoop;
+  } catch {
+    fn = null; // code generation disallowed (node --disallow-code-generation-from-strings): separable() for all
+  }
+  fastLoops.set(key, fn);
+  return fn;
 }
 
 /** GWKBilinearResample4Sample: the 2x2 tent at scale 1. */
@@ -290,6 +730,12 @@ function bilinear4(
 
 function opaque2x2(alpha: Uint8Array, k: number, w: number): boolean {
   return (alpha[k] & alpha[k + 1] & alpha[k + w] & alpha[k + w + 1]) === 255;
+}
+
+function opaque4x4(alpha: Uint8Array, k: number, w: number): boolean {
+  let all = 255;
+  for (let j = 0; j < 4; j++, k += w) all &= alpha[k] & alpha[k + 1] & alpha[k + 2] & alpha[k + 3];
+  return all === 255;
 }
 
 /** GWKCubicResample4Sample: Keys cubic (a = -0.5) on 4x4 taps, bilinear where a tap is outside or transparent. */
@@ -405,12 +851,12 @@ function separable(
       for (let i = 0; i < nx; i++) {
         const a = alpha[a0 + i];
         if (a !== 0) valid++;
-        const wa = wxs[i] * a;
+        // a / 255 is exactly 1 for an opaque tap: a row of opaque taps weighs bit for bit as without alpha
+        const wa = wxs[i] * DENSITY[a];
         wts[i] = wa;
         rsum += wa;
       }
       if (rsum === 0) continue;
-      wy /= 255;
       wsum += wy * rsum;
     }
     if (wy === 0) continue;
