@@ -60,19 +60,20 @@ export function formatFromExtension(ext: string): TileFormat | undefined {
 
 /** The HTTP answer for a tile: 304 when the client has it, no body for HEAD. */
 export function tileResponse(req: Request, tile: ServedTile, maxAge: number): Response {
-  const headers = new Headers({
+  // a plain header object, not Headers: @hono/node-server then writes it as is (measurably faster)
+  const headers: Record<string, string> = {
     'Content-Type': tile.mime,
     ETag: tile.etag,
     'Cache-Control': `public, max-age=${maxAge}`,
     // set here, not by the CORS middleware, which tile routes skip (see app.ts)
     'Access-Control-Allow-Origin': '*',
     'Access-Control-Expose-Headers': 'ETag, Content-Length',
-  });
+  };
   const inm = req.headers.get('If-None-Match');
   if (inm && inm.split(',').some((t) => t.trim() === tile.etag || t.trim() === '*')) {
     return new Response(null, { status: 304, headers });
   }
-  headers.set('Content-Length', String(tile.data.byteLength));
+  headers['Content-Length'] = String(tile.data.byteLength);
   return new Response(req.method === 'HEAD' ? null : (tile.data as Uint8Array<ArrayBuffer>), { status: 200, headers });
 }
 
