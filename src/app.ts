@@ -1,6 +1,8 @@
 // The HTTP application: one Hono app with a sub-app per protocol, CORS, compression of documents,
 // request metrics, /health and /metrics.
 
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { compress } from 'hono/compress';
 import { cors } from 'hono/cors';
@@ -11,6 +13,7 @@ import { xyzRoutes } from './protocols/xyz.js';
 import { wmtsRoutes } from './protocols/wmts.js';
 import { ogcapiRoutes } from './protocols/ogcapi.js';
 import { viewerRoutes } from './protocols/viewer.js';
+import { tileFastPath } from './protocols/fastpath.js';
 
 export interface AppOptions {
   /** metrics of every serving process (cluster); defaults to this process only */
@@ -69,4 +72,26 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
     return c.json({ error: 'internal_error', error_description: [err.message] }, 500);
   });
   return app;
+}
+
+/**
+ * The node:http request listener: tile URLs in path form take the fast path, everything else (and every
+ * tile request it declines: errors, KVP, protected layers) the Hono application.
+ */
+export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(ctx, opts);
+  const full = getRequestListener(app.fetch);
+  const fast = tileFastPath(ctx);
+  return (req, res) => {
+    fast(req, res).then(
+      (done) => {
+        if (!done) void full(req, res);
+      },
+      (err) => {
+        console.error(`tuile: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ error: 'internal_error', error_description: [(err as Error).message] }));
+      },
+    );
+  };
 }

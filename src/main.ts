@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { serve } from '@hono/node-server';
-import { createApp } from './app.js';
+import { createServer } from 'node:http';
+import { createListener } from './app.js';
 import { TileCache } from './cache.js';
 import { loadConfig, type Config } from './config.js';
 import { errorMessage } from './errors.js';
@@ -79,11 +79,11 @@ async function runServer(cfg: Config, specs: LayerSpec[], collectMetrics?: (loca
   const cache = new TileCache(cfg.cacheMB * 1024 * 1024);
   const metrics = new Metrics(() => cache.stats());
   const ctx: ServerContext = { config: cfg, holder, cache, metrics };
-  const app = createApp(ctx, { collectMetrics: collectMetrics ? () => collectMetrics(metrics.snapshot()) : undefined });
-  const server = serve({ fetch: app.fetch, hostname: cfg.host, port: cfg.port });
+  const server = createServer(createListener(ctx, { collectMetrics: collectMetrics ? () => collectMetrics(metrics.snapshot()) : undefined }));
   await new Promise<void>((res, rej) => {
     server.once('listening', () => res());
     server.once('error', rej);
+    server.listen(cfg.port, cfg.host);
   });
   return { ctx, server, holder };
 }

@@ -3,8 +3,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
-import { createApp } from '../../src/app.js';
+import { createServer, type Server } from 'node:http';
+import { createListener } from '../../src/app.js';
 import { TileCache } from '../../src/cache.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { Metrics } from '../../src/metrics.js';
@@ -45,10 +45,8 @@ export async function startServer(layers: LayerSpec[], config: Partial<Config> =
   await holder.load(layers);
   const cache = new TileCache(cfg.cacheMB * 1024 * 1024);
   const ctx: ServerContext = { config: cfg, holder, cache, metrics: new Metrics(() => cache.stats()) };
-  const app = createApp(ctx);
-  const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
-  });
+  const server: Server = createServer(createListener(ctx));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
