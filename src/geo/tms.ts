@@ -119,10 +119,6 @@ export function levelForResolution(tms: TileMatrixSet, res: number): number {
   return best;
 }
 
-export function limitsContain(l: TileLimits, t: Tile): boolean {
-  return t.z === l.z && t.x >= l.minX && t.x <= l.maxX && t.y >= l.minY && t.y <= l.maxY;
-}
-
 /** TMS 1.0.0 counts rows from the bottom. */
 export function flipY(tms: TileMatrixSet, z: number, y: number): number {
   return tms.levels[z].matrixHeight - 1 - y;

@@ -66,10 +66,6 @@ export class PyramidChain {
     return undefined;
   }
 
-  get chainIds(): string[] {
-    return this.members.map((m) => m.id);
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
