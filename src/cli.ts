@@ -165,5 +165,7 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err) => {
   process.stderr.write(`tuile: ${errorMessage(err).split('\n')[0]}\n`);
-  process.exit(err instanceof TuileError && err.code === 'InvalidParameter' ? 2 : 1);
+  // 2 for a command line we could not take (bad option or value), 1 for everything else
+  const usage = (err instanceof TuileError && err.code === 'InvalidParameter') || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
+  process.exit(usage ? 2 : 1);
 });

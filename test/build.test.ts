@@ -230,7 +230,12 @@ describe('tuile build refuses bad input cleanly', () => {
     const r = runCli(['build', fixture('france_relief_north_2154.tif'), '--out', FIXTURES]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/not empty/);
-    expect(runCli(['build', fixture('france_relief_north_2154.tif'), '--out', join(tmp.path, 'y'), '--compression', 'gif']).stderr).toMatch(/unknown compression 'gif'/);
+    const gif = runCli(['build', fixture('france_relief_north_2154.tif'), '--out', join(tmp.path, 'y'), '--compression', 'gif']);
+    expect(gif.stderr).toMatch(/unknown compression 'gif'/);
+    expect(gif.status).toBe(2);
+    const unknown = runCli(['build', fixture('france_relief_north_2154.tif'), '--out', join(tmp.path, 'y'), '--colour', 'red']);
+    expect(unknown.stderr).toMatch(/^tuile: .*--colour/);
+    expect(unknown.status).toBe(2);
     expect(runCli(['build', fixture('france_relief_north_2154.tif'), '--out', join(tmp.path, 'y'), '--top', '9', '--bottom', '4']).stderr).toMatch(/top level 9/);
     expect(existsSync(join(tmp.path, 'y'))).toBe(false);
   });
