@@ -85,7 +85,13 @@ async function build(args: string[]): Promise<void> {
   const kname = values.interpolation ?? 'bilinear';
   const kernel = KERNELS[kname];
   if (!kernel) throw new TuileError('InvalidParameter', `unknown interpolation '${kname}' (nn, linear, bicubic, lanczos)`);
+  // Ctrl-C or SIGTERM: stop the build, which then removes its temporary folder
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   const result = await buildPyramid({
+    signal: controller.signal,
     inputs: positionals,
     out: values.out,
     bottom: intOption(values.bottom, 'bottom', 0, 24),
@@ -164,6 +170,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
+  if (err instanceof TuileError && err.message === 'build interrupted') {
+    process.stderr.write('tuile: build interrupted, nothing written\n');
+    process.exit(130);
+  }
   process.stderr.write(`tuile: ${errorMessage(err).split('\n')[0]}\n`);
   // 2 for a command line we could not take (bad option or value), 1 for everything else
   const usage = (err instanceof TuileError && err.code === 'InvalidParameter') || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS');

@@ -1,5 +1,6 @@
 // Pyramid builds through the CLI on real deliveries: archive contents, descriptor, PMTiles interop,
 // bad inputs.
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PMTilesReader } from '../src/pyramid/pmtiles.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import { isBlank } from '../src/tiles/merge.js';
-import { fixture, runCli, tempDir, FIXTURES } from './helpers/fixtures.js';
+import { fixture, runCli, tempDir, FIXTURES, ROOT } from './helpers/fixtures.js';
 
 class FileSource implements Source {
   constructor(private readonly path: string) {}
@@ -203,6 +204,24 @@ describe('tuile build refuses bad input cleanly', () => {
       expect(readdirSync(tmp.path).filter((f) => f.includes('.tmp'))).toEqual([]);
     });
   }
+
+  it('an interrupted build (SIGTERM) leaves neither the output nor its temporary folder', async () => {
+    const dir = join(tmp.path, 'interrupted');
+    mkdirSync(dir);
+    const out = join(dir, 'pyr');
+    const child = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'build', fixture('modis_miriam_4326.tif'), '--out', out, '--bottom', '10', '--compression', 'jpg', '--quiet']);
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    // once the temporary folder exists, well before the build ends (level 10: about 10 s here)
+    for (let i = 0; i < 100 && !readdirSync(dir).some((f) => f.includes('.tmp-')); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readdirSync(dir).some((f) => f.includes('.tmp-'))).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill('SIGTERM');
+    const code = await new Promise((r) => child.once('exit', (c) => r(c)));
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/^tuile: build interrupted, nothing written$/m);
+    expect(readdirSync(dir)).toEqual([]);
+  });
 
   it('a missing input file', () => {
     const r = runCli(['build', join(tmp.path, 'nope.tif'), '--out', join(tmp.path, 'x')]);

@@ -38,6 +38,8 @@ export interface BuildOptions {
   workers?: number;
   maxPixels?: number;
   onProgress?: (done: number, total: number) => void;
+  /** aborting stops the build; it then rejects and leaves nothing behind */
+  signal?: AbortSignal;
 }
 
 export interface BuildResult {
@@ -206,6 +208,8 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
   })();
   const pool = new WorkerPool(opts.workers);
   let writer: PMTilesWriter | null = null;
+  let stopped = false; // after a failure, late results are dropped instead of written
+  let writing: Promise<void> = Promise.resolve();
   try {
     writer = await PMTilesWriter.create(join(tmp, ARCHIVE), {
       tileType: format,
@@ -221,8 +225,8 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
     let bytes = 0;
     let tilesWritten = 0;
     let done = 0;
-    let writing: Promise<void> = Promise.resolve();
     const accept = (r: TaskResult, processed: number) => {
+      if (stopped) return;
       for (const t of r.tiles) {
         const p = present[t.z];
         present[t.z] = p
@@ -232,6 +236,7 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
         bytes += t.data.byteLength;
         tilesWritten++;
         writing = writing.then(() => w.addTile(t.z, t.x, t.y, t.data));
+        writing.catch(() => {}); // awaited at the end; a failure must not go unhandled before that
       }
       done += processed;
       opts.onProgress?.(done, total);
@@ -290,6 +295,11 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
     const maxInFlight = pool.size * 2;
     const inFlight = new Set<Promise<void>>();
     let failure: { err: unknown } | null = null;
+    const onAbort = () => {
+      failure ??= { err: new TuileError('Internal', 'build interrupted') };
+    };
+    opts.signal?.addEventListener('abort', onAbort);
+    if (opts.signal?.aborted) onAbort();
     for (const j of jobs) {
       while (inFlight.size >= maxInFlight && !failure) await Promise.race(inFlight);
       if (failure) break;
@@ -316,6 +326,7 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
       inFlight.add(tracked);
     }
     await Promise.all(inFlight);
+    opts.signal?.removeEventListener('abort', onAbort);
     if (failure) throw (failure as { err: unknown }).err;
     // merges can add merges: wait until the list stops growing
     for (let i = 0; i < merges.length; i++) await merges[i];
@@ -326,6 +337,7 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
       const p = present[z];
       if (p) levels.push({ id: String(z), limits: p, tiles: counts[z] });
     }
+    if (opts.signal?.aborted) throw new TuileError('Internal', 'build interrupted');
     const stats = await w.finish();
     writer = null;
     const seconds = (Date.now() - started) / 1000;
@@ -355,6 +367,8 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
     await rename(tmp, out);
     return { descriptor, tiles: tilesWritten, bytes: stats.bytes, seconds };
   } catch (err) {
+    stopped = true;
+    await writing.catch(() => {});
     await writer?.abort().catch(() => {});
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
     throw err;
