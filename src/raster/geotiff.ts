@@ -55,7 +55,23 @@ class NativeDeflateDecoder extends BaseDecoder {
     const spp = p.planarConfiguration === 2 ? 1 : bits.length;
     const rowBytes = p.tileWidth * spp;
     for (let r = 0; r + rowBytes <= b.length; r += rowBytes) {
-      for (let i = r + spp, end = r + rowBytes; i < end; i++) b[i] = (b[i] + b[i - spp]) & 255;
+      const end = r + rowBytes;
+      if (spp === 3) {
+        // three independent running sums in registers instead of one chain through memory
+        let c0 = b[r];
+        let c1 = b[r + 1];
+        let c2 = b[r + 2];
+        for (let i = r + 3; i < end; i += 3) {
+          c0 = (c0 + b[i]) & 255;
+          c1 = (c1 + b[i + 1]) & 255;
+          c2 = (c2 + b[i + 2]) & 255;
+          b[i] = c0;
+          b[i + 1] = c1;
+          b[i + 2] = c2;
+        }
+      } else {
+        for (let i = r + spp; i < end; i++) b[i] = (b[i] + b[i - spp]) & 255;
+      }
     }
     return decoded;
   }

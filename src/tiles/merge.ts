@@ -49,6 +49,10 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
     const oy = (q >> 1) * half;
     const cd = c.data;
     const ca = c.alpha;
+    if (isOpaque(ca)) {
+      averageOpaque(cd, od, oa, size, bands, ox, oy);
+      continue;
+    }
     for (let y = 0; y < half; y++) {
       const r0 = 2 * y * size;
       const r1 = r0 + size;
@@ -79,6 +83,28 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
     }
   }
   return out;
+}
+
+function isOpaque(a: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== 255) return false;
+  return true;
+}
+
+/** The 2x2 average of a child without nodata into its quadrant (ox, oy) of the parent: no alpha weights. */
+function averageOpaque(cd: Uint8Array, od: Uint8Array, oa: Uint8Array, size: number, bands: number, ox: number, oy: number): void {
+  const half = size >> 1;
+  const row = size * bands;
+  for (let y = 0; y < half; y++) {
+    let s0 = 2 * y * row;
+    let o = ((oy + y) * size + ox) * bands;
+    oa.fill(255, (oy + y) * size + ox, (oy + y) * size + ox + half);
+    for (let x = 0; x < half; x++, s0 += 2 * bands) {
+      const s1 = s0 + row;
+      for (let b = 0; b < bands; b++, o++) {
+        od[o] = (cd[s0 + b] + cd[s0 + bands + b] + cd[s1 + b] + cd[s1 + bands + b] + 2) >> 2;
+      }
+    }
+  }
 }
 
 /** `over` composited on top of `under` ("source over"); either may be null. Returns a new tile. */
