@@ -26,9 +26,9 @@ type Message =
   | { type: 'ready' };
 
 const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../..');
-export const DEMO_SOURCES = join(PACKAGE_ROOT, 'data/demo');
+const DEMO_SOURCES = join(PACKAGE_ROOT, 'data/demo');
 
-export function pyramidsDir(cfg: Config): string {
+function pyramidsDir(cfg: Config): string {
   return join(cfg.dataDir, 'pyramids');
 }
 

@@ -1,6 +1,7 @@
 // The immutable registry of published layers (DESIGN 7): built whole from a configuration, installed with
 // one assignment; each request reads `holder.current` once and keeps that snapshot to the end.
 
+import { resolve } from 'node:path';
 import { errorMessage, TuileError } from './errors.js';
 import { getTms, type Bbox, type TileLimits, type TileMatrixSet } from './geo/tms.js';
 import { PyramidChain } from './pyramid/chain.js';
@@ -102,6 +103,7 @@ export class RegistryHolder {
 
   /** Builds a registry from specs (reusing chains already open for the same folder) and installs it. */
   async load(specs: LayerSpec[]): Promise<Registry> {
+    // chains by folder: those of the current registry, then those this load opens (a folder opens once)
     const open = new Map<string, PyramidChain>();
     for (const l of this.current.layers.values()) open.set(l.chain.dir, l.chain);
     const layers = new Map<string, Layer>();
@@ -109,9 +111,12 @@ export class RegistryHolder {
     try {
       for (const spec of specs) {
         if (layers.has(spec.name)) throw new TuileError('Conflict', `layer ${spec.name} declared twice`);
-        const reuse = [...open.values()].find((c) => c.dir === (PyramidChain.resolveDir(spec.dir)));
+        const reuse = open.get(resolve(spec.dir));
         const layer = await openLayer(spec, reuse);
-        if (!reuse) opened.push(layer.chain);
+        if (!reuse) {
+          opened.push(layer.chain);
+          open.set(layer.chain.dir, layer.chain);
+        }
         layers.set(spec.name, layer);
       }
     } catch (err) {

@@ -8,7 +8,7 @@ import { TuileError } from '../errors.js';
 import { flipY } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
-import { readTile, type ServerContext } from './tile.js';
+import { isFresh, readTile, TILE_INDEX, tileHeaders, type ServerContext } from './tile.js';
 
 interface Match {
   route: string; // the Hono route pattern the request would have matched, for metrics
@@ -23,8 +23,7 @@ interface Match {
   matrixSet?: string;
 }
 
-const INDEX = /^(0|[1-9]\d{0,8})$/;
-const num = (s: string) => (INDEX.test(s) ? Number(s) : NaN);
+const num = (s: string) => (TILE_INDEX.test(s) ? Number(s) : NaN);
 
 function splitExt(file: string): [string, string] | null {
   const i = file.lastIndexOf('.');
@@ -92,15 +91,8 @@ export function tileFastPath(ctx: ServerContext): (req: IncomingMessage, res: Se
       if (err instanceof TuileError && err.code === 'OutOfRange') return false;
       throw err;
     }
-    const inm = req.headers['if-none-match'];
-    const fresh = inm !== undefined && inm.split(',').some((v) => v.trim() === tile.etag || v.trim() === '*');
-    const headers: Record<string, string | number> = {
-      'Content-Type': tile.mime,
-      ETag: tile.etag,
-      'Cache-Control': `public, max-age=${ctx.config.tileMaxAge}`,
-      'Access-Control-Allow-Origin': '*',
-      'Access-Control-Expose-Headers': 'ETag, Content-Length',
-    };
+    const fresh = isFresh(req.headers['if-none-match'], tile.etag);
+    const headers: Record<string, string | number> = tileHeaders(tile, ctx.config.tileMaxAge);
     if (fresh) {
       res.writeHead(304, headers);
       res.end();

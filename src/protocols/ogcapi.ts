@@ -6,10 +6,9 @@ import { TuileError } from '../errors.js';
 import { getTms, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS, parseFormat, type TileFormat } from '../tiles/codec.js';
-import { baseUrl, serveTile, type ServerContext } from './tile.js';
+import { baseUrl, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
 const JSON_TYPE = 'application/json';
-const INDEX = /^(0|[1-9]\d{0,8})$/;
 const REL = 'http://www.opengis.net/def/rel/ogc/1.0/';
 const TILES_CONF = 'http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/';
 const TMS_CONF = 'http://www.opengis.net/spec/tms/2.0/conf/';

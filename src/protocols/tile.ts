@@ -51,6 +51,25 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
   };
 }
 
+/** A tile index in a URL: a non-negative integer in canonical form, small enough for any level. */
+export const TILE_INDEX = /^(0|[1-9]\d{0,8})$/;
+
+/** Headers of a tile answer. CORS is set here, not by the middleware, which tile answers skip (app.ts). */
+export function tileHeaders(tile: ServedTile, maxAge: number): Record<string, string> {
+  return {
+    'Content-Type': tile.mime,
+    ETag: tile.etag,
+    'Cache-Control': `public, max-age=${maxAge}`,
+    'Access-Control-Allow-Origin': '*',
+    'Access-Control-Expose-Headers': 'ETag, Content-Length',
+  };
+}
+
+/** Whether an If-None-Match header names the tile's current version. */
+export function isFresh(ifNoneMatch: string | null | undefined, etag: string): boolean {
+  return !!ifNoneMatch && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*');
+}
+
 export function formatFromExtension(ext: string): TileFormat | undefined {
   const e = ext.toLowerCase();
   if (e === 'jpg' || e === 'jpeg') return 'jpg';
@@ -61,18 +80,8 @@ export function formatFromExtension(ext: string): TileFormat | undefined {
 /** The HTTP answer for a tile: 304 when the client has it, no body for HEAD. */
 export function tileResponse(req: Request, tile: ServedTile, maxAge: number): Response {
   // a plain header object, not Headers: @hono/node-server then writes it as is (measurably faster)
-  const headers: Record<string, string> = {
-    'Content-Type': tile.mime,
-    ETag: tile.etag,
-    'Cache-Control': `public, max-age=${maxAge}`,
-    // set here, not by the CORS middleware, which tile routes skip (see app.ts)
-    'Access-Control-Allow-Origin': '*',
-    'Access-Control-Expose-Headers': 'ETag, Content-Length',
-  };
-  const inm = req.headers.get('If-None-Match');
-  if (inm && inm.split(',').some((t) => t.trim() === tile.etag || t.trim() === '*')) {
-    return new Response(null, { status: 304, headers });
-  }
+  const headers = tileHeaders(tile, maxAge);
+  if (isFresh(req.headers.get('If-None-Match'), tile.etag)) return new Response(null, { status: 304, headers });
   headers['Content-Length'] = String(tile.data.byteLength);
   return new Response(req.method === 'HEAD' ? null : (tile.data as Uint8Array<ArrayBuffer>), { status: 200, headers });
 }

@@ -7,10 +7,9 @@ import { TuileError } from '../errors.js';
 import { flipY } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
-import { baseUrl, formatFromExtension, serveTile, type ServerContext } from './tile.js';
+import { baseUrl, formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
 const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
-const INDEX = /^(0|[1-9]\d{0,8})$/;
 const XML = { 'Content-Type': 'application/xml; charset=utf-8' };
 
 function doc(root: Record<string, unknown>): string {

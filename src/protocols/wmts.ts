@@ -7,6 +7,7 @@ import { mercatorToLonLat, PM, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer, Registry } from '../registry.js';
 import { FORMATS, pixelAt } from '../tiles/codec.js';
 import { exceptionResponse, OwsException } from './ows.js';
+import { escapeHtml } from './viewer.js';
 import { baseUrl, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
 
 const VERSION = '1.0.0';
@@ -343,10 +344,6 @@ function infoFields(info: FeatureInfo): [string, string][] {
   return Object.entries(info).map(([k, v]) => [k, Array.isArray(v) ? v.join(' ') : String(v)]);
 }
 
-const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
-}
 
 export function renderFeatureInfo(info: FeatureInfo, format: InfoFormat): Response {
   const type = (mime: string) => ({ 'Content-Type': `${mime}; charset=utf-8` });

@@ -3,9 +3,8 @@
 import { Hono } from 'hono';
 import { TuileError } from '../errors.js';
 import { FORMATS } from '../tiles/codec.js';
-import { formatFromExtension, serveTile, type ServerContext } from './tile.js';
+import { formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
-const INDEX = /^(0|[1-9]\d{0,8})$/;
 
 export function xyzRoutes(ctx: ServerContext): Hono {
   const app = new Hono();

@@ -26,13 +26,9 @@ export class PyramidChain {
     return this.descriptor.id;
   }
 
-  static resolveDir(dir: string): string {
-    return resolve(dir);
-  }
-
   /** Opens a pyramid folder and every parent its descriptor names, checking that each one opens. */
   static async open(dir: string): Promise<PyramidChain> {
-    const root = PyramidChain.resolveDir(dir);
+    const root = resolve(dir);
     const descriptor = await readDescriptor(root);
     const members: { id: string; reader: PMTilesReader }[] = [];
     try {
