@@ -4,31 +4,24 @@
 import { parseArgs } from 'node:util';
 import { TuileError, errorMessage } from './errors.js';
 import { buildPyramid } from './pyramid/build.js';
-import { join, resolve } from 'node:path';
-import { loadConfig } from './config.js';
-import { start } from './main.js';
+import { isAbsolute, join, resolve } from 'node:path';
 import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles.js';
-import { parseFormat } from './tiles/codec.js';
-import type { Kernel } from './raster/resample.js';
+import type { TileFormat } from './tiles/codec.js';
+import { KERNEL_NAMES } from './raster/resample.js';
 
 const USAGE = `usage:
-  tuile build <input.tif>... --out DIR [--bottom N] [--top N] [--compression jpg|png|webp]
+  tuile build <input.tif>... --out DIR [--parent DIR] [--bottom N] [--top N] [--compression jpg|png|webp]
               [--interpolation nn|linear|bicubic|lanczos] [--quality Q] [--png-level L]
               [--nodata V[,V,V]] [--bands B[,B,B]] [--workers N] [--quiet]
-  tuile inspect DIR [--json]
-  tuile serve [--layer NAME=DIR]... [--port N]   (without --layer: the pyramids of the data folder)`;
+      --parent DIR: an update of that pyramid: only the tiles the inputs change are stored, the rest
+                    read through its chain; levels, compression, interpolation, quality and nodata
+                    default to the parent's
+  tuile inspect DIR [--json]   (the pyramid, its levels and its parent chain, nearest first)
+  tuile serve [--layer NAME=DIR]... [--port N]   (without --layer: the server of npm start, layers from the management API)`;
 
-const KERNELS: Record<string, Kernel> = {
-  nn: 'nearest',
-  nearest: 'nearest',
-  near: 'nearest',
-  linear: 'bilinear',
-  bilinear: 'bilinear',
-  bicubic: 'bicubic',
-  cubic: 'bicubic',
-  lanczos: 'lanczos',
-};
+// not codec.ts's parseFormat: importing it loads sharp (a few hundred ms), which only the workers use
+const FORMAT_NAMES: Record<string, TileFormat> = { jpg: 'jpg', jpeg: 'jpg', png: 'png', webp: 'webp' };
 
 function intOption(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -64,6 +57,7 @@ async function build(args: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       out: { type: 'string', short: 'o' },
+      parent: { type: 'string' },
       bottom: { type: 'string' },
       top: { type: 'string' },
       compression: { type: 'string' },
@@ -79,12 +73,13 @@ async function build(args: string[]): Promise<void> {
   });
   if (positionals.length === 0) throw new TuileError('InvalidParameter', 'build needs at least one input GeoTIFF');
   if (!values.out) throw new TuileError('InvalidParameter', 'build needs --out DIR');
-  const fmtName = values.compression ?? values.format ?? 'png';
-  const format = parseFormat(fmtName);
-  if (!format) throw new TuileError('InvalidParameter', `unknown compression '${fmtName}' (jpg, png, webp)`);
-  const kname = values.interpolation ?? 'bilinear';
-  const kernel = KERNELS[kname];
-  if (!kernel) throw new TuileError('InvalidParameter', `unknown interpolation '${kname}' (nn, linear, bicubic, lanczos)`);
+  // left out: the parent's in an update, the defaults of buildPyramid otherwise
+  const fmtName = values.compression ?? values.format;
+  const format = fmtName === undefined ? undefined : FORMAT_NAMES[fmtName.toLowerCase()];
+  if (fmtName !== undefined && !format) throw new TuileError('InvalidParameter', `unknown compression '${fmtName}' (jpg, png, webp)`);
+  const kname = values.interpolation;
+  const kernel = kname === undefined ? undefined : KERNEL_NAMES[kname];
+  if (kname !== undefined && !kernel) throw new TuileError('InvalidParameter', `unknown interpolation '${kname}' (nn, linear, bicubic, lanczos)`);
   // Ctrl-C or SIGTERM: stop the build, which then removes its temporary folder
   const controller = new AbortController();
   const stop = () => controller.abort();
@@ -94,6 +89,7 @@ async function build(args: string[]): Promise<void> {
     signal: controller.signal,
     inputs: positionals,
     out: values.out,
+    parent: values.parent,
     bottom: intOption(values.bottom, 'bottom', 0, 24),
     top: intOption(values.top, 'top', 0, 24),
     format,
@@ -107,8 +103,9 @@ async function build(args: string[]): Promise<void> {
   });
   const d = result.descriptor;
   if (!values.quiet) {
+    const over = d.parents.length > 0 ? ` (update of ${d.parents[0].id}, chain of ${d.parents.length + 1})` : '';
     console.log(
-      `built ${values.out}: ${result.tiles} tiles, ${result.bytes} bytes, levels ${d.top}-${d.bottom}, ${d.tileFormat}, ${result.seconds.toFixed(2)} s`,
+      `built ${values.out}: ${result.tiles} tiles, ${result.bytes} bytes, levels ${d.top}-${d.bottom}, ${d.tileFormat}, ${result.seconds.toFixed(2)} s${over}`,
     );
   }
 }
@@ -121,8 +118,19 @@ async function inspect(args: string[]): Promise<void> {
   const reader = await PMTilesReader.open(join(dir, ARCHIVE));
   const archiveTiles = reader.tileCount;
   await reader.close();
+  // where each parent is, and whether it is still there: a broken chain is what an operator looks for
+  const chain = await Promise.all(
+    d.parents.map(async (p) => {
+      const folder = isAbsolute(p.path) ? p.path : resolve(dir, p.path);
+      const found = await readDescriptor(folder).then(
+        (pd) => (pd.id === p.id ? 'ok' : `holds pyramid ${pd.id}`),
+        () => 'missing',
+      );
+      return { id: p.id, path: p.path, folder, status: found };
+    }),
+  );
   if (values.json) {
-    console.log(JSON.stringify({ ...d, archive: { file: ARCHIVE, tiles: archiveTiles } }, null, 2));
+    console.log(JSON.stringify({ ...d, archive: { file: ARCHIVE, tiles: archiveTiles }, chain }, null, 2));
     return;
   }
   const b = d.bboxLonLat;
@@ -131,7 +139,8 @@ async function inspect(args: string[]): Promise<void> {
     `  tms ${d.tms}, ${d.tileSize} px tiles, ${d.tileFormat}, ${d.bands} band(s), interpolation ${d.interpolation}, nodata ${d.nodata.join(',')}`,
     `  levels ${d.top}-${d.bottom}, extent lon ${b.minX.toFixed(5)}..${b.maxX.toFixed(5)} lat ${b.minY.toFixed(5)}..${b.maxY.toFixed(5)}`,
     `  archive ${ARCHIVE}: ${archiveTiles} tiles, ${d.stats.bytes} bytes; sources ${d.sources.join(', ')}`,
-    `  chain: ${d.parents.length === 0 ? 'none (root pyramid)' : d.parents.map((p) => `${p.id} (${p.path})`).join(' -> ')}`,
+    `  chain: ${d.parents.length === 0 ? 'none (root pyramid)' : `${d.parents.length} parent(s), nearest first`}`,
+    ...chain.map((p, i) => `  parent ${i + 1}: ${p.id} ${p.folder}${p.status === 'ok' ? '' : ` (${p.status})`}`),
     ...d.levels.map((l) => `  level ${l.id.padStart(2)}: x ${l.limits.minX}-${l.limits.maxX}, y ${l.limits.minY}-${l.limits.maxY}, ${l.tiles} tiles`),
   ];
   console.log(lines.join('\n'));
@@ -139,6 +148,8 @@ async function inspect(args: string[]): Promise<void> {
 
 async function serveCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { layer: { type: 'string', multiple: true }, port: { type: 'string' } } });
+  // the server stack takes about a second to load: `build` and `inspect` must not pay for it
+  const [{ loadConfig }, { start }] = await Promise.all([import('./config.js'), import('./main.js')]);
   const cfg = loadConfig();
   if (values.port !== undefined) cfg.port = intOption(values.port, 'port', 0, 65535)!;
   const layers = values.layer?.map((l) => {

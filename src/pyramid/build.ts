@@ -1,9 +1,10 @@
 // Pyramid builds: plans levels, limits and jobs with pure math, runs the pixel work on the worker pool
 // in quadtree order, streams tiles into a PMTiles archive, and publishes the folder by one rename.
+// An update build (`parent`) stores only the tiles its delivery changes; the rest read through (DESIGN 5).
 
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, writeFile, open } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import { transformer, WGS84 } from '../geo/crs.js';
 import {
@@ -19,6 +20,7 @@ import { GeoTiffSource, type OpenOptions, type RasterInfo } from '../raster/geot
 import type { Kernel } from '../raster/resample.js';
 import type { EncodeOptions, TileFormat } from '../tiles/codec.js';
 import type { RawTile } from '../tiles/merge.js';
+import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
 import { PMTilesWriter } from './pmtiles.js';
 import type { MergeTask, SubtreeTask, TaskResult } from './worker.js';
@@ -35,6 +37,13 @@ export interface BuildOptions {
   pngLevel?: number;
   nodataColor?: number[];
   bands?: number[];
+  /**
+   * Parent pyramid folder: build an update of its chain. Format, interpolation, quality, nodata colour
+   * and levels left out are the parent's; a format, level or band count other than the parent's is
+   * refused. The archive then holds only the tiles the inputs change, the new pixels drawn over the
+   * parent's where they are valid, and every other tile reads through to the chain.
+   */
+  parent?: string;
   workers?: number;
   maxPixels?: number;
   onProgress?: (done: number, total: number) => void;
@@ -124,6 +133,21 @@ export function planLevels(bbox: Bbox, top: number, bottom: number): (TileLimits
   return limits;
 }
 
+function lonLatOf(b: Bbox): Bbox {
+  const [w, s] = mercatorToLonLat(b.minX, b.minY);
+  const [e, n] = mercatorToLonLat(b.maxX, b.maxY);
+  return { minX: w, minY: s, maxX: e, maxY: n };
+}
+
+/** The parent and its own parents, nearest first, with paths rebased onto the new pyramid folder. */
+export function chainParents(parentDir: string, parent: PyramidDescriptor, out: string): { id: string; path: string }[] {
+  const rel = (dir: string) => relative(out, dir) || '.';
+  return [
+    { id: parent.id, path: rel(parentDir) },
+    ...parent.parents.map((p) => ({ id: p.id, path: rel(isAbsolute(p.path) ? p.path : resolve(parentDir, p.path)) })),
+  ];
+}
+
 async function prepareOut(out: string): Promise<void> {
   try {
     const s = await stat(out);
@@ -147,10 +171,50 @@ async function writeFileSynced(path: string, text: string): Promise<void> {
   }
 }
 
+function unionLimits(a: TileLimits | null | undefined, b: TileLimits | null | undefined): TileLimits | null {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  return { z: a.z, minX: Math.min(a.minX, b.minX), minY: Math.min(a.minY, b.minY), maxX: Math.max(a.maxX, b.maxX), maxY: Math.max(a.maxY, b.maxY) };
+}
+
+/** The parent's descriptor, checked to be one an update can be built on with these options. */
+async function openParent(dir: string, opts: BuildOptions): Promise<{ dir: string; descriptor: PyramidDescriptor }> {
+  // opening the whole chain proves that every member is there and readable before any work starts
+  const chain = await PyramidChain.open(dir);
+  const d = chain.descriptor;
+  await chain.close();
+  const refuse = (what: string) => {
+    throw new TuileError('InvalidParameter', `${what}: an update keeps the tile matrix set, levels, format, bands and nodata of its parent ${chain.dir}`);
+  };
+  if (d.tms !== PM.id || d.tileSize !== PM.tileSize) refuse(`the parent's tile matrix set ${d.tms} (${d.tileSize} px) is not ${PM.id}`);
+  if (opts.format !== undefined && opts.format !== d.tileFormat) refuse(`format ${opts.format} differs from the parent's ${d.tileFormat}`);
+  if (opts.bottom !== undefined && opts.bottom !== d.bottom) refuse(`bottom level ${opts.bottom} differs from the parent's ${d.bottom}`);
+  if (opts.top !== undefined && opts.top !== d.top) refuse(`top level ${opts.top} differs from the parent's ${d.top}`);
+  // one value stands for every band (EncodeOptions.nodataColor): compare colours, not spellings
+  const colour = (v: number[]) => Array.from({ length: d.bands }, (_, b) => v[b] ?? v[0]).join(',');
+  if (opts.nodataColor !== undefined && colour(opts.nodataColor) !== colour(d.nodata)) {
+    refuse(`nodata colour ${opts.nodataColor.join(',')} differs from the parent's ${d.nodata.join(',')}`);
+  }
+  return { dir: chain.dir, descriptor: d };
+}
+
 export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
-  const started = Date.now();
-  const format = opts.format ?? 'png';
-  const kernel = opts.interpolation ?? 'bilinear';
+  // the workers load their modules (sharp, geotiff, proj4: a few hundred ms, as much as a small update's
+  // pixel work) while this thread opens and plans
+  const pool = new WorkerPool(opts.workers);
+  try {
+    return await buildWith(pool, opts, Date.now());
+  } finally {
+    await pool.close();
+  }
+}
+
+async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number): Promise<BuildResult> {
+  const parent = opts.parent === undefined ? null : await openParent(opts.parent, opts);
+  const pd = parent?.descriptor;
+  const format = opts.format ?? pd?.tileFormat ?? 'png';
+  const kernel = opts.interpolation ?? pd?.interpolation ?? 'bilinear';
+  const quality = opts.quality ?? pd?.quality;
   const openOpts: OpenOptions = { bands: opts.bands, maxPixels: opts.maxPixels };
   const inputs = opts.inputs.map((p) => resolve(p));
   if (inputs.length === 0) throw new TuileError('InvalidParameter', 'no input file');
@@ -167,17 +231,25 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
   const boxes = infos.map(footprint3857);
   const bbox = unionBbox(boxes);
   const finest = Math.min(...infos.map((info, i) => suggestedResolution(info, boxes[i])));
-  const bottom = opts.bottom ?? levelForResolution(PM, finest);
-  const top = opts.top ?? 0;
+  const bottom = opts.bottom ?? pd?.bottom ?? levelForResolution(PM, finest);
+  const top = opts.top ?? pd?.top ?? 0;
   if (!Number.isInteger(bottom) || bottom < 0 || bottom >= PM.levels.length) {
     throw new TuileError('InvalidParameter', `bottom level ${bottom} is not a level of ${PM.id} (0-${PM.levels.length - 1})`);
   }
   if (!Number.isInteger(top) || top < 0 || top > bottom) {
     throw new TuileError('InvalidParameter', `top level ${top} must be between 0 and the bottom level ${bottom}`);
   }
-  const bands = Math.max(...infos.map((i) => i.bands));
-  const nodataColor = opts.nodataColor ?? new Array(bands).fill(format === 'jpg' ? 255 : 0);
-  const encode: EncodeOptions = { format, quality: opts.quality, pngLevel: opts.pngLevel, nodataColor };
+  const inputBands = Math.max(...infos.map((i) => i.bands));
+  if (pd && inputBands > pd.bands) {
+    throw new TuileError(
+      'InvalidParameter',
+      `the inputs have ${inputBands} bands and the parent ${parent!.dir} ${pd.bands}: an update keeps its parent's bands (choose them with --bands)`,
+    );
+  }
+  // grey deliveries onto an RGB parent are made RGB (toBands), never the other way
+  const bands = pd?.bands ?? inputBands;
+  const nodataColor = opts.nodataColor ?? pd?.nodata ?? new Array(bands).fill(format === 'jpg' ? 255 : 0);
+  const encode: EncodeOptions = { format, quality, pngLevel: opts.pngLevel, nodataColor };
   const limits = planLevels(bbox, top, bottom);
   const k = jobLevel(bottom, top, PM.levels[bottom].resolution / finest);
   const kl = limits[k];
@@ -201,12 +273,7 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
   } catch (err) {
     throw new TuileError('OutputError', `cannot write in ${dirname(out)}: ${errorMessage(err)}`);
   }
-  const lonlat = (() => {
-    const [w, s] = mercatorToLonLat(bbox.minX, bbox.minY);
-    const [e, n] = mercatorToLonLat(bbox.maxX, bbox.maxY);
-    return { minX: w, minY: s, maxX: e, maxY: n };
-  })();
-  const pool = new WorkerPool(opts.workers);
+  const lonlat = lonLatOf(bbox);
   let writer: PMTilesWriter | null = null;
   let stopped = false; // after a failure, late results are dropped instead of written
   let writing: Promise<void> = Promise.resolve();
@@ -268,7 +335,13 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
       e.kids[(x & 1) + 2 * (y & 1)] = raw;
       if (--e.left > 0) return;
       waiting.delete(key);
-      const task: MergeTask = { kind: 'merge', tile: { z: z - 1, x: px, y: py }, children: e.kids, bands, encode };
+      if (e.kids.every((c) => c === null)) {
+        // nothing below changed (update) or holds data: no task, and nothing to store
+        accept({ tiles: [], top: null }, 1);
+        arrived(z - 1, px, py, null);
+        return;
+      }
+      const task: MergeTask = { kind: 'merge', tile: { z: z - 1, x: px, y: py }, children: e.kids, bands, encode, parent: parent?.dir };
       const transfer = e.kids.flatMap((c) => (c ? [c.data.buffer as ArrayBuffer, c.alpha.buffer as ArrayBuffer] : []));
       const m = pool.run<TaskResult>(task, transfer, true).then((r) => {
         accept(r, 1);
@@ -313,6 +386,7 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
         kernel,
         bands,
         encode,
+        parent: parent?.dir,
       };
       const p: Promise<void> = pool.run<TaskResult>(task).then((r) => {
         accept(r, perJob(k, j.x, j.y));
@@ -332,15 +406,20 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
     for (let i = 0; i < merges.length; i++) await merges[i];
     await writing;
 
+    // limits cover the whole chain: a level this update left alone still has the parent's tiles
     const levels: LevelInfo[] = [];
     for (let z = top; z <= bottom; z++) {
-      const p = present[z];
-      if (p) levels.push({ id: String(z), limits: p, tiles: counts[z] });
+      const l = unionLimits(present[z], pd?.levels.find((pl) => pl.limits.z === z)?.limits);
+      if (l) levels.push({ id: String(z), limits: l, tiles: counts[z] });
     }
     if (opts.signal?.aborted) throw new TuileError('Internal', 'build interrupted');
+    if (tilesWritten === 0) {
+      throw new TuileError('InvalidInput', parent ? `the inputs change no tile of ${parent.dir}` : 'the inputs hold no data at these levels');
+    }
     const stats = await w.finish();
     writer = null;
     const seconds = (Date.now() - started) / 1000;
+    const chainBbox = pd ? unionBbox([bbox, pd.bbox]) : bbox;
     const descriptor: PyramidDescriptor = {
       format: 'tuile-pyramid',
       version: 1,
@@ -351,13 +430,14 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
       bands,
       nodata: nodataColor,
       interpolation: kernel,
-      quality: format === 'png' ? undefined : (opts.quality ?? 85),
+      quality: format === 'png' ? undefined : (quality ?? 85),
       bottom,
       top,
       levels,
-      bbox,
-      bboxLonLat: lonlat,
-      parents: [],
+      bbox: chainBbox,
+      bboxLonLat: lonLatOf(chainBbox),
+      // paths relative to the published folder, so that a tree of pyramids can be moved whole
+      parents: parent ? chainParents(parent.dir, pd!, out) : [],
       sources: inputs.map((p) => basename(p)),
       created: new Date().toISOString(),
       stats: { tiles: tilesWritten, bytes: stats.bytes, seconds },
@@ -372,7 +452,5 @@ export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
     await writer?.abort().catch(() => {});
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
     throw err;
-  } finally {
-    await pool.close();
   }
 }

@@ -26,22 +26,39 @@ export class PyramidChain {
     return this.descriptor.id;
   }
 
-  /** Opens a pyramid folder and every parent its descriptor names, checking that each one opens. */
+  /** Ids of the pyramids of the chain, this one first, then its parents nearest first. */
+  get ids(): string[] {
+    return this.members.map((m) => m.id);
+  }
+
+  /**
+   * Opens a pyramid folder and every parent its descriptor names, checking that each one opens. The
+   * descriptor lists the whole chain, so the members open side by side and each archive exactly once.
+   */
   static async open(dir: string): Promise<PyramidChain> {
     const root = resolve(dir);
     const descriptor = await readDescriptor(root);
-    const members: { id: string; reader: PMTilesReader }[] = [];
-    try {
-      members.push({ id: descriptor.id, reader: await PMTilesReader.open(join(root, ARCHIVE)) });
-      for (const p of descriptor.parents) {
-        const pdir = isAbsolute(p.path) ? p.path : resolve(root, p.path);
-        const pd = await readDescriptor(pdir);
-        if (pd.id !== p.id) throw new TuileError('InvalidInput', `${root}: parent ${pdir} is pyramid ${pd.id}, not ${p.id}`);
-        members.push({ id: pd.id, reader: await PMTilesReader.open(join(pdir, ARCHIVE)) });
-      }
-    } catch (err) {
+    const ids = [descriptor.id, ...descriptor.parents.map((p) => p.id)];
+    const dirs = [root, ...descriptor.parents.map((p) => (isAbsolute(p.path) ? p.path : resolve(root, p.path)))];
+    const seen = new Set<string>();
+    for (const id of ids) {
+      if (seen.has(id)) throw new TuileError('InvalidInput', `${root}: pyramid ${id} appears twice in its parent chain`);
+      seen.add(id);
+    }
+    const opened = await Promise.allSettled(
+      dirs.map(async (d, i) => {
+        if (i > 0) {
+          const pd = await readDescriptor(d);
+          if (pd.id !== ids[i]) throw new TuileError('InvalidInput', `${root}: parent ${d} is pyramid ${pd.id}, not ${ids[i]}`);
+        }
+        return { id: ids[i], reader: await PMTilesReader.open(join(d, ARCHIVE)) };
+      }),
+    );
+    const members = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = opened.find((r) => r.status === 'rejected');
+    if (failed) {
       await Promise.all(members.map((m) => m.reader.close()));
-      throw err;
+      throw failed.reason;
     }
     return new PyramidChain(root, descriptor, members);
   }

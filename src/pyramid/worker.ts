@@ -1,13 +1,15 @@
 // Worker thread of the build pool: renders the subtree of a job tile (bottom tiles from the sources,
 // overviews from children) and merges upper-level tiles, returning encoded tiles to the main thread.
+// In an update build it reads the parent chain itself, so parent tiles never cross the thread boundary.
 
 import { parentPort } from 'node:worker_threads';
 import { PM, tileBounds, type TileLimits } from '../geo/tms.js';
 import { GeoTiffSource, type OpenOptions } from '../raster/geotiff.js';
 import { MosaicRenderer, type TargetGrid } from '../raster/render.js';
 import type { Kernel } from '../raster/resample.js';
-import { encodeTile, type EncodeOptions } from '../tiles/codec.js';
-import { downsample4, type RawTile } from '../tiles/merge.js';
+import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
+import { compositeOver, downsample4, isBlank, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
+import { PyramidChain } from './chain.js';
 
 export interface TileOut {
   z: number;
@@ -27,14 +29,21 @@ export interface SubtreeTask {
   kernel: Kernel;
   bands: number;
   encode: EncodeOptions;
+  /**
+   * Update build: the parent pyramid folder. New pixels are drawn over the chain's tiles, and only tiles
+   * the new delivery changes are returned; `top` is then null when the job changed nothing.
+   */
+  parent?: string;
 }
 
 export interface MergeTask {
   kind: 'merge';
   tile: { z: number; x: number; y: number };
+  /** null: no data, or in an update build, unchanged (then read from the parent chain) */
   children: (RawTile | null)[];
   bands: number;
   encode: EncodeOptions;
+  parent?: string;
 }
 
 export interface TaskResult {
@@ -61,6 +70,60 @@ async function mosaicFor(paths: string[], open: OpenOptions): Promise<MosaicRend
   return cached;
 }
 
+// In an update, encodes wait here rather than in libuv's thread pool, whose few threads also serve the
+// file reads and decodes of the parent's tiles: queued there, a read waited behind every tile the job had
+// rendered so far. Two per worker keep the pool's four threads busy with two workers.
+const ENCODES_IN_FLIGHT = 2;
+let encoding = 0;
+const encodeQueue: (() => void)[] = [];
+
+async function encodeSoon(raw: RawTile, opts: EncodeOptions): Promise<Uint8Array> {
+  if (encoding < ENCODES_IN_FLIGHT) encoding++;
+  else await new Promise<void>((go) => encodeQueue.push(go));
+  try {
+    return await encodeTile(raw, opts);
+  } finally {
+    // hand the slot to the next encode, if any, so that none can overtake it
+    const next = encodeQueue.shift();
+    if (next) next();
+    else encoding--;
+  }
+}
+
+let chainDir = '';
+let chainOpen: Promise<PyramidChain> | null = null;
+
+// One build has one parent: keep its chain open for the worker's life (indexes read once per worker).
+async function chainFor(dir: string): Promise<PyramidChain> {
+  if (dir !== chainDir || !chainOpen) {
+    const previous = chainOpen;
+    chainDir = dir;
+    chainOpen = PyramidChain.open(dir);
+    chainOpen.catch(() => {
+      chainOpen = null;
+      chainDir = '';
+    });
+    // a worker runs one task at a time: nothing reads the previous chain any more
+    previous?.then((c) => c.close()).catch(() => {});
+  }
+  return chainOpen;
+}
+
+/** The chain's tile, decoded, in the build's bands; null where the chain has none. */
+async function chainTile(dir: string, z: number, x: number, y: number, bands: number): Promise<RawTile | null> {
+  const hit = await (await chainFor(dir)).getTile(z, x, y);
+  return hit ? toBands(await decodeTile(hit.data), bands) : null;
+}
+
+/** Children of an updated tile: those the update did not change are the chain's. */
+async function fillFromChain(kids: (RawTile | null)[], dir: string, z: number, x: number, y: number, bands: number): Promise<void> {
+  await Promise.all(
+    kids.map(async (k, q) => {
+      kids[q] = k ?? (await chainTile(dir, z + 1, 2 * x + (q & 1), 2 * y + (q >> 1), bands));
+    }),
+  );
+}
+
 function gridOf(z: number, x: number, y: number, tiles = 1): TargetGrid {
   const b = tileBounds(PM, { z, x, y });
   return { minX: b.minX, maxY: b.maxY, res: PM.levels[z].resolution, width: TILE * tiles, height: TILE * tiles };
@@ -77,7 +140,7 @@ async function subtree(t: SubtreeTask): Promise<TaskResult> {
   const encodes: Promise<void>[] = [];
   const emit = (z: number, x: number, y: number, raw: RawTile) => {
     encodes.push(
-      encodeTile(raw, t.encode).then((data) => {
+      (t.parent ? encodeSoon : encodeTile)(raw, t.encode).then((data) => {
         tiles.push({ z, x, y, data });
       }),
     );
@@ -89,9 +152,25 @@ async function subtree(t: SubtreeTask): Promise<TaskResult> {
     let raw: RawTile | null;
     if (z === t.bottom) {
       raw = await mosaic.render(gridOf(z, x, y), t.kernel);
+      if (t.parent && raw) {
+        // blank: the tile is unchanged and reads through; otherwise new data over old, so that nodata,
+        // alpha and masks of the delivery never erase what the chain holds
+        raw = isBlank(raw) ? null : toBands(raw, t.bands);
+        if (raw && !isOpaque(raw.alpha)) raw = compositeOver(await chainTile(t.parent, z, x, y, t.bands), raw);
+      }
     } else {
+      const child = (q: number) => make(z + 1, 2 * x + (q & 1), 2 * y + (q >> 1));
       const kids: (RawTile | null)[] = [];
-      for (let q = 0; q < 4; q++) kids.push(await make(z + 1, 2 * x + (q & 1), 2 * y + (q >> 1)));
+      if (t.parent) {
+        // an update waits on reads and decodes of the chain's tiles: siblings render meanwhile
+        kids.push(...(await Promise.all([0, 1, 2, 3].map(child))));
+      } else {
+        for (let q = 0; q < 4; q++) kids.push(await child(q));
+      }
+      if (t.parent) {
+        if (kids.every((k) => k === null)) return null;
+        await fillFromChain(kids, t.parent, z, x, y, t.bands);
+      }
       raw = downsample4(kids, TILE, t.bands);
     }
     if (raw) emit(z, x, y, raw);
@@ -104,7 +183,12 @@ async function subtree(t: SubtreeTask): Promise<TaskResult> {
 }
 
 async function merge(t: MergeTask): Promise<TaskResult> {
-  const raw = downsample4(t.children, TILE, t.bands);
+  const kids = t.children;
+  if (t.parent) {
+    if (kids.every((k) => k === null)) return { tiles: [], top: null };
+    await fillFromChain(kids, t.parent, t.tile.z, t.tile.x, t.tile.y, t.bands);
+  }
+  const raw = downsample4(kids, TILE, t.bands);
   if (!raw) return { tiles: [], top: null };
   const data = await encodeTile(raw, t.encode);
   return { tiles: [{ ...t.tile, data }], top: raw };

@@ -4,6 +4,18 @@ import { TuileError } from '../errors.js';
 
 export type Kernel = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
 
+/** The names users give kernels (GDAL's and the Entrepôt's among them). */
+export const KERNEL_NAMES: Readonly<Record<string, Kernel>> = {
+  nn: 'nearest',
+  nearest: 'nearest',
+  near: 'nearest',
+  linear: 'bilinear',
+  bilinear: 'bilinear',
+  bicubic: 'bicubic',
+  cubic: 'bicubic',
+  lanczos: 'lanczos',
+};
+
 export interface SourceWindow {
   x0: number; // position of the window's top-left pixel in full source pixel space
   y0: number;

@@ -85,7 +85,8 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
   return out;
 }
 
-function isOpaque(a: Uint8Array): boolean {
+/** True when every pixel is fully covered. */
+export function isOpaque(a: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== 255) return false;
   return true;
 }
@@ -107,11 +108,14 @@ function averageOpaque(cd: Uint8Array, od: Uint8Array, oa: Uint8Array, size: num
   }
 }
 
-/** `over` composited on top of `under` ("source over"); either may be null. Returns a new tile. */
+/** `over` composited on top of `under` ("source over"); either may be null. Returns a new tile, or one of
+ * the two when the other cannot show (null, or `over` opaque): treat the result as read-only. */
 export function compositeOver(under: RawTile | null, over: RawTile | null): RawTile | null {
   if (!under) return over;
   if (!over) return under;
   const bands = Math.max(under.bands, over.bands);
+  // nothing of `under` shows through: spare the per-pixel pass (an update's tiles are mostly this)
+  if (isOpaque(over.alpha)) return toBands(over, bands);
   const u = toBands(under, bands);
   const o = toBands(over, bands);
   const n = u.width * u.height;
