@@ -1,0 +1,254 @@
+// The management model (DESIGN 2): entities and statuses shaped like the Géoplateforme Entrepôt API.
+// Everything here is plain JSON: the state is one object, persisted whole by the store.
+
+import { createHash } from 'node:crypto';
+
+export const UPLOAD_STATUSES = ['OPEN', 'CLOSED', 'CHECKING', 'UNSTABLE', 'DELETED'] as const;
+export const EXECUTION_STATUSES = ['CREATED', 'WAITING', 'PROGRESS', 'SUCCESS', 'FAILURE', 'ABORTED'] as const;
+export const STORED_DATA_STATUSES = ['CREATED', 'GENERATING', 'MODIFYING', 'GENERATED', 'UNSTABLE', 'DELETED'] as const;
+export const CONFIGURATION_STATUSES = ['UNPUBLISHED', 'PUBLISHED', 'SYNCHRONIZING'] as const;
+export const OFFERING_STATUSES = ['PUBLISHING', 'MODIFYING', 'PUBLISHED', 'UNPUBLISHING', 'UNSTABLE'] as const;
+
+export type UploadStatus = (typeof UPLOAD_STATUSES)[number];
+export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
+export type StoredDataStatus = (typeof STORED_DATA_STATUSES)[number];
+export type ConfigurationStatus = (typeof CONFIGURATION_STATUSES)[number];
+export type OfferingStatus = (typeof OFFERING_STATUSES)[number];
+
+/** A layer name: what WMTS, TMS and URL paths can carry without escaping. */
+export const LAYER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
+
+export const PYRAMID_TYPE = 'ROK4-PYRAMID-RASTER';
+export const SERVICE_TYPE = 'WMTS-TMS';
+
+export interface Event {
+  title: string;
+  date: string;
+}
+
+/** What every entity carries. */
+export interface Entity {
+  _id: string;
+  creation: string;
+  update: string;
+  tags: Record<string, string>;
+  last_event?: Event;
+}
+
+export interface Datastore extends Entity {
+  name: string;
+  technical_name: string;
+  active: boolean;
+  endpoints: string[];
+}
+
+export interface Endpoint extends Entity {
+  name: string;
+  technical_name: string;
+  type: typeof SERVICE_TYPE;
+  open: boolean;
+}
+
+export interface CheckRun {
+  _id: string;
+  check: { _id: string; name: string };
+  status: 'WAITING' | 'PROGRESS' | 'SUCCESS' | 'FAILURE';
+  start?: string;
+  finish?: string;
+  logs: string[];
+}
+
+export interface Upload extends Entity {
+  datastore: string;
+  name: string;
+  description: string;
+  type: 'RASTER';
+  srs: string;
+  status: UploadStatus;
+  /** bytes of the files pushed */
+  size: number;
+  checks: CheckRun[];
+  /** from the checks: extent in EPSG:3857 and the PM level nearest the finest resolution */
+  footprint?: { minX: number; minY: number; maxX: number; maxY: number; level: number };
+}
+
+export interface Execution extends Entity {
+  datastore: string;
+  processing: string;
+  status: ExecutionStatus;
+  inputs: { upload: string[]; stored_data: string[] };
+  output: { stored_data: string };
+  /** the execution updates its output in place (an injection) instead of making it */
+  inject?: boolean;
+  /** the pyramid folder it builds, once running */
+  folder?: string;
+  /** parameters as given, and as used (inherited from the parent when left out) once it runs */
+  parameters: Record<string, unknown>;
+  launch?: string;
+  start?: string;
+  finish?: string;
+  progress?: number;
+  logs: string[];
+}
+
+export interface PyramidTypeInfos {
+  tms: string;
+  levels: string[];
+  channels_format: 'UINT8';
+  channels_number: number;
+  compression: string;
+  nodata_value: string;
+  interpolation?: string;
+}
+
+export interface StoredData extends Entity {
+  datastore: string;
+  name: string;
+  type: typeof PYRAMID_TYPE;
+  status: StoredDataStatus;
+  srs: 'EPSG:3857';
+  storage: { type: 'FILESYSTEM'; labels: string[] };
+  /** the stored data it is chained on (its pyramid reads through the parent's) */
+  parent?: string;
+  /**
+   * its pyramid folder under pyramids/: its id, until an injection chains a new generation on it
+   * (`<id>.<n>`); earlier generations stay, as the chain the new one reads through
+   */
+  folder?: string;
+  size?: number;
+  extent?: { type: 'Polygon'; coordinates: number[][][] };
+  type_infos?: PyramidTypeInfos;
+}
+
+export interface UsedData {
+  stored_data: string;
+  bottom_level: string;
+  top_level: string;
+}
+
+export interface Configuration extends Entity {
+  datastore: string;
+  type: typeof SERVICE_TYPE;
+  name: string;
+  layer_name: string;
+  status: ConfigurationStatus;
+  type_infos: {
+    title: string;
+    abstract: string;
+    keywords: string[];
+    used_data: UsedData[];
+    bbox?: { west: number; south: number; east: number; north: number };
+  };
+  getfeatureinfo?: { stored_data: boolean };
+  attribution?: { title: string; url: string };
+}
+
+/** What an offering serves: the configuration as it was at its publication or its last synchronisation. */
+export interface Published {
+  stored_data: string;
+  bottom_level: number;
+  top_level: number;
+  title: string;
+  abstract: string;
+  keywords: string[];
+  feature_info: boolean;
+}
+
+export interface Offering extends Entity {
+  datastore: string;
+  type: typeof SERVICE_TYPE;
+  layer_name: string;
+  open: boolean;
+  available: boolean;
+  status: OfferingStatus;
+  configuration: string;
+  endpoint: string;
+  published: Published;
+  /** what a synchronisation is switching to, while MODIFYING */
+  pending?: Published;
+}
+
+export interface Permission extends Entity {
+  datastore: string;
+  licence: string;
+  end_date?: string;
+  only_oauth: boolean;
+  /** the user the permission is granted to */
+  beneficiary: string;
+  offerings: string[];
+}
+
+export interface ApiKey extends Entity {
+  user: string;
+  name: string;
+  type: 'HASH';
+  /** sha256 of the key, hex; the key itself is shown once, at creation */
+  hash: string;
+  /** a short prefix of the key, to tell keys apart in lists */
+  prefix: string;
+  /** the offerings this key opens, each through a permission granted to its user */
+  accesses: { permission: string; offerings: string[] }[];
+}
+
+export interface State {
+  version: 1;
+  admin_user: string;
+  datastores: Record<string, Datastore>;
+  endpoints: Record<string, Endpoint>;
+  uploads: Record<string, Upload>;
+  executions: Record<string, Execution>;
+  stored_data: Record<string, StoredData>;
+  configurations: Record<string, Configuration>;
+  offerings: Record<string, Offering>;
+  permissions: Record<string, Permission>;
+  keys: Record<string, ApiKey>;
+}
+
+export function emptyState(adminUser: string): State {
+  return {
+    version: 1,
+    admin_user: adminUser,
+    datastores: {},
+    endpoints: {},
+    uploads: {},
+    executions: {},
+    stored_data: {},
+    configurations: {},
+    offerings: {},
+    permissions: {},
+    keys: {},
+  };
+}
+
+/** The processing this server runs. */
+export const RASTER_TO_PYRAMID = {
+  _id: '7c2f7a0e-9a55-4e4e-8d5e-3c0f1b2a4d01',
+  name: 'Calcul de pyramide raster',
+  technical_name: 'raster-to-pyramid',
+  description: 'Computes a raster tile pyramid in the PM tile matrix set from uploads, optionally chained on an existing pyramid',
+  input_types: { upload: ['RASTER'], stored_data: [PYRAMID_TYPE] },
+  output_type: { stored_data: PYRAMID_TYPE },
+  parameters: [
+    { name: 'tms', mandatory: false, default_value: 'PM', constraints: { enum: ['PM'] } },
+    { name: 'compression', mandatory: false, default_value: 'jpg', constraints: { enum: ['jpg', 'png', 'webp'] } },
+    { name: 'interpolation', mandatory: false, default_value: 'bicubic', constraints: { enum: ['nn', 'linear', 'bicubic', 'lanczos'] } },
+    { name: 'bottom', mandatory: false, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
+    { name: 'top', mandatory: false, default_value: 0, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
+    { name: 'quality', mandatory: false, default_value: 85, constraints: { type: 'integer', minimum: 1, maximum: 100 } },
+    { name: 'nodata', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 255 } } },
+  ],
+} as const;
+
+/** The folder under pyramids/ that holds a stored data's current pyramid. */
+export function pyramidFolder(sd: StoredData): string {
+  return sd.folder ?? sd._id;
+}
+
+/** API keys are kept only as this hash: sha256, hex. */
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,136 @@
+// The embedded state store (DESIGN 8): the whole state as one JSON snapshot, changed only through a serial
+// queue of updates, each written atomically (temp file, fsync, rename, fsync of the folder) before it
+// becomes the current state; commit listeners (the layer registry, the job queue) run after each commit.
+// Another backend (PostgreSQL with notifications) would keep this interface: `state`, `update`, `onCommit`.
+
+import { randomUUID } from 'node:crypto';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { TuileError, errorMessage } from '../errors.js';
+import { emptyState, type State } from './model.js';
+
+export type WriteStep = 'open' | 'write' | 'fsync' | 'rename' | 'dirsync';
+
+export interface StoreOptions {
+  /** called before each step of a snapshot write; throwing there simulates a crash at that step */
+  beforeStep?: (step: WriteStep) => void;
+}
+
+export type CommitListener = (state: Readonly<State>, previous: Readonly<State>) => void | Promise<void>;
+
+export class StateStore {
+  private current: State;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly listeners: CommitListener[] = [];
+
+  private constructor(
+    readonly file: string,
+    state: State,
+    private readonly opts: StoreOptions,
+    /** no snapshot existed: a new data folder */
+    readonly isNew: boolean,
+  ) {
+    this.current = state;
+  }
+
+  /** Opens the snapshot, or starts an empty state when there is none (temporary files of a crash are removed). */
+  static async open(file: string, opts: StoreOptions = {}): Promise<StateStore> {
+    let state: State;
+    let isNew = false;
+    try {
+      state = JSON.parse(await readFile(file, 'utf8')) as State;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new TuileError('InvalidInput', `state ${file} cannot be read: ${errorMessage(err)}`);
+      }
+      state = emptyState(randomUUID());
+      isNew = true;
+    }
+    if (state.version !== 1) throw new TuileError('InvalidInput', `state ${file}: unknown version ${String(state.version)}`);
+    const store = new StateStore(file, state, opts, isNew);
+    await store.removeTemporaries();
+    return store;
+  }
+
+  /** The committed state; never mutate it (updates get their own copy). */
+  get state(): Readonly<State> {
+    return this.current;
+  }
+
+  onCommit(listener: CommitListener): void {
+    this.listeners.push(listener);
+  }
+
+  /**
+   * Runs `change` on a copy of the state, after every update queued before it. If it throws, nothing
+   * changes. Otherwise the copy is written, the listeners run with it, it becomes the state, and the
+   * promise resolves with what `change` returned. Listeners must not wait for another update.
+   */
+  update<T>(change: (draft: State) => T): Promise<T> {
+    const run = async (): Promise<T> => {
+      const draft = structuredClone(this.current);
+      const result = change(draft);
+      await this.write(draft);
+      // readers see the new state once the listeners are done: a status read after a commit then
+      // describes what every serving process already does
+      for (const l of this.listeners) {
+        try {
+          await l(draft, this.current);
+        } catch (err) {
+          console.error(`tuile: after a state commit: ${errorMessage(err)}`);
+        }
+      }
+      this.current = draft;
+      return result;
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  private async write(state: State): Promise<void> {
+    const step = this.opts.beforeStep ?? (() => {});
+    const tmp = join(dirname(this.file), `.${basename(this.file)}.${randomUUID().slice(0, 8)}.tmp`);
+    const text = JSON.stringify(state);
+    try {
+      step('open');
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        step('write');
+        await fh.writeFile(text);
+        step('fsync');
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      step('rename');
+      await rename(tmp, this.file);
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw new TuileError('Internal', `cannot save the state: ${errorMessage(err)}`);
+    }
+    // the rename is durable once the folder is synced; a failure here leaves the new state in place
+    try {
+      step('dirsync');
+      const dh = await open(dirname(this.file), 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch (err) {
+      console.warn(`tuile: state folder not synced: ${errorMessage(err)}`);
+    }
+  }
+
+  private async removeTemporaries(): Promise<void> {
+    const prefix = `.${basename(this.file)}.`;
+    let names: string[] = [];
+    try {
+      names = await readdir(dirname(this.file));
+    } catch {
+      return;
+    }
+    await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp')).map((n) => rm(join(dirname(this.file), n), { force: true })));
+  }
+}
