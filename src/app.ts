@@ -1,7 +1,7 @@
 // The HTTP application: one Hono app with a sub-app per protocol, CORS, compression of documents,
 // request metrics, /health and /metrics.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { compress } from 'hono/compress';
@@ -18,6 +18,10 @@ import { tileFastPath } from './protocols/fastpath.js';
 export interface AppOptions {
   /** metrics of every serving process (cluster); defaults to this process only */
   collectMetrics?: () => Promise<MetricsSnapshot[]>;
+  /** the management API, served in this process under /api */
+  api?: Hono;
+  /** or the port on 127.0.0.1 of the process that serves it (cluster: the primary owns the state) */
+  apiPort?: number;
 }
 
 const TILE_PATHS = [
@@ -46,21 +50,32 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   });
   // Tile answers carry their own CORS headers and are never compressed: both middlewares would read the
   // response body, turning @hono/node-server's direct write of the bytes into a stream copy (10x slower).
-  const corsMw = cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'OPTIONS'], exposeHeaders: ['ETag', 'Content-Length'] });
+  const corsMw = cors({
+    origin: '*',
+    allowMethods: ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowHeaders: ['Authorization', 'Content-Type', 'apikey', 'If-None-Match'],
+    exposeHeaders: ['ETag', 'Content-Length', 'Content-Range'],
+  });
   const compressMw = compress();
   app.use('*', async (c, next) => {
     if (c.req.method !== 'OPTIONS' && isTileRequest(c.req.url)) return next();
-    await corsMw(c, async () => {
+    // a preflight is answered by the CORS middleware itself: its response must be returned
+    return corsMw(c, async () => {
       await compressMw(c, next);
     });
   });
 
-  app.get('/health', (c) => c.json({ status: 'ok', layers: ctx.holder.current.layers.size, generation: ctx.holder.current.generation }));
+  app.get('/health', (c) => c.json({ status: 'ok', pid: process.pid, layers: ctx.holder.current.layers.size, generation: ctx.holder.current.generation }));
   app.get('/metrics', async (c) => {
     const list = opts.collectMetrics ? await opts.collectMetrics() : [ctx.metrics.snapshot()];
     return c.text(renderPrometheus(mergeSnapshots(list), list.length), 200, { 'Content-Type': 'text/plain; version=0.0.4' });
   });
 
+  const api = opts.api;
+  if (api) {
+    app.all('/api', (c) => api.fetch(c.req.raw));
+    app.all('/api/*', (c) => api.fetch(c.req.raw));
+  }
   app.route('/wmts', wmtsRoutes(ctx));
   app.route('/tms', tmsRoutes(ctx));
   app.route('/tiles', xyzRoutes(ctx));
@@ -82,7 +97,12 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
   const app = createApp(ctx, opts);
   const full = getRequestListener(app.fetch);
   const fast = tileFastPath(ctx);
+  const apiPort = opts.apiPort;
   return (req, res) => {
+    if (apiPort && (req.url === '/api' || req.url?.startsWith('/api/') || req.url?.startsWith('/api?'))) {
+      proxy(req, res, apiPort);
+      return;
+    }
     fast(req, res).then(
       (done) => {
         if (!done) void full(req, res);
@@ -94,4 +114,20 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
       },
     );
   };
+}
+
+/** Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). */
+function proxy(req: IncomingMessage, res: ServerResponse, port: number): void {
+  const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+    res.writeHead(r.statusCode ?? 502, r.headers);
+    r.pipe(res);
+  });
+  up.on('error', (err) => {
+    if (!res.headersSent) {
+      res.writeHead(502, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error: 'bad_gateway', error_description: [`the management API is not reachable: ${err.message}`] }));
+    } else res.destroy();
+  });
+  req.on('aborted', () => up.destroy());
+  req.pipe(up);
 }

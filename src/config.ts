@@ -17,6 +17,12 @@ export interface Config {
   publicUrl?: string;
   /** max-age of tiles in Cache-Control */
   tileMaxAge: number;
+  /** largest file an upload accepts (413 beyond) */
+  uploadMaxBytes: number;
+  /** largest raster (width x height) the upload checks and the builds accept */
+  maxPixels: number;
+  /** most tiles a pyramid's bottom level may have (upload checks and executions) */
+  maxTiles: number;
 }
 
 const DEFAULTS: Config = {
@@ -27,6 +33,9 @@ const DEFAULTS: Config = {
   cacheMB: 256,
   workers: availableParallelism(),
   tileMaxAge: 3600,
+  uploadMaxBytes: 4 * 1024 ** 3,
+  maxPixels: 4 * 1024 ** 3,
+  maxTiles: 50_000_000,
 };
 
 const VARS: Record<string, keyof Config> = {
@@ -39,6 +48,9 @@ const VARS: Record<string, keyof Config> = {
   TUILE_WORKERS: 'workers',
   TUILE_PUBLIC_URL: 'publicUrl',
   TUILE_TILE_MAX_AGE: 'tileMaxAge',
+  TUILE_UPLOAD_MAX_BYTES: 'uploadMaxBytes',
+  TUILE_MAX_PIXELS: 'maxPixels',
+  TUILE_MAX_TILES: 'maxTiles',
 };
 
 function coerce(key: keyof Config, v: unknown, from: string): unknown {
@@ -46,9 +58,13 @@ function coerce(key: keyof Config, v: unknown, from: string): unknown {
     case 'port':
     case 'cacheMB':
     case 'workers':
-    case 'tileMaxAge': {
+    case 'tileMaxAge':
+    case 'uploadMaxBytes':
+    case 'maxPixels':
+    case 'maxTiles': {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < (key === 'port' || key === 'tileMaxAge' ? 0 : 1) || n > (key === 'port' ? 65535 : 1e6)) {
+      const max = key === 'port' ? 65535 : key === 'uploadMaxBytes' || key === 'maxPixels' || key === 'maxTiles' ? 2 ** 50 : 1e6;
+      if (!Number.isInteger(n) || n < (key === 'port' || key === 'tileMaxAge' ? 0 : 1) || n > max) {
         throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
       }
       return n;
@@ -81,4 +97,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   cfg.dataDir = resolve(cfg.dataDir);
   if (cfg.publicUrl) cfg.publicUrl = cfg.publicUrl.replace(/\/+$/, '');
   return cfg;
+}
+
+/** Where things live under the data folder (DESIGN 8). */
+export function dataPaths(dataDir: string) {
+  return {
+    state: resolve(dataDir, 'state.json'),
+    adminToken: resolve(dataDir, 'admin-token'),
+    pyramids: resolve(dataDir, 'pyramids'),
+    pyramid: (storedDataId: string) => resolve(dataDir, 'pyramids', storedDataId),
+    uploads: resolve(dataDir, 'uploads'),
+    upload: (uploadId: string) => resolve(dataDir, 'uploads', uploadId),
+  };
 }

@@ -1,91 +1,89 @@
-// Process entry: configuration, demo seeding on an empty data folder, and the serving processes (one per
-// core through node:cluster, each with its own registry, cache and metrics, all fed the same layers).
+// Process entry: configuration, the state store and job queue (in the primary, which owns the state), the
+// management API, demo seeding on an empty data folder, and the serving processes (one per core through
+// node:cluster, each with its own registry, cache and metrics, all switched to each committed set of layers).
 
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createServer } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import type { Hono } from 'hono';
 import { createListener } from './app.js';
+import { apiApp } from './api/index.js';
+import { ensureDefaults } from './api/datastores.js';
+import { recoverOfferings } from './api/offerings.js';
+import { recoverChecks } from './api/uploads.js';
+import type { ApiContext } from './api/http.js';
 import { TileCache } from './cache.js';
-import { loadConfig, type Config } from './config.js';
+import { dataPaths, loadConfig, type Config } from './config.js';
+import { seedDemo } from './demo.js';
 import { errorMessage } from './errors.js';
+import { JobRunner } from './jobs.js';
 import { Metrics, type MetricsSnapshot } from './metrics.js';
-import { buildPyramid } from './pyramid/build.js';
-import { DESCRIPTOR } from './pyramid/descriptor.js';
+import { PyramidChain } from './pyramid/chain.js';
 import type { ServerContext } from './protocols/tile.js';
-import { LAYER_NAME, RegistryHolder, type LayerSpec } from './registry.js';
+import { RegistryHolder, specsFromState, type LayerSpec } from './registry.js';
+import { StateStore } from './state/store.js';
 
 type Message =
-  | { type: 'layers'; specs: LayerSpec[] }
+  | { type: 'layers'; specs: LayerSpec[]; generation: number }
+  | { type: 'layers-ack'; generation: number }
+  | { type: 'prepare'; id: number; dir: string }
+  | { type: 'prepared'; id: number; error?: string }
   | { type: 'metrics-request'; id: number }
   | { type: 'metrics-collect'; id: number }
   | { type: 'metrics-snapshot'; id: number; snapshot: MetricsSnapshot }
   | { type: 'metrics-result'; id: number; snapshots: MetricsSnapshot[] }
   | { type: 'ready' };
 
-const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../..');
-const DEMO_SOURCES = join(PACKAGE_ROOT, 'data/demo');
+/** How long a commit waits for every serving process to switch to its layers. */
+const SWITCH_TIMEOUT_MS = 5000;
+/** How long in-flight requests may take to finish after SIGTERM. */
+const DRAIN_MS = 10_000;
 
-function pyramidsDir(cfg: Config): string {
-  return join(cfg.dataDir, 'pyramids');
+interface ServingOptions {
+  collectMetrics?: (local: MetricsSnapshot) => Promise<MetricsSnapshot[]>;
+  api?: Hono;
+  apiPort?: number;
 }
 
-/** Every pyramid folder under the data folder, served under its folder name. */
-async function discoverLayers(cfg: Config): Promise<LayerSpec[]> {
-  const dir = pyramidsDir(cfg);
-  if (!existsSync(dir)) return [];
-  const specs: LayerSpec[] = [];
-  for (const name of (await readdir(dir)).sort()) {
-    if (!LAYER_NAME.test(name) || !existsSync(join(dir, name, DESCRIPTOR))) continue;
-    // layer.json, when present, holds the title, abstract and keywords shown in capabilities
-    let meta: Partial<LayerSpec> = {};
-    if (existsSync(join(dir, name, 'layer.json'))) {
-      try {
-        meta = JSON.parse(await readFile(join(dir, name, 'layer.json'), 'utf8')) as Partial<LayerSpec>;
-      } catch (err) {
-        console.warn(`tuile: ${name}/layer.json ignored: ${errorMessage(err)}`);
-      }
-    }
-    specs.push({ ...meta, name, dir: join(dir, name) });
-  }
-  return specs;
-}
-
-/** First start on an empty data folder: build the demo pyramid from the deliveries in data/demo. */
-async function seedDemo(cfg: Config): Promise<void> {
-  const target = join(pyramidsDir(cfg), 'france_relief');
-  if (existsSync(pyramidsDir(cfg)) && (await readdir(pyramidsDir(cfg))).length > 0) return;
-  const inputs = ['france_relief_north_2154.tif', 'france_relief_south_2154.tif'].map((f) => join(DEMO_SOURCES, f));
-  if (!inputs.every((f) => existsSync(f))) {
-    console.warn(`tuile: demo deliveries missing in ${DEMO_SOURCES}; no demo layer`);
-    return;
-  }
-  await mkdir(pyramidsDir(cfg), { recursive: true });
-  console.log('tuile: empty data folder: building the demo pyramid (France relief, Lambert-93 -> PM)...');
-  const r = await buildPyramid({ inputs, out: target, format: 'png', interpolation: 'bicubic', bottom: 7 });
-  await writeFile(
-    join(target, 'layer.json'),
-    JSON.stringify({ title: 'France relief (demo)', abstract: 'Marble SRTM relief texture of metropolitan France, Lambert-93 deliveries north and south', keywords: ['relief', 'demo'] }, null, 2),
-  );
-  console.log(`tuile: demo pyramid built: ${r.tiles} tiles in ${r.seconds.toFixed(1)} s`);
-}
-
-/** One serving process: its own registry holder, cache and metrics; layers come from the primary. */
-async function runServer(cfg: Config, specs: LayerSpec[], collectMetrics?: (local: MetricsSnapshot) => Promise<MetricsSnapshot[]>) {
+/** One serving process: its own registry holder, cache and metrics. */
+async function runServer(cfg: Config, specs: LayerSpec[], opts: ServingOptions = {}) {
   const holder = new RegistryHolder();
-  await holder.load(specs);
+  await holder.load(specs, { skipBroken: true });
   const cache = new TileCache(cfg.cacheMB * 1024 * 1024);
   const metrics = new Metrics(() => cache.stats());
   const ctx: ServerContext = { config: cfg, holder, cache, metrics };
-  const server = createServer(createListener(ctx, { collectMetrics: collectMetrics ? () => collectMetrics(metrics.snapshot()) : undefined }));
-  await new Promise<void>((res, rej) => {
+  const collect = opts.collectMetrics;
+  const server = createServer(
+    createListener(ctx, { collectMetrics: collect ? () => collect(metrics.snapshot()) : undefined, api: opts.api, apiPort: opts.apiPort }),
+  );
+  await listen(server, cfg.port, cfg.host);
+  return { ctx, server, holder };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((res, rej) => {
     server.once('listening', () => res());
     server.once('error', rej);
-    server.listen(cfg.port, cfg.host);
+    server.listen(port, host);
   });
-  return { ctx, server, holder };
+}
+
+/** Stops accepting, lets in-flight requests finish (bounded), then closes what is left. */
+function drain(server: Server): Promise<void> {
+  return new Promise((res) => {
+    server.close(() => res());
+    server.closeIdleConnections();
+    setTimeout(() => {
+      server.closeAllConnections();
+      res();
+    }, DRAIN_MS).unref();
+  });
 }
 
 function printBanner(cfg: Config, specs: LayerSpec[]): void {
@@ -95,37 +93,141 @@ function printBanner(cfg: Config, specs: LayerSpec[]): void {
   console.log(`  layers and viewer:  ${base}/`);
   console.log(`  WMTS capabilities:  ${base}/wmts/1.0.0/WMTSCapabilities.xml`);
   console.log(`  TMS:                ${base}/tms/1.0.0/`);
+  console.log(`  management API:     ${base}/api (OpenAPI: ${base}/api/openapi.json)`);
   for (const s of specs) console.log(`  ${s.name}: ${base}/viewer/${encodeURIComponent(s.name)}`);
 }
 
+/** The admin token: from the configuration, else the one generated at first start (file mode 0600). */
+async function adminToken(cfg: Config): Promise<string> {
+  if (cfg.adminToken) return cfg.adminToken;
+  const file = dataPaths(cfg.dataDir).adminToken;
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const token = randomBytes(24).toString('base64url');
+  await writeFile(file, token + '\n', { mode: 0o600 });
+  console.log(`tuile: generated the admin token of the management API (kept in ${file}, shown once):\n  ${token}`);
+  return token;
+}
+
 export interface StartOptions {
-  /** layers to serve; default: every pyramid under the data folder (after the demo seeding) */
+  /** serve these layers only, without state or management API (`tuile serve --layer`) */
   layers?: LayerSpec[];
 }
 
-export async function start(cfg: Config = loadConfig(), opts: StartOptions = {}): Promise<void> {
-  if (cluster.isPrimary) {
-    await mkdir(cfg.dataDir, { recursive: true });
-    if (!opts.layers && cfg.demo) await seedDemo(cfg);
-    const specs = opts.layers ?? (await discoverLayers(cfg));
-    if (cfg.workers <= 1) {
-      await runServer(cfg, specs);
-      printBanner(cfg, specs);
-      const exit = () => process.exit(0);
-      process.on('SIGTERM', exit);
-      process.on('SIGINT', exit);
-      return;
-    }
-    primary(cfg, specs);
-    return;
-  }
-  await worker(cfg);
+export interface Running {
+  stop(): Promise<void>;
+  /** opens a pyramid chain in every serving process ahead of a switch to it; throws if one cannot */
+  prepare(dir: string): Promise<void>;
 }
 
-function primary(cfg: Config, specs: LayerSpec[]): void {
+export async function start(cfg: Config = loadConfig(), opts: StartOptions = {}): Promise<Running | void> {
+  if (!cluster.isPrimary) return worker(cfg);
+  await mkdir(cfg.dataDir, { recursive: true });
+  if (opts.layers) {
+    const layers = opts.layers;
+    return serve(cfg, { specs: () => layers, onChange: () => {} });
+  }
+
+  // The primary owns the state: store, job queue, API; serving processes follow its commits.
+  const paths = dataPaths(cfg.dataDir);
+  const store = await StateStore.open(paths.state);
+  const token = await adminToken(cfg);
+  await ensureDefaults(store);
+  let running: Running | null = null;
+  const apiCtx: ApiContext = {
+    config: cfg,
+    store,
+    // the check is the serving processes' own opening of the chain, which the switch then reuses
+    checkPyramid: async (dir) => {
+      if (running) await running.prepare(dir);
+      else await (await PyramidChain.open(dir)).close();
+    },
+  };
+  const api = apiApp(apiCtx, token);
+  const jobs = new JobRunner(store, { dataDir: cfg.dataDir, workers: cfg.workers });
+  const specs = () => specsFromState(store.state, paths.pyramid);
+  running = await serve(cfg, {
+    specs,
+    api,
+    onChange: (publish) => {
+      let last = JSON.stringify(specs());
+      store.onCommit(async (state) => {
+        const next = specsFromState(state, paths.pyramid);
+        const text = JSON.stringify(next);
+        if (text === last) return;
+        last = text;
+        await publish(next);
+      });
+    },
+    beforeExit: () => jobs.stop(),
+  });
+  await jobs.recover();
+  await recoverChecks(apiCtx);
+  recoverOfferings(apiCtx);
+  // only on a new data folder: a user who deleted everything does not get the demo back
+  if (cfg.demo && store.isNew) {
+    await seedDemo(api, token).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));
+  }
+  printBanner(cfg, specs());
+  return running;
+}
+
+interface ServeHooks {
+  specs: () => LayerSpec[];
+  api?: Hono;
+  /** called once with the function that switches every serving process to new layers */
+  onChange: (publish: (specs: LayerSpec[]) => Promise<void>) => void;
+  beforeExit?: () => Promise<void>;
+}
+
+async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
+  let stopping: Promise<void> | null = null;
+  const onSignal = (stop: () => Promise<void>) => {
+    const handler = () => {
+      stopping ??= stop().then(() => process.exit(0));
+    };
+    process.on('SIGTERM', handler);
+    process.on('SIGINT', handler);
+  };
+  if (cfg.workers <= 1) {
+    const { server, holder } = await runServer(cfg, hooks.specs(), { api: hooks.api });
+    hooks.onChange(async (specs) => {
+      await holder.load(specs, { skipBroken: true });
+    });
+    const stop = async () => {
+      await Promise.all([drain(server), hooks.beforeExit?.()]);
+    };
+    onSignal(stop);
+    if (!hooks.api) printBanner(cfg, hooks.specs());
+    return { stop, prepare: (dir) => holder.prepare(dir) };
+  }
+  // the API answers on 127.0.0.1 in this process; the serving processes pass /api requests to it
+  let apiServer: Server | null = null;
+  let apiPort: number | undefined;
+  if (hooks.api) {
+    apiServer = createServer(getRequestListener(hooks.api.fetch));
+    await listen(apiServer, 0, '127.0.0.1');
+    apiPort = (apiServer.address() as AddressInfo).port;
+  }
+  const cl = primary(cfg, hooks.specs, apiPort, !hooks.api);
+  hooks.onChange(cl.publish);
+  await cl.ready;
+  const stop = async () => {
+    await Promise.all([cl.stop(), hooks.beforeExit?.()]);
+    if (apiServer) await drain(apiServer);
+  };
+  onSignal(stop);
+  return { stop, prepare: cl.prepare };
+}
+
+function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefined, banner: boolean) {
   const workers = new Set<Worker>();
   let ready = 0;
   let nextId = 1;
+  let generation = 0;
+  let markReady!: () => void;
+  const readyP = new Promise<void>((r) => (markReady = r));
+  const acks = new Map<number, { left: Set<Worker>; done: () => void }>();
+  const preparing = new Map<number, { left: Set<Worker>; errors: string[]; done: () => void }>();
   const collecting = new Map<number, { from: Worker; orig: number; want: number; got: MetricsSnapshot[] }>();
   const finish = (id: number) => {
     const c = collecting.get(id);
@@ -134,13 +236,29 @@ function primary(cfg: Config, specs: LayerSpec[]): void {
     if (c.from.isConnected()) c.from.send({ type: 'metrics-result', id: c.orig, snapshots: c.got } satisfies Message);
   };
   let shuttingDown = false;
+  let exited: () => void = () => {};
+  const allExited = new Promise<void>((r) => (exited = r));
   const fork = () => {
     // the layers travel in the environment so that a worker serves them from its first request
-    const w = cluster.fork({ TUILE_LAYER_SPECS: JSON.stringify(specs) });
+    const w = cluster.fork({ TUILE_LAYER_SPECS: JSON.stringify(specs()), TUILE_API_PORT: apiPort ? String(apiPort) : '' });
     workers.add(w);
     w.on('message', (m: Message) => {
       if (m.type === 'ready') {
-        if (++ready === cfg.workers) printBanner(cfg, specs);
+        if (++ready === cfg.workers) {
+          markReady();
+          if (banner) printBanner(cfg, specs());
+        }
+      } else if (m.type === 'prepared') {
+        const p = preparing.get(m.id);
+        if (p) {
+          if (m.error) p.errors.push(m.error);
+          p.left.delete(w);
+          if (p.left.size === 0) p.done();
+        }
+      } else if (m.type === 'layers-ack') {
+        const a = acks.get(m.generation);
+        a?.left.delete(w);
+        if (a && a.left.size === 0) a.done();
       } else if (m.type === 'metrics-request') {
         // gather every worker's snapshot for the one that was asked for /metrics
         const id = nextId++;
@@ -156,28 +274,84 @@ function primary(cfg: Config, specs: LayerSpec[]): void {
     });
     w.on('exit', (code, signal) => {
       workers.delete(w);
+      for (const [g, a] of acks) {
+        a.left.delete(w);
+        if (a.left.size === 0) {
+          acks.delete(g);
+          a.done();
+        }
+      }
+      for (const p of preparing.values()) {
+        p.left.delete(w);
+        if (p.left.size === 0) p.done();
+      }
       if (!shuttingDown) {
         console.error(`tuile: worker ${w.process.pid} exited (${signal ?? code}); starting another`);
         fork();
       } else if (workers.size === 0) {
-        process.exit(0);
+        exited();
       }
     });
   };
-  const stop = () => {
-    shuttingDown = true;
-    for (const w of workers) w.kill('SIGTERM');
-    setTimeout(() => process.exit(0), 5000).unref();
+  /** Sends new layers to every worker; resolves once each has installed them (or timed out). */
+  const publish = (next: LayerSpec[]): Promise<void> => {
+    const g = ++generation;
+    const live = [...workers].filter((w) => w.isConnected());
+    if (live.length === 0) return Promise.resolve();
+    return new Promise<void>((res) => {
+      const t = setTimeout(() => {
+        acks.delete(g);
+        console.error(`tuile: layers generation ${g} not confirmed by every process within ${SWITCH_TIMEOUT_MS} ms`);
+        res();
+      }, SWITCH_TIMEOUT_MS);
+      acks.set(g, {
+        left: new Set(live),
+        done: () => {
+          clearTimeout(t);
+          acks.delete(g);
+          res();
+        },
+      });
+      for (const w of live) w.send({ type: 'layers', specs: next, generation: g } satisfies Message);
+    });
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  /** Has every worker open a chain; rejects with the first worker's error. */
+  const prepare = (dir: string): Promise<void> => {
+    const id = nextId++;
+    const live = [...workers].filter((w) => w.isConnected());
+    if (live.length === 0) return PyramidChain.open(dir).then((c) => c.close());
+    return new Promise<void>((res, rej) => {
+      const t = setTimeout(() => {
+        preparing.delete(id);
+        rej(new Error(`the serving processes did not open ${dir} within ${SWITCH_TIMEOUT_MS} ms`));
+      }, SWITCH_TIMEOUT_MS);
+      const entry = {
+        left: new Set(live),
+        errors: [] as string[],
+        done: () => {
+          clearTimeout(t);
+          preparing.delete(id);
+          if (entry.errors.length) rej(new Error(entry.errors[0]));
+          else res();
+        },
+      };
+      preparing.set(id, entry);
+      for (const w of live) w.send({ type: 'prepare', id, dir } satisfies Message);
+    });
+  };
+  const stop = async () => {
+    shuttingDown = true;
+    if (workers.size === 0) return;
+    for (const w of workers) w.kill('SIGTERM');
+    await Promise.race([allExited, new Promise((r) => setTimeout(r, DRAIN_MS + 2000).unref())]);
+  };
   for (let i = 0; i < cfg.workers; i++) fork();
+  return { publish, prepare, stop, ready: readyP };
 }
 
 async function worker(cfg: Config): Promise<void> {
   let nextId = 1;
   const waiting = new Map<number, (s: MetricsSnapshot[]) => void>();
-  let local: (() => MetricsSnapshot) | null = null;
   // metrics of all processes: ask the primary, which asks every worker; fall back to ours alone
   const collect = (mine: MetricsSnapshot) =>
     new Promise<MetricsSnapshot[]>((res) => {
@@ -193,19 +367,32 @@ async function worker(cfg: Config): Promise<void> {
       process.send!({ type: 'metrics-request', id } satisfies Message);
     });
   const specs = JSON.parse(process.env.TUILE_LAYER_SPECS ?? '[]') as LayerSpec[];
-  const { holder, ctx } = await runServer(cfg, specs, collect);
-  local = () => ctx.metrics.snapshot();
+  const apiPort = Number(process.env.TUILE_API_PORT) || undefined;
+  const { holder, ctx, server } = await runServer(cfg, specs, { collectMetrics: collect, apiPort });
+  // layer switches are applied in the order they were sent
+  let loading: Promise<unknown> = Promise.resolve();
   process.on('message', (m: Message) => {
     if (m.type === 'layers') {
-      holder.load(m.specs).catch((err) => console.error(`tuile: cannot load layers: ${errorMessage(err)}`));
+      loading = loading
+        .then(() => holder.load(m.specs, { skipBroken: true }))
+        .catch((err) => console.error(`tuile: cannot load layers: ${errorMessage(err)}`))
+        .finally(() => process.send!({ type: 'layers-ack', generation: m.generation } satisfies Message));
+    } else if (m.type === 'prepare') {
+      holder.prepare(m.dir).then(
+        () => process.send!({ type: 'prepared', id: m.id } satisfies Message),
+        (err) => process.send!({ type: 'prepared', id: m.id, error: errorMessage(err) } satisfies Message),
+      );
     } else if (m.type === 'metrics-collect') {
-      process.send!({ type: 'metrics-snapshot', id: m.id, snapshot: local!() } satisfies Message);
+      process.send!({ type: 'metrics-snapshot', id: m.id, snapshot: ctx.metrics.snapshot() } satisfies Message);
     } else if (m.type === 'metrics-result') {
       waiting.get(m.id)?.(m.snapshots);
       waiting.delete(m.id);
     }
   });
-  process.on('SIGTERM', () => process.exit(0));
+  process.on('SIGTERM', () => {
+    void drain(server).then(() => process.exit(0));
+  });
+  process.on('SIGINT', () => {}); // the primary decides: it sends SIGTERM
   process.send!({ type: 'ready' } satisfies Message);
 }
 

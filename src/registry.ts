@@ -6,6 +6,7 @@ import { errorMessage, TuileError } from './errors.js';
 import { getTms, type Bbox, type TileLimits, type TileMatrixSet } from './geo/tms.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { TileFormat } from './tiles/codec.js';
+import { LAYER_NAME, hashKey, pyramidFolder, type State } from './state/model.js';
 
 export interface LayerSpec {
   name: string;
@@ -20,6 +21,8 @@ export interface LayerSpec {
   top?: number;
   bottom?: number;
   offeringId?: string;
+  /** keys that open a closed layer: sha256 of the key (hex), and the end of the permission (ISO date) */
+  grants?: { hash: string; until?: string }[];
 }
 
 export interface Layer {
@@ -39,9 +42,26 @@ export interface Layer {
   open: boolean;
   available: boolean;
   offeringId?: string;
+  /** key hash -> end of its permission in ms since the epoch (Infinity: no end) */
+  grants: ReadonlyMap<string, number>;
 }
 
-export const LAYER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
+export type Access = 'granted' | 'no-key' | 'denied';
+
+/** Whether a request bearing `key` may use a layer: open layers need nothing, closed ones a granted key. */
+export function access(layer: Layer, key: string | undefined, now = Date.now()): Access {
+  if (layer.open) return 'granted';
+  if (!key) return 'no-key';
+  const until = layer.grants.get(hashKey(key));
+  return until !== undefined && now < until ? 'granted' : 'denied';
+}
+
+function grantMap(grants: { hash: string; until?: string }[]): Map<string, number> {
+  const m = new Map<string, number>();
+  // a key granted by several permissions holds until the last one ends
+  for (const g of grants) m.set(g.hash, Math.max(m.get(g.hash) ?? -Infinity, g.until ? Date.parse(g.until) : Infinity));
+  return m;
+}
 
 export class Registry {
   constructor(
@@ -53,9 +73,10 @@ export class Registry {
     return this.layers.get(name);
   }
 
-  /** Layers that show in capabilities and serve tiles. */
-  visible(): Layer[] {
-    return [...this.layers.values()].filter((l) => l.available).sort((a, b) => a.name.localeCompare(b.name));
+  /** Layers that show in capabilities and serve tiles, to a request bearing `key` (or none). */
+  visible(key?: string): Layer[] {
+    const now = Date.now();
+    return [...this.layers.values()].filter((l) => l.available && access(l, key, now) === 'granted').sort((a, b) => a.name.localeCompare(b.name));
   }
 }
 
@@ -86,23 +107,62 @@ export async function openLayer(spec: LayerSpec, reuse?: PyramidChain): Promise<
     open: spec.open ?? true,
     available: spec.available ?? true,
     offeringId: spec.offeringId,
+    grants: grantMap(spec.grants ?? []),
   };
 }
 
 /**
- * Holds the current registry. `install` swaps it in one assignment; chains no longer used are closed
- * after a grace period, so that requests that started on the old registry finish on it.
+ * Holds the current registry. `load` swaps it in one assignment. Chains no longer used, and chains opened
+ * ahead of a switch (`prepare`), are kept open for a grace period: requests that started on the old
+ * registry finish on it, and a switch to a chain kept there (or back to one) opens nothing.
  */
 export class RegistryHolder {
   current: Registry = new Registry(new Map(), 0);
   private readonly graceMs: number;
+  /** open chains not in the current registry, by folder, each closed when its timer fires */
+  private readonly spare = new Map<string, { chain: Promise<PyramidChain>; timer: NodeJS.Timeout }>();
 
   constructor(opts: { graceMs?: number } = {}) {
     this.graceMs = opts.graceMs ?? 30_000;
   }
 
-  /** Builds a registry from specs (reusing chains already open for the same folder) and installs it. */
-  async load(specs: LayerSpec[]): Promise<Registry> {
+  private keep(dir: string, chain: Promise<PyramidChain>): void {
+    const prev = this.spare.get(dir);
+    if (prev) clearTimeout(prev.timer);
+    const timer = setTimeout(() => {
+      if (this.spare.get(dir)?.chain !== chain) return;
+      this.spare.delete(dir);
+      void chain.then((c) => c.close(), () => {});
+    }, this.graceMs);
+    timer.unref();
+    this.spare.set(dir, { chain, timer });
+  }
+
+  /** Opens (and checks) a pyramid folder's chain ahead of a switch to it; throws when it cannot be served. */
+  async prepare(dir: string): Promise<void> {
+    const d = resolve(dir);
+    for (const l of this.current.layers.values()) if (l.chain.dir === d) return;
+    const kept = this.spare.get(d);
+    if (kept) {
+      this.keep(d, kept.chain); // restarts its grace period
+      await kept.chain;
+      return;
+    }
+    const chain = PyramidChain.open(d);
+    this.keep(d, chain);
+    try {
+      await chain;
+    } catch (err) {
+      this.spare.delete(d);
+      throw err;
+    }
+  }
+
+  /**
+   * Builds a registry from specs (reusing chains already open for the same folder) and installs it. By
+   * default one layer that cannot be opened fails the whole load; with `skipBroken` it is left out.
+   */
+  async load(specs: LayerSpec[], opts: { skipBroken?: boolean } = {}): Promise<Registry> {
     // chains by folder: those of the current registry, then those this load opens (a folder opens once)
     const open = new Map<string, PyramidChain>();
     for (const l of this.current.layers.values()) open.set(l.chain.dir, l.chain);
@@ -111,10 +171,22 @@ export class RegistryHolder {
     try {
       for (const spec of specs) {
         if (layers.has(spec.name)) throw new TuileError('Conflict', `layer ${spec.name} declared twice`);
-        const reuse = open.get(resolve(spec.dir));
-        const layer = await openLayer(spec, reuse);
-        if (!reuse) {
-          opened.push(layer.chain);
+        const dir = resolve(spec.dir);
+        let reuse = open.get(dir);
+        if (!reuse && this.spare.has(dir)) reuse = await this.spare.get(dir)!.chain.catch(() => undefined);
+        let layer: Layer;
+        try {
+          layer = await openLayer(spec, reuse);
+        } catch (err) {
+          if (!opts.skipBroken) throw err;
+          // a layer that cannot switch keeps serving what it served; a new one is left out
+          const served = this.current.get(spec.name);
+          console.error(`tuile: layer ${spec.name} ${served ? 'not switched' : 'left out'}: ${errorMessage(err)}`);
+          if (served) layers.set(spec.name, served);
+          continue;
+        }
+        if (!open.has(layer.chain.dir)) {
+          if (!reuse) opened.push(layer.chain);
           open.set(layer.chain.dir, layer.chain);
         }
         layers.set(spec.name, layer);
@@ -127,10 +199,53 @@ export class RegistryHolder {
     const previous = this.current;
     this.current = next;
     const kept = new Set([...layers.values()].map((l) => l.chain));
-    const retired = [...previous.layers.values()].map((l) => l.chain).filter((c) => !kept.has(c));
-    if (retired.length > 0) {
-      setTimeout(() => void Promise.all([...new Set(retired)].map((c) => c.close())), this.graceMs).unref();
+    for (const c of kept) {
+      const s = this.spare.get(c.dir);
+      if (s) {
+        clearTimeout(s.timer);
+        this.spare.delete(c.dir);
+      }
+    }
+    for (const c of new Set([...previous.layers.values()].map((l) => l.chain))) {
+      if (!kept.has(c)) this.keep(c.dir, Promise.resolve(c));
     }
     return next;
   }
+}
+
+/**
+ * The layers the state publishes: offerings PUBLISHED, or MODIFYING (they serve what they served until
+ * the switch commits), each with the configuration copy it was published or synchronised with.
+ */
+export function specsFromState(state: Readonly<State>, pyramidDir: (folder: string) => string): LayerSpec[] {
+  return Object.values(state.offerings)
+    .filter((o) => (o.status === 'PUBLISHED' || o.status === 'MODIFYING') && state.stored_data[o.published.stored_data])
+    .sort((a, b) => a.layer_name.localeCompare(b.layer_name))
+    .map((o) => ({
+      name: o.layer_name,
+      dir: pyramidDir(pyramidFolder(state.stored_data[o.published.stored_data])),
+      title: o.published.title,
+      abstract: o.published.abstract,
+      keywords: o.published.keywords,
+      featureInfo: o.published.feature_info,
+      open: o.open,
+      available: o.available,
+      top: o.published.top_level,
+      bottom: o.published.bottom_level,
+      offeringId: o._id,
+      grants: o.open ? undefined : grantsOf(state, o._id),
+    }));
+}
+
+/** The keys whose accesses cover an offering through a permission that grants it to the key's user. */
+function grantsOf(state: Readonly<State>, offering: string): { hash: string; until?: string }[] {
+  const out: { hash: string; until?: string }[] = [];
+  for (const k of Object.values(state.keys)) {
+    for (const a of k.accesses) {
+      const p = state.permissions[a.permission];
+      if (!p || p.beneficiary !== k.user || !p.offerings.includes(offering) || !a.offerings.includes(offering)) continue;
+      out.push({ hash: k.hash, until: p.end_date });
+    }
+  }
+  return out.sort((a, b) => a.hash.localeCompare(b.hash));
 }

@@ -6,7 +6,7 @@ import { TuileError } from '../errors.js';
 import { getTms, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS, parseFormat, type TileFormat } from '../tiles/codec.js';
-import { baseUrl, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, denial, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
 const JSON_TYPE = 'application/json';
 const REL = 'http://www.opengis.net/def/rel/ogc/1.0/';
@@ -112,6 +112,11 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     const o = layer && OGC_TMS[layer.tms.id];
     return layer && layer.available && o ? { layer, o } : undefined;
   };
+  /** A collection the request may not use: 401 or 403 in the API's JSON form. */
+  const denied = (c: Context, layer: Layer): Response | null => {
+    const d = denial(layer, apiKeyOf(c.req.raw));
+    return d ? c.json({ error: d.status === 401 ? 'unauthorized' : 'forbidden', error_description: [d.message] }, d.status) : null;
+  };
 
   const collection = (base: string, layer: Layer, o: OgcTms) => {
     const b = layer.bboxLonLat;
@@ -207,7 +212,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     metadata(c, (base) => ({
       links: [{ href: `${base}/collections`, rel: 'self', type: JSON_TYPE, title: 'Collections' }] satisfies Link[],
       collections: ctx.holder.current
-        .visible()
+        .visible(apiKeyOf(c.req.raw))
         .filter((l) => OGC_TMS[l.tms.id])
         .map((l) => collection(base, l, OGC_TMS[l.tms.id])),
     })),
@@ -216,7 +221,8 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
   app.get('/collections/:layer', (c) =>
     metadata(c, (base) => {
       const found = lookup(c.req.param('layer'));
-      return found ? collection(base, found.layer, found.o) : notFound(c, `no collection '${c.req.param('layer')}'`);
+      if (!found) return notFound(c, `no collection '${c.req.param('layer')}'`);
+      return denied(c, found.layer) ?? collection(base, found.layer, found.o);
     }),
   );
 
@@ -225,6 +231,8 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
       const found = lookup(c.req.param('layer'));
       if (!found) return notFound(c, `no collection '${c.req.param('layer')}'`);
       const { layer, o } = found;
+      const no = denied(c, layer);
+      if (no) return no;
       return {
         links: [{ href: `${layerPath(base, layer)}/map/tiles`, rel: 'self', type: JSON_TYPE, title: `Map tilesets of ${layer.title}` }] satisfies Link[],
         tilesets: [tilesetItem(base, layer, o)],
@@ -237,6 +245,8 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
       const found = lookup(c.req.param('layer'));
       if (!found) return notFound(c, `no collection '${c.req.param('layer')}'`);
       const { layer, o } = found;
+      const no = denied(c, layer);
+      if (no) return no;
       if (c.req.param('tms') !== o.id) return notFound(c, `collection '${layer.name}' is tiled in ${o.id} only`);
       const f = FORMATS[layer.format];
       const b = layer.chain.descriptor.bbox;
@@ -267,6 +277,8 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     const found = lookup(name);
     if (!found) return notFound(c, `no collection '${name}'`);
     const { layer, o } = found;
+    const no = denied(c, layer);
+    if (no) return no;
     if (tms !== o.id) return notFound(c, `collection '${name}' is tiled in ${o.id} only`);
     const f = c.req.query('f');
     if (f !== undefined) {

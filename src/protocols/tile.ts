@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { TuileError } from '../errors.js';
 import type { TileLimits } from '../geo/tms.js';
-import type { Layer, RegistryHolder } from '../registry.js';
+import { access, type Layer, type RegistryHolder } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
 
 export interface ServedTile {
@@ -110,4 +110,27 @@ export async function serveTile(ctx: ServerContext, req: Request, layer: Layer, 
   const res = tileResponse(req, tile, ctx.config.tileMaxAge);
   ctx.metrics.tile((performance.now() - t0) / 1000);
   return res;
+}
+
+/** The API key of a request: the `apikey` query parameter (any case) or the `apikey` header. */
+export function apiKeyOf(req: Request): string | undefined {
+  const q = req.url.indexOf('?');
+  if (q >= 0) {
+    for (const [k, v] of new URLSearchParams(req.url.slice(q + 1))) if (k.toLowerCase() === 'apikey' && v) return v;
+  }
+  return req.headers.get('apikey') || undefined;
+}
+
+export interface Denial {
+  status: 401 | 403;
+  message: string;
+}
+
+/** Why a request may not use a layer (401 without a key, 403 with one that does not open it), or null. */
+export function denial(layer: Layer, key: string | undefined): Denial | null {
+  const a = access(layer, key);
+  if (a === 'granted') return null;
+  return a === 'no-key'
+    ? { status: 401, message: `layer ${layer.name} needs an API key (apikey= parameter or apikey header)` }
+    : { status: 403, message: `this API key does not give access to layer ${layer.name}, or its permission has ended` };
 }

@@ -7,7 +7,7 @@ import { TuileError } from '../errors.js';
 import { flipY } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
-import { baseUrl, formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, denial, formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
 const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
 const XML = { 'Content-Type': 'application/xml; charset=utf-8' };
@@ -16,7 +16,7 @@ function doc(root: Record<string, unknown>): string {
   return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build(root);
 }
 
-function error(message: string, status: 400 | 404): Response {
+function error(message: string, status: 400 | 401 | 403 | 404): Response {
   return new Response(doc({ TileMapServerError: { Message: message } }), { status, headers: XML });
 }
 
@@ -57,7 +57,7 @@ export function tmsRoutes(ctx: ServerContext): Hono {
         Title: 'tuile',
         Abstract: 'Raster tile pyramids',
         TileMaps: {
-          TileMap: ctx.holder.current.visible().map((l) => ({
+          TileMap: ctx.holder.current.visible(apiKeyOf(req)).map((l) => ({
             '@title': l.title,
             '@srs': l.tms.crs,
             '@profile': 'global-mercator',
@@ -75,12 +75,16 @@ export function tmsRoutes(ctx: ServerContext): Hono {
   app.get('/1.0.0/:layer', (c) => {
     const layer = ctx.holder.current.get(c.req.param('layer'));
     if (!layer || !layer.available) return error(`no layer '${c.req.param('layer')}'`, 404);
+    const denied = denial(layer, apiKeyOf(c.req.raw));
+    if (denied) return error(denied.message, denied.status);
     return c.body(tileMap(baseUrl(ctx, c.req.raw), layer), 200, XML);
   });
   app.get('/1.0.0/:layer/:z/:x/:file', async (c) => {
     const { layer: name, z, x, file } = c.req.param();
     const layer = ctx.holder.current.get(name);
     if (!layer || !layer.available) return error(`no layer '${name}'`, 404);
+    const denied = denial(layer, apiKeyOf(c.req.raw));
+    if (denied) return error(denied.message, denied.status);
     const m = /^(\d+)\.(\w+)$/.exec(file);
     if (!m || !INDEX.test(z) || !INDEX.test(x) || !INDEX.test(m[1])) return error('expected /tms/1.0.0/{layer}/{z}/{x}/{y}.{ext} with non-negative integers', 400);
     if (formatFromExtension(m[2]) !== layer.format) return error(`layer '${name}' serves .${FORMATS[layer.format].ext} tiles`, 404);

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { Hono } from 'hono';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
-import { baseUrl, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, denial, type ServerContext } from './tile.js';
 
 const require = createRequire(import.meta.url);
 
@@ -168,7 +168,7 @@ const VIEWER_SCRIPT = `
 })();
 `;
 
-function viewerPage(l: Layer): string {
+function viewerPage(l: Layer, key?: string): string {
   const b = l.chain.descriptor.bbox;
   // relative URLs: the page works behind a proxy that mounts tuile under a path prefix
   const cfg = {
@@ -176,7 +176,8 @@ function viewerPage(l: Layer): string {
     matrixSet: l.tms.id,
     projection: l.tms.crs,
     extent: [b.minX, b.minY, b.maxX, b.maxY],
-    capabilities: '../wmts/1.0.0/WMTSCapabilities.xml',
+    // a key given to the page goes on to the capabilities, whose tile URLs then carry it
+    capabilities: `../wmts/1.0.0/WMTSCapabilities.xml${key ? `?apikey=${encodeURIComponent(key)}` : ''}`,
   };
   return page(
     `${l.title} · tuile`,
@@ -198,7 +199,7 @@ function viewerPage(l: Layer): string {
 
 export function viewerRoutes(ctx: ServerContext): Hono {
   const app = new Hono();
-  app.get('/', (c) => c.html(indexPage(baseUrl(ctx, c.req.raw), ctx.holder.current.visible())));
+  app.get('/', (c) => c.html(indexPage(baseUrl(ctx, c.req.raw), ctx.holder.current.visible(apiKeyOf(c.req.raw)))));
 
   app.get('/viewer/assets/:file', async (c) => {
     const file = c.req.param('file');
@@ -217,7 +218,12 @@ export function viewerRoutes(ctx: ServerContext): Hono {
     if (!layer || !layer.available) {
       return c.html(page('Layer not found · tuile', `<header><a href="../">tuile</a></header><main><h1>No layer ${escapeHtml(`'${name}'`)}</h1><p><a href="../">Published layers</a></p></main>`), 404);
     }
-    return c.html(viewerPage(layer));
+    const key = apiKeyOf(c.req.raw);
+    const denied = denial(layer, key);
+    if (denied) {
+      return c.html(page('Access denied · tuile', `<header><a href="../">tuile</a></header><main><h1>${escapeHtml(denied.message)}</h1><p>Add <code>?apikey=</code> to the address.</p></main>`), denied.status);
+    }
+    return c.html(viewerPage(layer, key));
   });
   return app;
 }

@@ -8,7 +8,7 @@ import type { Layer, Registry } from '../registry.js';
 import { FORMATS, pixelAt } from '../tiles/codec.js';
 import { exceptionResponse, OwsException } from './ows.js';
 import { escapeHtml } from './viewer.js';
-import { baseUrl, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, denial, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
 
 const VERSION = '1.0.0';
 /** The one style of every layer: tiles are pre-rendered, but STYLE is a mandatory GetTile parameter (07-057r7 7.2). */
@@ -56,7 +56,7 @@ function matrixCount(reg: Registry, tms: TileMatrixSet): number {
   let counts = matrixCounts.get(reg);
   if (!counts) {
     counts = new Map();
-    for (const l of reg.visible()) for (const lv of l.levels) counts.set(l.tms.id, Math.max(counts.get(l.tms.id) ?? 0, lv.z + 1));
+    for (const l of reg.layers.values()) if (l.available) for (const lv of l.levels) counts.set(l.tms.id, Math.max(counts.get(l.tms.id) ?? 0, lv.z + 1));
     matrixCounts.set(reg, counts);
   }
   return Math.min(tms.levels.length, counts.get(tms.id) ?? DEFAULT_MATRICES);
@@ -75,7 +75,7 @@ function resourceTemplate(base: string, layer: Layer): string {
   return `${base}/wmts/1.0.0/${encodeURIComponent(layer.name)}/{Style}/{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}`;
 }
 
-function layerElement(base: string, l: Layer): Record<string, unknown> {
+function layerElement(base: string, l: Layer, keyQuery: string): Record<string, unknown> {
   const wgs = l.bboxLonLat;
   const b = l.chain.descriptor.bbox;
   const mime = FORMATS[l.format].mime;
@@ -105,8 +105,10 @@ function layerElement(base: string, l: Layer): Record<string, unknown> {
       },
     },
     ResourceURL: [
-      { '@format': mime, '@resourceType': 'tile', '@template': `${template}.${FORMATS[l.format].ext}` },
-      ...(l.featureInfo ? INFO_FORMATS.map((f) => ({ '@format': f.mime, '@resourceType': 'FeatureInfo', '@template': `${template}/{J}/{I}.${f.ext}` })) : []),
+      { '@format': mime, '@resourceType': 'tile', '@template': `${template}.${FORMATS[l.format].ext}${keyQuery}` },
+      ...(l.featureInfo
+        ? INFO_FORMATS.map((f) => ({ '@format': f.mime, '@resourceType': 'FeatureInfo', '@template': `${template}/{J}/{I}.${f.ext}${keyQuery}` }))
+        : []),
     ],
   };
 }
@@ -129,15 +131,16 @@ function tileMatrixSetElement(tms: TileMatrixSet, count: number): Record<string,
   };
 }
 
-function operation(base: string, name: string): Record<string, unknown> {
+function operation(base: string, name: string, key?: string): Record<string, unknown> {
   const encoding = (value: string) => ({ '@name': 'GetEncoding', 'ows:AllowedValues': { 'ows:Value': value } });
-  const rest = name === 'GetCapabilities' ? `${base}/wmts/1.0.0/WMTSCapabilities.xml` : `${base}/wmts/1.0.0/`;
+  const k = key ? `apikey=${encodeURIComponent(key)}` : '';
+  const rest = name === 'GetCapabilities' ? `${base}/wmts/1.0.0/WMTSCapabilities.xml${k ? `?${k}` : ''}` : `${base}/wmts/1.0.0/`;
   return {
     '@name': name,
     'ows:DCP': {
       'ows:HTTP': {
         'ows:Get': [
-          { '@xlink:href': `${base}/wmts?`, 'ows:Constraint': encoding('KVP') },
+          { '@xlink:href': `${base}/wmts?${k ? `${k}&` : ''}`, 'ows:Constraint': encoding('KVP') },
           { '@xlink:href': rest, 'ows:Constraint': encoding('RESTful') },
         ],
       },
@@ -145,9 +148,14 @@ function operation(base: string, name: string): Record<string, unknown> {
   };
 }
 
-export function capabilities(reg: Registry, base: string, sections?: Set<string>): string {
+/**
+ * The capabilities document for a request bearing `key` (or none): the layers it may use, and URLs that
+ * carry the key, so that a client given this document reaches the tiles it lists.
+ */
+export function capabilities(reg: Registry, base: string, sections?: Set<string>, key?: string): string {
   const want = (s: string) => !sections || sections.has('All') || sections.has(s);
-  const layers = reg.visible();
+  const layers = reg.visible(key);
+  const keyQuery = key ? `?apikey=${encodeURIComponent(key)}` : '';
   const sets = new Map<string, TileMatrixSet>();
   for (const l of layers) sets.set(l.tms.id, l.tms);
   if (sets.size === 0) sets.set(PM.id, PM);
@@ -174,16 +182,16 @@ export function capabilities(reg: Registry, base: string, sections?: Set<string>
         ? { 'ows:ProviderName': 'tuile', 'ows:ProviderSite': { '@xlink:href': `${base}/` }, 'ows:ServiceContact': {} }
         : undefined,
       'ows:OperationsMetadata': want('OperationsMetadata')
-        ? { 'ows:Operation': ['GetCapabilities', 'GetTile', 'GetFeatureInfo'].map((n) => operation(base, n)) }
+        ? { 'ows:Operation': ['GetCapabilities', 'GetTile', 'GetFeatureInfo'].map((n) => operation(base, n, key)) }
         : undefined,
       Contents: want('Contents')
         ? {
-            Layer: layers.map((l) => layerElement(base, l)),
+            Layer: layers.map((l) => layerElement(base, l, keyQuery)),
             TileMatrixSet: [...sets.values()].map((t) => tileMatrixSetElement(t, matrixCount(reg, t))),
           }
         : undefined,
       // how clients of the RESTful encoding (07-057r7 10) find this document
-      ServiceMetadataURL: { '@xlink:href': `${base}/wmts/1.0.0/WMTSCapabilities.xml` },
+      ServiceMetadataURL: { '@xlink:href': `${base}/wmts/1.0.0/WMTSCapabilities.xml${keyQuery}` },
     },
   });
 }
@@ -228,6 +236,8 @@ function tileAddress(reg: Registry, p: Params): TileAddress {
   const name = p('LAYER')!;
   const layer = reg.get(name);
   if (!layer || !layer.available) throw new OwsException('InvalidParameterValue', `unknown layer '${name}'`, 'LAYER');
+  const denied = denial(layer, p('APIKEY'));
+  if (denied) throw new OwsException('NoApplicableCode', denied.message, 'apikey', denied.status);
   const style = p('STYLE')!;
   if (style !== STYLE) throw new OwsException('InvalidParameterValue', `unknown style '${style}' for layer '${name}' (styles: ${STYLE})`, 'STYLE');
   const format = p('FORMAT');
@@ -399,12 +409,12 @@ function getCapabilities(reg: Registry, base: string, p: Params): Response {
     sections = new Set(s.split(',').map((x) => x.trim()));
     for (const x of sections) if (!SECTIONS.includes(x)) throw new OwsException('InvalidParameterValue', `unknown section '${x}' (sections: ${SECTIONS.join(', ')})`, 'SECTIONS');
   }
-  return new Response(capabilities(reg, base, sections), { headers: { 'Content-Type': XML_TYPE } });
+  return new Response(capabilities(reg, base, sections, p('APIKEY')), { headers: { 'Content-Type': XML_TYPE } });
 }
 
 async function kvp(ctx: ServerContext, req: Request): Promise<Response> {
   const reg = ctx.holder.current;
-  const p = kvpParams(new URL(req.url));
+  const p = withKey(kvpParams(new URL(req.url)), req);
   requirePresent(p, ['SERVICE']);
   if (p('SERVICE') !== 'WMTS') throw new OwsException('InvalidParameterValue', `SERVICE must be WMTS, not '${p('SERVICE')}'`, 'SERVICE');
   requirePresent(p, ['REQUEST']);
@@ -422,6 +432,12 @@ async function kvp(ctx: ServerContext, req: Request): Promise<Response> {
 /** RESTful path segments as the KVP parameters they stand for, with FORMAT from the extension. */
 function restParams(segments: Record<string, string>): Params {
   return (name) => segments[name];
+}
+
+/** APIKEY from the query (any case) or the header. */
+function withKey(p: Params, req: Request): Params {
+  const key = apiKeyOf(req);
+  return (name) => (name === 'APIKEY' ? key : p(name));
 }
 
 function splitExtension(file: string): [string, string] {
@@ -442,7 +458,9 @@ async function guarded(run: () => Response | Promise<Response>): Promise<Respons
 export function wmtsRoutes(ctx: ServerContext): Hono {
   const app = new Hono();
   app.get('/', (c) => guarded(() => kvp(ctx, c.req.raw)));
-  app.get('/1.0.0/WMTSCapabilities.xml', (c) => guarded(() => new Response(capabilities(ctx.holder.current, baseUrl(ctx, c.req.raw)), { headers: { 'Content-Type': XML_TYPE } })));
+  app.get('/1.0.0/WMTSCapabilities.xml', (c) =>
+    guarded(() => new Response(capabilities(ctx.holder.current, baseUrl(ctx, c.req.raw), undefined, apiKeyOf(c.req.raw)), { headers: { 'Content-Type': XML_TYPE } })),
+  );
   app.get('/1.0.0/:layer/:style/:tms/:z/:row/:file', (c) =>
     guarded(() => {
       const { layer, style, tms, z, row, file } = c.req.param();
@@ -457,7 +475,7 @@ export function wmtsRoutes(ctx: ServerContext): Hono {
         TILEROW: row,
         TILECOL: col,
       });
-      return getTile(ctx, c.req.raw, ctx.holder.current, p);
+      return getTile(ctx, c.req.raw, ctx.holder.current, withKey(p, c.req.raw));
     }),
   );
   app.get('/1.0.0/:layer/:style/:tms/:z/:row/:col/:j/:file', (c) =>
@@ -476,7 +494,7 @@ export function wmtsRoutes(ctx: ServerContext): Hono {
         I: i,
         INFOFORMAT: f ? f.mime : `.${ext}`,
       });
-      return getFeatureInfo(ctx, ctx.holder.current, p);
+      return getFeatureInfo(ctx, ctx.holder.current, withKey(p, c.req.raw));
     }),
   );
   return app;

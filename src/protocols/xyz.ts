@@ -3,7 +3,7 @@
 import { Hono } from 'hono';
 import { TuileError } from '../errors.js';
 import { FORMATS } from '../tiles/codec.js';
-import { formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
+import { apiKeyOf, denial, formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
 
 export function xyzRoutes(ctx: ServerContext): Hono {
@@ -13,6 +13,8 @@ export function xyzRoutes(ctx: ServerContext): Hono {
     const m = /^(\d+)\.(\w+)$/.exec(file);
     const layer = ctx.holder.current.get(name);
     if (!layer || !layer.available) return c.json({ error: 'not_found', error_description: [`no layer '${name}'`] }, 404);
+    const denied = denial(layer, apiKeyOf(c.req.raw));
+    if (denied) return c.json({ error: denied.status === 401 ? 'unauthorized' : 'forbidden', error_description: [denied.message] }, denied.status);
     if (!m || !INDEX.test(z) || !INDEX.test(x) || !INDEX.test(m[1])) {
       return c.json({ error: 'bad_request', error_description: ['expected /tiles/{layer}/{z}/{x}/{y}.{ext} with non-negative integers'] }, 400);
     }

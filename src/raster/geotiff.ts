@@ -9,6 +9,9 @@ import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
 import type { SourceWindow } from './resample.js';
 
 /** Affine georeferencing, GDAL order: X = a0 + col*a1 + row*a2; Y = a3 + col*a4 + row*a5 (pixel corners). */
+/** Largest strip or tile a window may decode. */
+export const MAX_BLOCK_BYTES = 256 * 2 ** 20;
+
 export type GeoTransform = [number, number, number, number, number, number];
 
 export interface RasterInfo {
@@ -199,6 +202,15 @@ export class GeoTiffSource {
       throw new TuileError('UnsupportedRaster', `${path}: ${width}x${height} pixels exceeds the limit of ${maxPixels}`);
     }
     const spp = image.getSamplesPerPixel();
+    // a window decodes whole strips or tiles: one huge block (a single-strip file, a decompression bomb)
+    // would take its whole size in memory, whatever the window
+    const blockBytes = image.getTileWidth() * image.getTileHeight() * spp;
+    if (blockBytes > MAX_BLOCK_BYTES) {
+      throw new TuileError(
+        'UnsupportedRaster',
+        `${path}: its ${image.getTileWidth()}x${image.getTileHeight()} blocks decode to ${Math.round(blockBytes / 2 ** 20)} MiB each, over the limit of ${MAX_BLOCK_BYTES / 2 ** 20} MiB; tile it (gdal_translate -co TILED=YES)`,
+      );
+    }
     for (let s = 0; s < spp; s++) {
       const bits = image.getBitsPerSample(s);
       const fmt = image.getSampleFormat(s);

@@ -1,7 +1,8 @@
-// npm start's path as a user meets it: an empty data folder gets the demo pyramid, two serving processes
-// answer on one port with the same layers, /metrics sums both, SIGTERM stops them all.
+// npm start's path as a user meets it: an empty data folder gets the demo (the reference scenario run on
+// data/demo through the management API), two serving processes answer on one port with the same layers,
+// the API through either of them, /metrics sums both, SIGTERM stops them all.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,10 +47,27 @@ afterAll(async () => {
 });
 
 describe('npm start on an empty data folder', () => {
-  it('builds the demo pyramid into the data folder and prints the URLs', () => {
-    expect(existsSync(join(data.path, 'pyramids/france_relief/pyramid.json'))).toBe(true);
+  it('runs the reference scenario on the demo, prints the admin token once and the URLs', async () => {
+    const token = readFileSync(join(data.path, 'admin-token'), 'utf8').trim();
+    expect(statSync(join(data.path, 'admin-token')).mode & 0o777).toBe(0o600);
+    expect(output).toContain(token);
+    expect(output).toMatch(/france_relief synchronised on the chained pyramid/);
     expect(output).toMatch(/WMTS capabilities: +http:\/\/127\.0\.0\.1:\d+\/wmts\/1\.0\.0\/WMTSCapabilities\.xml/);
     expect(output).toMatch(/with 2 process\(es\)/);
+    // the API answers through every serving process (new connections spread over them)
+    for (let i = 0; i < 6; i++) {
+      const r = await fetch(`${base}/api/datastores`, { headers: { Authorization: `Bearer ${token}`, Connection: 'close' } });
+      expect(r.status).toBe(200);
+      const [d] = await r.json();
+      const offerings = await (await fetch(`${base}/api/datastores/${d._id}/offerings`, { headers: { Authorization: `Bearer ${token}`, Connection: 'close' } })).json();
+      expect(offerings).toHaveLength(1);
+      expect(offerings[0]).toMatchObject({ layer_name: 'france_relief', status: 'PUBLISHED' });
+    }
+    // the chained pyramid serves both deliveries: a tile in the north and one in the south
+    for (const t of ['7/64/43', '7/64/46']) {
+      const r = await fetch(`${base}/tiles/france_relief/${t}.png`, { headers: { Connection: 'close' } });
+      expect(r.status, t).toBe(200);
+    }
   });
 
   it('every process serves the layer, and /metrics sums them', async () => {
@@ -65,7 +83,7 @@ describe('npm start on an empty data folder', () => {
     const metrics = await (await fetch(`${base}/metrics`, { headers: { Connection: 'close' } })).text();
     expect(metrics).toMatch(/^tuile_processes 2$/m);
     const served = Number(/tuile_http_requests_total\{route="\/tiles\/:layer\/:z\/:x\/:file",status="200"\} (\d+)/.exec(metrics)?.[1]);
-    expect(served).toBe(40);
+    expect(served).toBe(42); // and the two of the test above
   });
 
   it('stops on SIGTERM', async () => {

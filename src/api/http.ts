@@ -1,0 +1,154 @@
+// What every resource of the management API shares: its context, JSON errors in the Entrepôt's form,
+// body validation (zod schemas, which also document the routes), pagination, and the route table from
+// which /api/openapi.json is written.
+
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { TuileError, type ErrorCode } from '../errors.js';
+import type { Entity, State } from '../state/model.js';
+import type { StateStore } from '../state/store.js';
+
+export interface ApiContext {
+  config: Config;
+  store: StateStore;
+  /** opens a pyramid folder and its chain, and closes it again: throws when it cannot be served */
+  checkPyramid(dir: string): Promise<void>;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 500,
+    readonly error: string,
+    readonly descriptions: string[],
+  ) {
+    super(descriptions.join('; '));
+  }
+}
+
+const STATUS_OF: Partial<Record<ErrorCode, ApiError['status']>> = {
+  NotFound: 404,
+  Conflict: 409,
+  InvalidParameter: 400,
+  InvalidInput: 400,
+  NotGeoreferenced: 400,
+  UnsupportedCrs: 400,
+  UnsupportedRaster: 400,
+  OutOfRange: 400,
+};
+
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof TuileError && STATUS_OF[err.code]) return new ApiError(STATUS_OF[err.code]!, err.code, [err.message]);
+  return new ApiError(500, 'internal_error', [err instanceof Error ? err.message : String(err)]);
+}
+
+export function notFound(kind: string, id: string): ApiError {
+  return new ApiError(404, 'not_found', [`${kind} ${id} not found`]);
+}
+
+export function conflict(...descriptions: string[]): ApiError {
+  return new ApiError(409, 'conflict', descriptions);
+}
+
+export function badRequest(...descriptions: string[]): ApiError {
+  return new ApiError(400, 'bad_request', descriptions);
+}
+
+/** The entity of a datastore, or 404 (ids of another datastore are not found either). */
+export function find<T extends Entity & { datastore: string }>(
+  table: Record<string, T>,
+  kind: string,
+  datastore: string,
+  id: string,
+): T {
+  const e = Object.hasOwn(table, id) ? table[id] : undefined;
+  if (!e || e.datastore !== datastore) throw notFound(kind, id);
+  return e;
+}
+
+export function datastoreOf(s: Readonly<State>, id: string) {
+  const d = Object.hasOwn(s.datastores, id) ? s.datastores[id] : undefined;
+  if (!d) throw notFound('datastore', id);
+  return d;
+}
+
+function issues(err: z.ZodError): string[] {
+  return err.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message));
+}
+
+/** The JSON body, checked against a schema: 400 with every problem listed otherwise. */
+export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  let raw: unknown;
+  const text = await c.req.text();
+  if (text.trim() === '') raw = {};
+  else {
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw badRequest(`the body is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) throw badRequest(...issues(r.error));
+  return r.data;
+}
+
+export function query<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
+  const r = schema.safeParse(c.req.query());
+  if (!r.success) throw badRequest(...issues(r.error));
+  return r.data;
+}
+
+export const MAX_LIMIT = 100;
+
+export const pageQuery = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  limit: z.coerce.number().int().min(1).max(MAX_LIMIT).default(10),
+  sort: z.string().max(64).optional(),
+});
+
+/** One page of a list as a bare array, with `Content-Range: first-last/total` (never unbounded). */
+export function page<T>(c: Context, items: T[], q: { page: number; limit: number }): Response {
+  const first = (q.page - 1) * q.limit;
+  const slice = items.slice(first, first + q.limit);
+  c.header('Content-Range', slice.length ? `${first}-${first + slice.length - 1}/${items.length}` : `*/${items.length}`);
+  return c.json(slice);
+}
+
+/** Entities sorted by creation, oldest first, as the Entrepôt lists them. */
+export function byCreation<T extends Entity>(list: T[]): T[] {
+  return list.sort((a, b) => a.creation.localeCompare(b.creation) || a._id.localeCompare(b._id));
+}
+
+export const tagsSchema = z.record(z.string().max(256), z.string().max(1024));
+export const uuid = z.uuid();
+
+/** The base URL clients reach this server at (configured, or from the request). */
+export function baseUrl(c: Context, cfg: Config): string {
+  if (cfg.publicUrl) return cfg.publicUrl;
+  const u = new URL(c.req.url);
+  return `${u.protocol}//${c.req.header('host') ?? u.host}`;
+}
+
+export interface RouteDoc {
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
+  path: string;
+  summary: string;
+  tag: string;
+  body?: z.ZodType;
+  query?: z.ZodType;
+  status?: number;
+}
+
+/** The routes of every resource, as their sub-apps declare them, for /api/openapi.json. */
+export const ROUTES: RouteDoc[] = [];
+
+type Handler = (c: Context) => Response | Promise<Response>;
+
+/** Registers a route on a resource's sub-app and records it for the OpenAPI description. */
+export function route(app: Hono, prefix: string, doc: Omit<RouteDoc, 'path'> & { path: string }, handler: Handler): void {
+  const full = `${prefix}${doc.path}`;
+  if (!ROUTES.some((r) => r.method === doc.method && r.path === full)) ROUTES.push({ ...doc, path: full });
+  app.on(doc.method.toUpperCase(), doc.path, handler);
+}

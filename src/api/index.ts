@@ -1,0 +1,115 @@
+// The management API (DESIGN 2): one Hono app under /api with a sub-app per resource, the admin bearer
+// token checked in constant time, errors as {"error", "error_description"}, and the OpenAPI description
+// written from the routes the sub-apps declare.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { configurationRoutes } from './configurations.js';
+import { datastoreRoutes } from './datastores.js';
+import { ApiError, ROUTES, toApiError, type ApiContext } from './http.js';
+import { keyRoutes } from './keys.js';
+import { offeringRoutes } from './offerings.js';
+import { permissionRoutes } from './permissions.js';
+import { processingRoutes } from './processings.js';
+import { storedDataRoutes } from './stored-data.js';
+import { uploadRoutes } from './uploads.js';
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Compares a presented token with the admin token without leaking, by timing, how much of it matched. */
+export function tokenMatches(presented: string | undefined, expected: string): boolean {
+  if (!presented) return false;
+  return timingSafeEqual(digest(presented), digest(expected));
+}
+
+function openapi(version: string) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of ROUTES) {
+    const path = r.path.replace(/:(\w+)/g, '{$1}');
+    const params = [...r.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    if (r.query) {
+      const js = z.toJSONSchema(r.query, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, unknown>; required?: string[] };
+      for (const [name, schema] of Object.entries(js.properties ?? {})) {
+        params.push({ name, in: 'query', required: js.required?.includes(name) ?? false, schema: schema as { type: string } });
+      }
+    }
+    const op: Record<string, unknown> = {
+      summary: r.summary,
+      tags: [r.tag],
+      parameters: params,
+      responses: {
+        [String(r.status ?? 200)]: { description: 'success' },
+        '400': { $ref: '#/components/responses/Error' },
+        '401': { $ref: '#/components/responses/Error' },
+        '404': { $ref: '#/components/responses/Error' },
+        '409': { $ref: '#/components/responses/Error' },
+      },
+    };
+    if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } };
+    if (r.path.endsWith('/data') && r.method === 'post') {
+      op.requestBody = {
+        required: true,
+        content: {
+          'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'string', format: 'binary' } }, required: ['file'] } },
+          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+        },
+      };
+      op.responses = { ...(op.responses as object), '413': { $ref: '#/components/responses/Error' } };
+    }
+    (paths[path] ??= {})[r.method] = op;
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'tuile management API',
+      version,
+      description: 'Uploads, processings, stored data, configurations, offerings, shaped like the Géoplateforme Entrepôt API.',
+    },
+    servers: [{ url: '/' }],
+    security: [{ admin: [] }],
+    components: {
+      securitySchemes: { admin: { type: 'http', scheme: 'bearer' } },
+      responses: {
+        Error: {
+          description: 'an error',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['error', 'error_description'],
+                properties: { error: { type: 'string' }, error_description: { type: 'array', items: { type: 'string' } } },
+              },
+            },
+          },
+        },
+      },
+    },
+    paths,
+  };
+}
+
+export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): Hono {
+  const app = new Hono({ strict: false });
+  app.onError((err, c) => {
+    const e = toApiError(err);
+    // a client that went away mid-request is not a server error worth a log line
+    if (e.status === 500 && err.message !== 'aborted') console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+    return c.json({ error: e.error, error_description: e.descriptions }, e.status);
+  });
+  app.get('/api/openapi.json', (c) => c.json(openapi(version)));
+  app.use('/api/*', async (c, next) => {
+    const auth = c.req.header('authorization') ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(auth);
+    if (!tokenMatches(m?.[1], adminToken)) {
+      c.header('WWW-Authenticate', 'Bearer realm="tuile"');
+      throw new ApiError(401, 'unauthorized', ['the management API needs the admin token: Authorization: Bearer <token>']);
+    }
+    await next();
+  });
+  for (const sub of [datastoreRoutes, uploadRoutes, processingRoutes, storedDataRoutes, configurationRoutes, offeringRoutes, permissionRoutes, keyRoutes]) app.route('/api', sub(ctx));
+  app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
+  return app;
+}

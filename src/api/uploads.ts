@@ -1,0 +1,411 @@
+// Uploads: a delivery's files pushed into a folder of their own (streamed to disk, bounded in size,
+// confined to the upload), then closed and checked: readable GeoTIFF, georeferenced, in the declared CRS,
+// of a sane size. CLOSED when every check passes, UNSTABLE with the check logs otherwise.
+
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, posix, relative } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import busboy from 'busboy';
+import { Hono, type Context } from 'hono';
+import { z } from 'zod';
+import { dataPaths } from '../config.js';
+import { errorMessage } from '../errors.js';
+import { crsFromEpsg, parseCrs, sameCrs } from '../geo/crs.js';
+import { uploadFiles } from '../jobs.js';
+import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from '../geo/tms.js';
+import { footprint3857, suggestedResolution, unionBbox } from '../pyramid/build.js';
+import { GeoTiffSource } from '../raster/geotiff.js';
+import { UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
+import {
+  ApiError,
+  badRequest,
+  body,
+  byCreation,
+  conflict,
+  datastoreOf,
+  find,
+  notFound,
+  page,
+  pageQuery,
+  query,
+  route,
+  tagsSchema,
+  type ApiContext,
+} from './http.js';
+
+const RASTER_CHECK = { _id: 'b7d3c1e2-4f5a-4c6b-9d8e-0a1b2c3d4e5f', name: 'Contrôle des rasters (GeoTIFF, géoréférencement, SRS, taille)' };
+
+const createSchema = z.strictObject({
+  name: z.string().min(1).max(255),
+  description: z.string().max(4096).default(''),
+  type: z.literal('RASTER'),
+  srs: z.string().min(1).max(255),
+  tags: tagsSchema.default({}),
+});
+
+const patchSchema = z.strictObject({
+  name: z.string().min(1).max(255).optional(),
+  description: z.string().max(4096).optional(),
+  tags: tagsSchema.optional(),
+});
+
+const listQuery = pageQuery.extend({
+  status: z.enum(UPLOAD_STATUSES).optional(),
+  type: z.string().max(64).optional(),
+  name: z.string().max(255).optional(),
+});
+
+const pathQuery = z.object({ path: z.string().min(1).max(1024) });
+
+/** A path inside an upload: relative, no `..`, no empty or dot segments, printable. */
+export function uploadPath(p: string): string {
+  if (/[\0-\x1f\\]/.test(p)) throw badRequest(`path '${p.slice(0, 200)}': control characters and backslashes are not allowed`);
+  const parts = p.split('/').filter((s) => s !== '');
+  if (p.startsWith('/') || parts.length === 0 || parts.some((s) => s === '..' || s === '.')) {
+    throw badRequest(`path '${p.slice(0, 200)}' must be relative to the upload, without '.' or '..'`);
+  }
+  if (parts.some((s) => s.length > 200)) throw badRequest('path segments are limited to 200 characters');
+  if (p.length > 1024) throw badRequest('paths are limited to 1024 characters');
+  return posix.join(...parts);
+}
+
+function uploadView(u: Upload) {
+  const { checks: _checks, datastore: _d, footprint: _f, ...rest } = u;
+  return rest;
+}
+
+/** Tiles of the bottom level `z` over an extent in EPSG:3857. */
+export function tilesAt(b: Bbox, z: number): number {
+  const l = tileLimitsForBounds(PM, z, b);
+  return l ? (l.maxX - l.minX + 1) * (l.maxY - l.minY + 1) : 0;
+}
+
+function root(ctx: ApiContext, u: Upload): string {
+  return join(dataPaths(ctx.config.dataDir).upload(u._id), 'data');
+}
+
+/** Counts the bytes going through and fails past the limit (413). */
+function limiter(max: number, counted: { bytes: number }): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      counted.bytes += chunk.length;
+      if (counted.bytes > max) cb(new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]));
+      else cb(null, chunk);
+    },
+  });
+}
+
+/** Streams the request's file (multipart field `file`, or the raw body) to `target`, through a temporary file. */
+async function receive(c: Context, target: string, max: number): Promise<number> {
+  const declared = Number(c.req.header('content-length'));
+  if (Number.isFinite(declared) && declared > max + 64 * 1024) throw new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]);
+  const stream = c.req.raw.body;
+  if (!stream) throw badRequest('no file: send it as the multipart field "file" or as the body');
+  const tmp = join(dirname(target), `.${randomUUID().slice(0, 8)}.part`);
+  const counted = { bytes: 0 };
+  try {
+    if (existsSync(target) && (await stat(target)).isDirectory()) throw conflict('a folder of the upload already has this path');
+    await mkdir(dirname(target), { recursive: true });
+    const type = c.req.header('content-type') ?? '';
+    const input = Readable.fromWeb(stream as import('node:stream/web').ReadableStream);
+    if (/^multipart\/form-data/i.test(type)) {
+      await new Promise<void>((resolve, reject) => {
+        let seen = false;
+        let bb: busboy.Busboy;
+        try {
+          bb = busboy({ headers: { 'content-type': type }, limits: { files: 1, fields: 16, fieldSize: 64 * 1024 } });
+        } catch (err) {
+          reject(badRequest(`multipart body: ${errorMessage(err)}`));
+          return;
+        }
+        const writes: Promise<void>[] = [];
+        bb.on('file', (field, file) => {
+          if (field !== 'file' || seen) {
+            file.resume();
+            return;
+          }
+          seen = true;
+          const w = pipeline(file, limiter(max, counted), createWriteStream(tmp));
+          // a failure (over the limit) ends the request at once, not when busboy closes
+          w.catch((err) => {
+            input.unpipe(bb);
+            input.resume();
+            reject(err);
+          });
+          writes.push(w);
+        });
+        bb.on('error', (err) => reject(badRequest(`multipart body: ${errorMessage(err)}`)));
+        bb.on('close', () => {
+          if (!seen) reject(badRequest('multipart body without a "file" field'));
+          else Promise.all(writes).then(() => resolve(), reject);
+        });
+        input.on('error', reject);
+        input.pipe(bb);
+      });
+    } else {
+      await pipeline(input, limiter(max, counted), createWriteStream(tmp));
+    }
+    await rename(tmp, target);
+    return counted.bytes;
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw fileError(err);
+  }
+}
+
+/** File system refusals as the client's mistakes, without the server's paths. */
+function fileError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') return conflict('a file of the upload is in the way of this path (a file cannot also be a folder)');
+  if (code === 'ENAMETOOLONG') return badRequest('the path is too long');
+  return err;
+}
+
+interface TreeNode {
+  name: string;
+  type: 'file' | 'directory';
+  size?: number;
+  children?: TreeNode[];
+}
+
+async function tree(dir: string): Promise<TreeNode[]> {
+  if (!existsSync(dir)) return [];
+  const out: TreeNode[] = [];
+  for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (e.name.endsWith('.part')) continue;
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push({ name: e.name, type: 'directory', children: await tree(p) });
+    else if (e.isFile()) out.push({ name: e.name, type: 'file', size: (await stat(p)).size });
+  }
+  return out;
+}
+
+async function dirSize(dir: string): Promise<number> {
+  const sum = (nodes: TreeNode[]): number => nodes.reduce((n, t) => n + (t.size ?? 0) + sum(t.children ?? []), 0);
+  return sum(await tree(dir));
+}
+
+/** Runs the checks of a CHECKING upload and commits CLOSED or UNSTABLE. */
+export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
+  const u = ctx.store.state.uploads[id];
+  if (!u || u.status !== 'CHECKING') return;
+  const logs: string[] = [];
+  let ok = true;
+  const fail = (line: string) => {
+    ok = false;
+    logs.push(`ERROR ${line}`);
+  };
+  const files = await uploadFiles(root(ctx, u));
+  let declared = null;
+  try {
+    declared = parseCrs(u.srs);
+  } catch (err) {
+    fail(`declared srs ${u.srs}: ${errorMessage(err)}`);
+  }
+  if (files.length === 0) fail('the upload holds no GeoTIFF file (.tif, .tiff)');
+  const boxes: Bbox[] = [];
+  let finest = Infinity;
+  for (const f of files) {
+    const name = relative(root(ctx, u), f);
+    try {
+      const src = await GeoTiffSource.open(f, { maxPixels: ctx.config.maxPixels });
+      const info = src.info;
+      await src.close();
+      const box = footprint3857(info);
+      boxes.push(box);
+      finest = Math.min(finest, suggestedResolution(info, box));
+      if (declared && !sameCrs(info.crs, declared)) {
+        // an EPSG code in the file that names the declared CRS also counts as equal
+        const same = info.crs.epsg !== undefined && declared.epsg !== undefined && sameCrs(crsFromEpsg(info.crs.epsg), declared);
+        if (!same) fail(`${name}: its CRS (${info.crs.name}) is not the declared ${u.srs}`);
+      }
+      const validity = [info.nodata !== null ? `nodata ${info.nodata}` : '', info.alphaSample !== null ? 'alpha' : '', info.hasMask ? 'mask' : ''].filter(Boolean).join(', ') || 'all pixels valid';
+      logs.push(`INFO ${name}: ${info.width}x${info.height} px, ${info.bands} band(s), ${info.crs.name}, ${validity}`);
+    } catch (err) {
+      fail(`${name}: ${errorMessage(err)}`);
+    }
+  }
+  let footprint: Upload['footprint'];
+  if (ok && boxes.length > 0) {
+    const b = unionBbox(boxes);
+    footprint = { ...b, level: levelForResolution(PM, finest) };
+    const n = tilesAt(b, footprint.level);
+    if (n > ctx.config.maxTiles) fail(`the delivery makes ${n} tiles at level ${footprint.level}, over the limit of ${ctx.config.maxTiles}`);
+  }
+  const size = await dirSize(root(ctx, u));
+  await ctx.store.update((s) => {
+    const cur = s.uploads[id];
+    if (!cur || cur.status !== 'CHECKING') return;
+    const t = now();
+    const run = cur.checks[cur.checks.length - 1];
+    if (run) {
+      run.status = ok ? 'SUCCESS' : 'FAILURE';
+      run.finish = t;
+      run.logs = logs;
+    }
+    cur.status = ok ? 'CLOSED' : 'UNSTABLE';
+    cur.size = size;
+    cur.footprint = ok ? footprint : undefined;
+    cur.update = t;
+    cur.last_event = { title: ok ? 'checks passed' : 'checks failed', date: t };
+  });
+}
+
+export function uploadRoutes(ctx: ApiContext): Hono {
+  const app = new Hono();
+  const P = '/api';
+  const U = '/datastores/:datastore/uploads';
+  const get = (c: Context) => find(ctx.store.state.uploads, 'upload', c.req.param('datastore')!, c.req.param('upload')!);
+
+  route(app, P, { method: 'post', path: U, summary: 'Create an upload (OPEN)', tag: 'uploads', body: createSchema, status: 201 }, async (c) => {
+    const d = datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;
+    const b = await body(c, createSchema);
+    try {
+      parseCrs(b.srs);
+    } catch (err) {
+      throw badRequest(`srs: ${errorMessage(err)}`);
+    }
+    const u = await ctx.store.update((s) => {
+      const t = now();
+      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t } };
+      s.uploads[u._id] = u;
+      return u;
+    });
+    return c.json(uploadView(u), 201);
+  });
+
+  route(app, P, { method: 'get', path: U, summary: 'List uploads (filters: status, type, name)', tag: 'uploads', query: listQuery }, (c) => {
+    const d = datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;
+    const q = query(c, listQuery);
+    const list = Object.values(ctx.store.state.uploads).filter(
+      (u) => u.datastore === d && (!q.status || u.status === q.status) && (!q.type || u.type === q.type) && (!q.name || u.name.includes(q.name)),
+    );
+    return page(c, byCreation(list).map(uploadView), q);
+  });
+
+  route(app, P, { method: 'get', path: `${U}/:upload`, summary: 'An upload', tag: 'uploads' }, (c) => c.json(uploadView(get(c))));
+
+  route(app, P, { method: 'patch', path: `${U}/:upload`, summary: 'Change name, description or tags', tag: 'uploads', body: patchSchema }, async (c) => {
+    const id = get(c)._id;
+    const b = await body(c, patchSchema);
+    const u = await ctx.store.update((s) => {
+      const u = s.uploads[id];
+      if (b.name !== undefined) u.name = b.name;
+      if (b.description !== undefined) u.description = b.description;
+      if (b.tags !== undefined) u.tags = { ...u.tags, ...b.tags };
+      u.update = now();
+      return u;
+    });
+    return c.json(uploadView(u));
+  });
+
+  route(app, P, { method: 'delete', path: `${U}/:upload`, summary: 'Delete an upload and its files', tag: 'uploads', status: 204 }, async (c) => {
+    const id = get(c)._id;
+    await ctx.store.update((s) => {
+      const using = Object.values(s.executions).filter((e) => e.inputs.upload.includes(id) && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status));
+      if (using.length > 0) throw conflict(`upload ${id} is an input of execution(s) ${using.map((e) => e._id).join(', ')} that have not run`);
+      delete s.uploads[id];
+    });
+    await rm(dataPaths(ctx.config.dataDir).upload(id), { recursive: true, force: true });
+    return c.body(null, 204);
+  });
+
+  route(app, P, { method: 'post', path: `${U}/:upload/data`, summary: 'Push a file (multipart field "file" or the raw body) to ?path=', tag: 'uploads', query: pathQuery }, async (c) => {
+    const u = get(c);
+    if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be pushed only while it is OPEN`);
+    const path = uploadPath(query(c, pathQuery).path);
+    const size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
+    const total = await dirSize(root(ctx, u));
+    await ctx.store.update((s) => {
+      const cur = s.uploads[u._id];
+      if (!cur) return;
+      cur.size = total;
+      cur.update = now();
+    });
+    return c.json({ path, size });
+  });
+
+  route(app, P, { method: 'delete', path: `${U}/:upload/data`, summary: 'Remove the file at ?path=', tag: 'uploads', query: pathQuery, status: 204 }, async (c) => {
+    const u = get(c);
+    if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be removed only while it is OPEN`);
+    const path = uploadPath(query(c, pathQuery).path);
+    const target = join(root(ctx, u), path);
+    if (!existsSync(target)) throw notFound('file', path);
+    await rm(target, { recursive: true, force: true });
+    return c.body(null, 204);
+  });
+
+  route(app, P, { method: 'get', path: `${U}/:upload/tree`, summary: 'The files of an upload', tag: 'uploads' }, async (c) => c.json(await tree(root(ctx, get(c)))));
+
+  route(app, P, { method: 'post', path: `${U}/:upload/close`, summary: 'Close and check (CHECKING, then CLOSED or UNSTABLE)', tag: 'uploads' }, async (c) => {
+    const id = get(c)._id;
+    const u = await ctx.store.update((s) => {
+      const u = s.uploads[id];
+      if (u.status !== 'OPEN') throw conflict(`upload ${id} is ${u.status}, not OPEN`);
+      const t = now();
+      u.status = 'CHECKING';
+      u.update = t;
+      u.last_event = { title: 'closing', date: t };
+      u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
+      return u;
+    });
+    void runChecks(ctx, id).catch((err) => console.error(`tuile: checks of upload ${id}: ${errorMessage(err)}`));
+    return c.json(uploadView(u));
+  });
+
+  route(app, P, { method: 'post', path: `${U}/:upload/open`, summary: 'Open a closed or unstable upload again', tag: 'uploads' }, async (c) => {
+    const id = get(c)._id;
+    const u = await ctx.store.update((s) => {
+      const u = s.uploads[id];
+      if (u.status !== 'CLOSED' && u.status !== 'UNSTABLE') throw conflict(`upload ${id} is ${u.status}: only CLOSED or UNSTABLE uploads open again`);
+      u.status = 'OPEN';
+      u.update = now();
+      u.last_event = { title: 'reopened', date: u.update };
+      return u;
+    });
+    return c.json(uploadView(u));
+  });
+
+  route(app, P, { method: 'get', path: `${U}/:upload/checks`, summary: 'The checks run on an upload', tag: 'uploads' }, (c) => {
+    const u = get(c);
+    const view = (r: CheckRun) => ({ _id: r._id, check: r.check, status: r.status, start: r.start, finish: r.finish });
+    return c.json({
+      asked: u.checks.filter((r) => r.status === 'WAITING').map(view),
+      in_progress: u.checks.filter((r) => r.status === 'PROGRESS').map(view),
+      passed: u.checks.filter((r) => r.status === 'SUCCESS').map(view),
+      failed: u.checks.filter((r) => r.status === 'FAILURE').map(view),
+    });
+  });
+
+  route(app, P, { method: 'get', path: '/datastores/:datastore/checks/executions/:check', summary: 'A check run', tag: 'uploads' }, (c) => {
+    const d = datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;
+    const id = c.req.param('check')!;
+    for (const u of Object.values(ctx.store.state.uploads)) {
+      const r = u.datastore === d ? u.checks.find((x) => x._id === id) : undefined;
+      if (r) return c.json({ _id: r._id, check: r.check, status: r.status, start: r.start, finish: r.finish, upload: { _id: u._id, name: u.name } });
+    }
+    throw notFound('check execution', id);
+  });
+
+  route(app, P, { method: 'get', path: '/datastores/:datastore/checks/executions/:check/logs', summary: 'The log lines of a check run', tag: 'uploads' }, (c) => {
+    const d = datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;
+    const id = c.req.param('check')!;
+    for (const u of Object.values(ctx.store.state.uploads)) {
+      const r = u.datastore === d ? u.checks.find((x) => x._id === id) : undefined;
+      if (r) return c.json(r.logs);
+    }
+    throw notFound('check execution', id);
+  });
+
+  return app;
+}
+
+/** After a restart: uploads caught CHECKING are checked again. */
+export async function recoverChecks(ctx: ApiContext): Promise<void> {
+  for (const u of Object.values(ctx.store.state.uploads)) {
+    if (u.status === 'CHECKING') await runChecks(ctx, u._id);
+  }
+}

@@ -1,0 +1,344 @@
+// Processing executions: a queue fed by the state (an execution committed as WAITING is queued), run one
+// at a time in a child process at a lower CPU priority, so that a build never starves tile serving and
+// its memory is returned when it ends. Statuses, progress and logs go back into the state store.
+//
+// This module is also the child's entry: `node jobs.js --child` builds what its parent sends.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { setPriority } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dataPaths } from './config.js';
+import { TuileError, errorMessage } from './errors.js';
+import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
+import type { PyramidDescriptor } from './pyramid/descriptor.js';
+import { KERNEL_NAMES } from './raster/resample.js';
+import { parseFormat } from './tiles/codec.js';
+import { PYRAMID_TYPE, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
+import type { StateStore } from './state/store.js';
+
+type ToChild = { type: 'run'; options: Omit<BuildOptions, 'onProgress' | 'signal'> };
+type FromChild =
+  | { type: 'progress'; done: number; total: number }
+  | { type: 'done'; result: Omit<BuildResult, 'descriptor'> & { descriptor: PyramidDescriptor } }
+  | { type: 'error'; message: string; interrupted: boolean };
+
+export interface JobOptions {
+  dataDir: string;
+  /** build threads of a job */
+  workers: number;
+  /** niceness of the build process (0-19) */
+  nice?: number;
+}
+
+const RASTER_FILE = /\.tiff?$/i;
+
+/** GeoTIFF files of an upload, sorted: the delivery an execution builds. */
+export async function uploadFiles(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && RASTER_FILE.test(e.name))
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+/** GeoJSON polygon of a lon/lat box. */
+function extentOf(d: PyramidDescriptor): StoredData['extent'] {
+  const b = d.bboxLonLat;
+  return {
+    type: 'Polygon',
+    coordinates: [
+      [
+        [b.minX, b.minY],
+        [b.maxX, b.minY],
+        [b.maxX, b.maxY],
+        [b.minX, b.maxY],
+        [b.minX, b.minY],
+      ],
+    ],
+  };
+}
+
+function log(e: Execution, line: string): void {
+  e.logs.push(`${now()} ${line}`);
+  // bounded: an execution's log is for people, not an archive
+  if (e.logs.length > 500) e.logs.splice(1, e.logs.length - 500);
+}
+
+export class JobRunner {
+  private readonly queue: string[] = [];
+  private running: { id: string; child: ChildProcess } | null = null;
+  private idle: Promise<void> = Promise.resolve();
+  private stopping = false;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly opts: JobOptions,
+  ) {
+    // after the commit is visible: the queue reads the state it acts on
+    store.onCommit(() => void setImmediate(() => this.sync(this.store.state)));
+  }
+
+  /**
+   * After a restart: executions caught mid-run fail with a log line and their partial output is removed;
+   * executions still WAITING are queued again.
+   */
+  async recover(): Promise<void> {
+    const paths = dataPaths(this.opts.dataDir);
+    const orphans: string[] = [];
+    await this.store.update((s) => {
+      for (const e of Object.values(s.executions)) {
+        if (e.status !== 'PROGRESS') continue;
+        e.status = 'FAILURE';
+        e.finish = now();
+        e.update = e.finish;
+        log(e, 'FAILURE: the server stopped during the execution; its partial output was removed');
+        const sd = s.stored_data[e.output.stored_data];
+        // the folder it was building, unless the state already points to it (it finished, then the stop came)
+        if (e.folder && (!sd || pyramidFolder(sd) !== e.folder)) orphans.push(e.folder);
+        if (sd && (sd.status === 'GENERATING' || sd.status === 'MODIFYING')) {
+          // an injection leaves its stored data as it was: still whole, still served
+          sd.status = e.inject ? 'GENERATED' : 'UNSTABLE';
+          sd.update = e.finish;
+        }
+      }
+    });
+    for (const folder of orphans) await rm(paths.pyramid(folder), { recursive: true, force: true });
+    // temporary folders of builds that never renamed
+    if (existsSync(paths.pyramids)) {
+      for (const name of await readdir(paths.pyramids)) {
+        if (name.startsWith('.') && name.includes('.tmp-')) await rm(join(paths.pyramids, name), { recursive: true, force: true });
+      }
+    }
+    this.sync(this.store.state);
+  }
+
+  /** Stops the running build (its child removes its temporary output) and queues nothing more. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.queue.length = 0;
+    this.running?.child.kill('SIGTERM');
+    await this.idle;
+  }
+
+  /** Resolves when no execution is running or queued (tests, shutdown). */
+  async drained(): Promise<void> {
+    while (this.running || this.queue.length > 0) await this.idle;
+  }
+
+  private sync(s: Readonly<State>): void {
+    if (this.running && s.executions[this.running.id]?.status !== 'PROGRESS') this.running.child.kill('SIGTERM');
+    for (const e of Object.values(s.executions)) {
+      if (e.status === 'WAITING' && !this.queue.includes(e._id) && this.running?.id !== e._id) this.queue.push(e._id);
+    }
+    if (!this.running && !this.stopping) this.next();
+  }
+
+  private next(): void {
+    const id = this.queue.shift();
+    if (!id) return;
+    let done!: () => void;
+    this.idle = new Promise((r) => (done = r));
+    this.run(id)
+      .catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`))
+      .finally(() => {
+        this.running = null;
+        done();
+        if (!this.stopping) this.next();
+      });
+  }
+
+  private async run(id: string): Promise<void> {
+    const s0 = this.store.state;
+    const e0 = s0.executions[id];
+    if (!e0 || e0.status !== 'WAITING') return;
+    // a new stored data is built in its own folder; an injection in a new generation chained on the current one
+    const target = s0.stored_data[e0.output.stored_data];
+    const folder = e0.inject && target ? `${target._id}.${Date.now().toString(36)}` : e0.output.stored_data;
+    const out = dataPaths(this.opts.dataDir).pyramid(folder);
+    let options: ToChild['options'];
+    try {
+      options = await this.buildOptions(s0, e0, out);
+    } catch (err) {
+      await this.finish(id, 'FAILURE', `FAILURE: ${errorMessage(err)}`);
+      return;
+    }
+    await this.store.update((s) => {
+      const e = s.executions[id];
+      e.status = 'PROGRESS';
+      e.start = now();
+      e.update = e.start;
+      e.progress = 0;
+      e.folder = folder;
+      const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
+      log(e, `PROGRESS: building ${options.inputs.length} file(s) into stored data ${e.output.stored_data}${how}`);
+      const sd = s.stored_data[e.output.stored_data];
+      sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
+      sd.update = e.start;
+      if (!e.inject && e.inputs.stored_data[0]) sd.parent = e.inputs.stored_data[0];
+    });
+
+    const child = fork(fileURLToPath(import.meta.url), ['--child'], {
+      // from .ts sources (tests) the child needs the tsx loader as well
+      execArgv: import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.running = { id, child };
+    try {
+      setPriority(child.pid!, this.opts.nice ?? 10);
+    } catch {
+      // not permitted here: the build runs at the server's priority
+    }
+    let lastSaved = 0;
+    const outcome = await new Promise<Exclude<FromChild, { type: 'progress' }>>((resolve) => {
+      let settled: Exclude<FromChild, { type: 'progress' }> | null = null;
+      child.on('message', (m: FromChild) => {
+        if (m.type === 'progress') {
+          const pct = m.total ? Math.floor((100 * m.done) / m.total) : 0;
+          if (Date.now() - lastSaved >= 1000 && pct < 100) {
+            lastSaved = Date.now();
+            void this.store.update((s) => {
+              const e = s.executions[id];
+              if (e?.status === 'PROGRESS') e.progress = pct;
+            });
+          }
+        } else {
+          settled = m;
+        }
+      });
+      child.on('exit', (code, signal) => {
+        resolve(settled ?? { type: 'error', message: `build process ended (${signal ?? code})`, interrupted: signal === 'SIGTERM' });
+      });
+      child.send({ type: 'run', options } satisfies ToChild);
+    });
+
+    if (outcome.type === 'done') {
+      const d = outcome.result.descriptor;
+      await this.store.update((s) => {
+        const e = s.executions[id];
+        const sd = s.stored_data[e.output.stored_data];
+        const t = now();
+        e.status = 'SUCCESS';
+        e.finish = t;
+        e.update = t;
+        e.progress = 100;
+        // what the build used, inherited from the parent or defaulted, next to what was asked
+        const inv = Object.entries(KERNEL_NAMES).find(([n, k]) => k === d.interpolation && n.length <= 7 && ['nn', 'linear', 'bicubic', 'lanczos'].includes(n));
+        e.parameters = { tms: d.tms, compression: d.tileFormat, interpolation: inv?.[0] ?? d.interpolation, bottom: d.bottom, top: d.top, ...(d.quality ? { quality: d.quality } : {}), ...e.parameters };
+        log(e, `SUCCESS: ${outcome.result.tiles} tiles, ${outcome.result.bytes} bytes in ${outcome.result.seconds.toFixed(1)} s`);
+        if (!sd) return; // deleted meanwhile: nothing to describe
+        sd.status = 'GENERATED';
+        sd.update = t;
+        // its own archives: a chained pyramid's parent counts once, as its own stored data
+        sd.size = outcome.result.bytes + (e.inject ? (sd.size ?? 0) : 0);
+        sd.folder = folder;
+        sd.extent = extentOf(d);
+        sd.type_infos = {
+          tms: d.tms,
+          levels: d.levels.map((l) => l.id),
+          channels_format: 'UINT8',
+          channels_number: d.bands,
+          compression: d.tileFormat === 'jpg' ? 'JPG' : d.tileFormat.toUpperCase(),
+          nodata_value: d.nodata.join(','),
+          interpolation: d.interpolation,
+        };
+      });
+      return;
+    }
+    if (out !== dataPaths(this.opts.dataDir).pyramid(target ? pyramidFolder(target) : '')) await rm(out, { recursive: true, force: true });
+    const aborted = this.store.state.executions[id]?.status === 'ABORTED';
+    const line = aborted
+      ? 'ABORTED: stopped on request; nothing was kept'
+      : this.stopping
+        ? 'FAILURE: the server stopped during the execution; the build was interrupted and nothing was kept'
+        : `FAILURE: ${outcome.type === 'error' ? outcome.message : 'build failed'}`;
+    await this.finish(id, aborted ? 'ABORTED' : 'FAILURE', line);
+  }
+
+  private async finish(id: string, status: 'FAILURE' | 'ABORTED', line: string): Promise<void> {
+    await this.store.update((s) => {
+      const e = s.executions[id];
+      if (!e) return;
+      const t = now();
+      e.status = status;
+      e.finish = t;
+      e.update = t;
+      log(e, line);
+      const sd = s.stored_data[e.output.stored_data];
+      if (sd && sd.status !== 'GENERATED') {
+        // a failed injection leaves the stored data as it was
+        sd.status = e.inject ? 'GENERATED' : 'UNSTABLE';
+        sd.update = t;
+      }
+    });
+  }
+
+  private async buildOptions(s: Readonly<State>, e: Execution, out: string): Promise<ToChild['options']> {
+    const inputs: string[] = [];
+    for (const u of e.inputs.upload) {
+      const files = await uploadFiles(join(dataPaths(this.opts.dataDir).upload(u), 'data'));
+      if (files.length === 0) throw new TuileError('InvalidInput', `upload ${u} holds no GeoTIFF`);
+      inputs.push(...files);
+    }
+    const p = e.parameters;
+    // an injection chains on its output's current pyramid
+    const parentId = e.inject ? e.output.stored_data : e.inputs.stored_data[0];
+    let parent: string | undefined;
+    if (parentId) {
+      const psd = s.stored_data[parentId];
+      if (!psd || psd.status !== 'GENERATED' || psd.type !== PYRAMID_TYPE) throw new TuileError('InvalidInput', `stored data ${parentId} is not a generated pyramid`);
+      parent = dataPaths(this.opts.dataDir).pyramid(pyramidFolder(psd));
+    }
+    // a chained build inherits what is left out from its parent; a new one takes the processing's defaults
+    const dflt = <T>(v: T | undefined, d: T): T | undefined => (v !== undefined ? v : parent ? undefined : d);
+    return {
+      inputs,
+      out,
+      parent,
+      format: parseFormat(String(dflt(p.compression, 'jpg'))) ?? undefined,
+      interpolation: KERNEL_NAMES[String(dflt(p.interpolation, 'bicubic'))],
+      bottom: p.bottom as number | undefined,
+      top: dflt(p.top as number | undefined, 0),
+      quality: p.quality as number | undefined,
+      nodataColor: p.nodata as number[] | undefined,
+      workers: this.opts.workers,
+    };
+  }
+}
+
+/** The child: builds once, reports progress, and stops cleanly (no output left) on SIGTERM or if its parent goes. */
+function child(): void {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.on('SIGTERM', stop);
+  process.on('disconnect', stop);
+  process.once('message', (m: ToChild) => {
+    let last = -1;
+    buildPyramid({
+      ...m.options,
+      signal: controller.signal,
+      onProgress: (done, total) => {
+        const pct = Math.floor((100 * done) / Math.max(1, total));
+        if (pct === last || !process.connected) return;
+        last = pct;
+        process.send!({ type: 'progress', done, total } satisfies FromChild);
+      },
+    }).then(
+      (result) => {
+        if (process.connected) process.send!({ type: 'done', result } satisfies FromChild, () => process.exit(0));
+        else process.exit(0);
+      },
+      (err) => {
+        const message = errorMessage(err);
+        if (process.connected) {
+          process.send!({ type: 'error', message, interrupted: controller.signal.aborted } satisfies FromChild, () => process.exit(1));
+        } else process.exit(1);
+      },
+    );
+  });
+}
+
+if (process.argv[2] === '--child' && process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) child();
