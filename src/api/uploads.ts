@@ -6,8 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, posix, relative } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
@@ -87,21 +88,61 @@ function root(ctx: ApiContext, u: Upload): string {
   return join(dataPaths(ctx.config.dataDir).upload(u._id), 'data');
 }
 
-/** Counts the bytes going through and fails past the limit (413). */
-function limiter(max: number, counted: { bytes: number }): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
+/** Past the limit, the rest of a body is still read (up to this much) so that the client gets the 413. */
+const DRAIN_BYTES = 16 * 2 ** 20;
+
+function tooLarge(max: number): ApiError {
+  return new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]);
+}
+
+/**
+ * Copies a stream into a file, at most `max` bytes. Past the limit it keeps reading (and dropping) what
+ * comes, so the request ends normally and its 413 is read; a body that goes on much longer is cut.
+ */
+async function copyBounded(input: AsyncIterable<Buffer>, file: string, max: number, counted: { bytes: number }): Promise<void> {
+  const ws = createWriteStream(file);
+  const failed = new Promise<never>((_, rej) => ws.once('error', rej));
+  failed.catch(() => {});
+  let over = false;
+  try {
+    for await (const chunk of input) {
       counted.bytes += chunk.length;
-      if (counted.bytes > max) cb(new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]));
-      else cb(null, chunk);
-    },
-  });
+      if (!over && counted.bytes > max) over = true;
+      if (over) {
+        if (counted.bytes > max + DRAIN_BYTES) break;
+        continue;
+      }
+      if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), failed]);
+    }
+  } finally {
+    ws.end();
+    await Promise.race([finished(ws), failed]).catch(() => {});
+  }
+  if (over) throw tooLarge(max);
+}
+
+/**
+ * Reads what is left of a refused request's body (up to a bound): a client still sending when the
+ * answer comes would otherwise see its connection reset instead of the answer.
+ */
+async function drain(c: Context): Promise<void> {
+  const body = c.req.raw.body;
+  if (!body || c.req.raw.bodyUsed || body.locked) return;
+  let n = 0;
+  try {
+    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+      n += chunk.length;
+      if (n > DRAIN_BYTES) break;
+    }
+  } catch {
+    // the client went away: nothing to answer
+  }
 }
 
 /** Streams the request's file (multipart field `file`, or the raw body) to `target`, through a temporary file. */
 async function receive(c: Context, target: string, max: number): Promise<number> {
   const declared = Number(c.req.header('content-length'));
-  if (Number.isFinite(declared) && declared > max + 64 * 1024) throw new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]);
+  if (Number.isFinite(declared) && declared > max + DRAIN_BYTES) throw tooLarge(max);
   const stream = c.req.raw.body;
   if (!stream) throw badRequest('no file: send it as the multipart field "file" or as the body');
   const tmp = join(dirname(target), `.${randomUUID().slice(0, 8)}.part`);
@@ -128,12 +169,13 @@ async function receive(c: Context, target: string, max: number): Promise<number>
             return;
           }
           seen = true;
-          const w = pipeline(file, limiter(max, counted), createWriteStream(tmp));
-          // a failure (over the limit) ends the request at once, not when busboy closes
+          const w = copyBounded(file, tmp, max, counted);
           w.catch((err) => {
-            input.unpipe(bb);
-            input.resume();
-            reject(err);
+            // the rest of the part is dropped and busboy goes on to the end; a body far too long is cut
+            if (counted.bytes > max + DRAIN_BYTES) {
+              input.destroy();
+              reject(err);
+            } else file.resume();
           });
           writes.push(w);
         });
@@ -146,7 +188,7 @@ async function receive(c: Context, target: string, max: number): Promise<number>
         input.pipe(bb);
       });
     } else {
-      await pipeline(input, limiter(max, counted), createWriteStream(tmp));
+      await copyBounded(input, tmp, max, counted);
     }
     await rename(tmp, target);
     return counted.bytes;
@@ -314,10 +356,18 @@ export function uploadRoutes(ctx: ApiContext): Hono {
   });
 
   route(app, P, { method: 'post', path: `${U}/:upload/data`, summary: 'Push a file (multipart field "file" or the raw body) to ?path=', tag: 'uploads', query: pathQuery }, async (c) => {
-    const u = get(c);
-    if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be pushed only while it is OPEN`);
-    const path = uploadPath(query(c, pathQuery).path);
-    const size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
+    let size: number;
+    let u: Upload;
+    let path: string;
+    try {
+      u = get(c);
+      if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be pushed only while it is OPEN`);
+      path = uploadPath(query(c, pathQuery).path);
+      size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
+    } catch (err) {
+      await drain(c);
+      throw err;
+    }
     const total = await dirSize(root(ctx, u));
     await ctx.store.update((s) => {
       const cur = s.uploads[u._id];

@@ -431,6 +431,9 @@ function check(r: Req, res: Res): string | null {
   if (res.status === 0) {
     // Node answers 431 to a head over its limit and closes at once: a client still writing sees a reset
     if (headSize(r) > MAX_HEAD && /ECONNRESET|EPIPE/.test(res.error ?? '')) return null;
+    // the same for a request target with raw non-ASCII bytes (Node's client sends them unescaped):
+    // Node's parser answers 400 and closes while the body is still coming
+    if (/[^\x21-\x7e]/.test(r.path) && /ECONNRESET|EPIPE/.test(res.error ?? '')) return null;
     return `no answer: ${res.error}`;
   }
   if (res.error) return res.error;
