@@ -108,7 +108,8 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
         if (!done) void full(req, res);
       },
       (err) => {
-        console.error(`tuile: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+        // the path only: a query may carry an apikey, which is never logged
+        console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
         if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify({ error: 'internal_error', error_description: [(err as Error).message] }));
       },

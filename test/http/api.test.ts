@@ -27,7 +27,7 @@ let api: Api;
 const ids: Record<string, string> = {};
 
 beforeAll(async () => {
-  t = await startTuile(data.path, { TUILE_UPLOAD_MAX_BYTES: '200000' });
+  t = await startTuile(data.path, { TUILE_UPLOAD_MAX_BYTES: '1500000' });
   api = new Api(t.base);
   await api.init();
 });
@@ -353,7 +353,7 @@ describe('errors', () => {
 
   it('413 for a file over the limit, 400 for paths out of the upload; nothing is left of either', async () => {
     const u = (await api.call('POST', `${api.d}/uploads`, { name: 'big', type: 'RASTER', srs: 'EPSG:4326' })).body;
-    const big = new Uint8Array(300_000);
+    const big = new Uint8Array(1_600_000);
     const r = await api.call('POST', `${api.d}/uploads/${u._id}/data?path=big.tif`, big, { 'Content-Type': 'application/octet-stream' });
     expect(r.status).toBe(413);
     const form = new FormData();
@@ -420,5 +420,44 @@ describe('lists', () => {
     expect((await tile(NORTH_TILE)).status).toBe(404);
     const caps = await (await fetch(`${t.base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`)).text();
     expect(caps).not.toContain('<ows:Identifier>demo</ows:Identifier>');
+  });
+
+  it('once its users are gone, a parent can be deleted', async () => {
+    // the configuration, then the chained pyramid, use the north
+    expect((await api.call('DELETE', `${api.d}/stored_data/${ids.north}`)).status).toBe(409);
+    expect((await api.call('DELETE', `${api.d}/configurations/${ids.configuration}`)).status).toBe(204);
+    expect((await api.call('DELETE', `${api.d}/stored_data/${ids.north}`)).status).toBe(409);
+    expect((await api.call('DELETE', `${api.d}/stored_data/${ids.whole}`)).status).toBe(204);
+    expect((await api.call('GET', `${api.d}/stored_data/${ids.north}/dependencies`)).body).toEqual({ used_by: [], use: [] });
+    expect((await api.call('DELETE', `${api.d}/stored_data/${ids.north}`)).status).toBe(204);
+    expect(existsSync(join(data.path, 'pyramids', ids.north))).toBe(false);
+  });
+});
+
+describe('abort', () => {
+  it('a running execution aborted: ABORTED, its stored data UNSTABLE, nothing left; the queue goes on', async () => {
+    const big = await api.deliver([{ path: 'miriam.tif', file: fixture('modis_miriam_4326.tif') }], 'EPSG:4326', 'miriam');
+    expect(big.status).toBe('CLOSED');
+    const e = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 12 }, 'to abort');
+    await api.until(`${api.d}/processings/executions/${e._id}`, ['PROGRESS']);
+    // a second one waits behind it, and is aborted while WAITING
+    const waiting = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 4 }, 'waiting');
+    expect((await api.call('GET', `${api.d}/processings/executions/${waiting._id}`)).body.status).toBe('WAITING');
+    expect((await api.call('POST', `${api.d}/processings/executions/${waiting._id}/abort`)).body.status).toBe('ABORTED');
+    const r = await api.call('POST', `${api.d}/processings/executions/${e._id}/abort`);
+    expect(r.status).toBe(200);
+    expect(r.body.status).toBe('ABORTED');
+    const done = (await api.until(`${api.d}/stored_data/${e.output.stored_data._id}`, ['UNSTABLE'], 60_000)).entity;
+    expect(done.status).toBe('UNSTABLE');
+    const x = (await api.call('GET', `${api.d}/processings/executions/${e._id}`)).body;
+    expect(x.status).toBe('ABORTED');
+    expect(x.finish).toBeDefined();
+    const logs = (await api.call('GET', `${api.d}/processings/executions/${e._id}/logs`)).body as string[];
+    expect(logs[logs.length - 1]).toMatch(/ABORTED: stopped on request; nothing was kept/);
+    expect((await api.call('POST', `${api.d}/processings/executions/${e._id}/abort`)).status).toBe(409);
+    expect(readdirSync(join(data.path, 'pyramids')).filter((n) => n.startsWith(e.output.stored_data._id) || n.startsWith('.'))).toEqual([]);
+    // the queue still runs
+    const next = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 3 }, 'after');
+    expect((await api.until(`${api.d}/processings/executions/${next._id}`, ['SUCCESS', 'FAILURE'])).entity.status).toBe('SUCCESS');
   });
 });
