@@ -199,9 +199,9 @@ async function openParent(dir: string, opts: BuildOptions): Promise<{ dir: strin
 }
 
 export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
-  // the workers load their modules (sharp, geotiff, proj4: a few hundred ms, as much as a small update's
-  // pixel work) while this thread opens and plans
-  const pool = new WorkerPool(opts.workers);
+  // the workers load their modules (geotiff, proj4, and sharp unless a png build has no parent to read: a few
+  // hundred ms, as much as a small update's pixel work) while this thread opens and plans
+  const pool = new WorkerPool(opts.workers, opts.format !== 'png' || opts.parent !== undefined);
   try {
     return await buildWith(pool, opts, Date.now());
   } finally {

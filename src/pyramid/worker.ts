@@ -2,12 +2,12 @@
 // overviews from children) and merges upper-level tiles, returning encoded tiles to the main thread.
 // In an update build it reads the parent chain itself, so parent tiles never cross the thread boundary.
 
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { PM, tileBounds, type TileLimits } from '../geo/tms.js';
 import { GeoTiffSource, type OpenOptions } from '../raster/geotiff.js';
 import { MosaicRenderer, type TargetGrid } from '../raster/render.js';
 import type { Kernel } from '../raster/resample.js';
-import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
+import { decodeTile, encodeTile, loadSharp, type EncodeOptions } from '../tiles/codec.js';
 import { compositeOver, downsample4, isBlank, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
 
@@ -53,6 +53,9 @@ export interface TaskResult {
 }
 
 const TILE = PM.tileSize;
+
+// png needs no libvips (codec.ts): load it now only when the build will encode or decode with it
+if ((workerData as { preloadSharp?: boolean } | null)?.preloadSharp) void loadSharp().catch(() => {});
 
 let cachedKey = '';
 let cached: Promise<MosaicRenderer> | null = null;

@@ -27,7 +27,12 @@ export class WorkerPool {
   private closed = false;
   private failure: unknown = null;
 
-  constructor(readonly size: number = availableParallelism()) {
+  /** `preloadSharp`: the workers load sharp (libvips) as they start, while the caller plans, rather than at their
+   * first jpeg/webp encode or tile decode, where it would delay the work by a few hundred ms. */
+  constructor(
+    readonly size: number = availableParallelism(),
+    private readonly preloadSharp = true,
+  ) {
     for (let i = 0; i < Math.max(1, size); i++) this.spawn();
   }
 
@@ -37,9 +42,9 @@ export class WorkerPool {
     const worker = fromSource
       ? new Worker(
           `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`,
-          { eval: true, workerData: {} },
+          { eval: true, workerData: { preloadSharp: this.preloadSharp } },
         )
-      : new Worker(WORKER_URL, { execArgv: process.execArgv, workerData: {} });
+      : new Worker(WORKER_URL, { execArgv: process.execArgv, workerData: { preloadSharp: this.preloadSharp } });
     const slot: Slot = { worker, job: null };
     worker.on('message', (m: { ok: boolean; result?: unknown; error?: { code?: string; message: string } }) => {
       const job = slot.job;

@@ -53,30 +53,42 @@ class NativeDeflateDecoder extends BaseDecoder {
     const p = (this as unknown as { parameters: { predictor: number; tileWidth: number; bitsPerSample: number | number[]; planarConfiguration: number } }).parameters;
     const bits = Array.isArray(p.bitsPerSample) || ArrayBuffer.isView(p.bitsPerSample) ? Array.from(p.bitsPerSample as number[]) : [p.bitsPerSample];
     if (p.predictor !== 2 || !bits.every((b) => b === 8)) return super.decode(buffer);
-    const decoded = this.decodeBlock(buffer);
-    const b = new Uint8Array(decoded);
+    // one output chunk a little larger than the block: zlib's default 16 KB chunks cost an allocation each and a
+    // concatenation; the few spare bytes at the end of the buffer are never read (rows are indexed)
+    const expected = p.tileWidth * ((p as { tileHeight?: number }).tileHeight ?? 1) * (p.planarConfiguration === 2 ? 1 : bits.length);
+    const inflated = inflateSync(new Uint8Array(buffer), { chunkSize: Math.max(64, expected + 1024) });
+    const decoded =
+      inflated.byteOffset === 0
+        ? inflated.buffer
+        : inflated.buffer.slice(inflated.byteOffset, inflated.byteOffset + inflated.byteLength);
+    // readBlocks undoes the predictor itself while it copies rows out (one pass over the block instead of two)
+    if ((p as { deferPredictor?: boolean }).deferPredictor) return decoded;
     const spp = p.planarConfiguration === 2 ? 1 : bits.length;
-    const rowBytes = p.tileWidth * spp;
-    for (let r = 0; r + rowBytes <= b.length; r += rowBytes) {
-      const end = r + rowBytes;
-      if (spp === 3) {
-        // three independent running sums in registers instead of one chain through memory
-        let c0 = b[r];
-        let c1 = b[r + 1];
-        let c2 = b[r + 2];
-        for (let i = r + 3; i < end; i += 3) {
-          c0 = (c0 + b[i]) & 255;
-          c1 = (c1 + b[i + 1]) & 255;
-          c2 = (c2 + b[i + 2]) & 255;
-          b[i] = c0;
-          b[i + 1] = c1;
-          b[i + 2] = c2;
-        }
-      } else {
-        for (let i = r + spp; i < end; i++) b[i] = (b[i] + b[i - spp]) & 255;
-      }
-    }
+    undoPredictor8(new Uint8Array(decoded, 0, inflated.byteLength), p.tileWidth * spp, spp);
     return decoded;
+  }
+}
+
+/** In place, the 8-bit horizontal predictor over rows of rowBytes bytes of spp interleaved samples. */
+function undoPredictor8(b: Uint8Array, rowBytes: number, spp: number): void {
+  for (let r = 0; r + rowBytes <= b.length; r += rowBytes) {
+    const end = r + rowBytes;
+    if (spp === 3) {
+      // three independent running sums in registers instead of one chain through memory
+      let c0 = b[r];
+      let c1 = b[r + 1];
+      let c2 = b[r + 2];
+      for (let i = r + 3; i < end; i += 3) {
+        c0 = (c0 + b[i]) & 255;
+        c1 = (c1 + b[i + 1]) & 255;
+        c2 = (c2 + b[i + 2]) & 255;
+        b[i] = c0;
+        b[i + 1] = c1;
+        b[i + 2] = c2;
+      }
+    } else {
+      for (let i = r + spp; i < end; i++) b[i] = (b[i] + b[i - spp]) & 255;
+    }
   }
 }
 addDecoder([8, 32946], async () => NativeDeflateDecoder as unknown as typeof BaseDecoder);
@@ -148,7 +160,7 @@ function readGeoTransform(image: GeoTIFFImage, pixelIsArea: boolean, path: strin
 
 /** An open GeoTIFF delivery file. One instance per thread; reads are windowed. */
 export class GeoTiffSource {
-  private decoder: Promise<unknown> | null = null;
+  private decoder: Promise<{ decoder: unknown; deferred: boolean }> | null = null;
 
   private constructor(
     readonly info: RasterInfo,
@@ -318,9 +330,10 @@ export class GeoTiffSource {
 
   /**
    * Reads source pixels [x0, x1) x [y0, y1) (clamped by the caller to the image) as interleaved 8-bit
-   * colour bands plus a merged validity (alpha band, internal mask, nodata).
+   * colour bands plus a merged validity (alpha band, internal mask, nodata). `scratch`, a buffer the caller no
+   * longer reads, may be reused for the pixels.
    */
-  async readWindow(x0: number, y0: number, x1: number, y1: number): Promise<SourceWindow> {
+  async readWindow(x0: number, y0: number, x1: number, y1: number, scratch?: Uint8Array): Promise<SourceWindow> {
     const { info } = this;
     const width = x1 - x0;
     const height = y1 - y0;
@@ -331,7 +344,7 @@ export class GeoTiffSource {
     let raw: Uint8Array;
     try {
       raw = this.blockCopy
-        ? await this.readBlocks(x0, y0, x1, y1, wanted)
+        ? await this.readBlocks(x0, y0, x1, y1, wanted, scratch)
         : ((await this.image.readRasters({ window: [x0, y0, x1, y1], samples: wanted, interleave: true })) as unknown as Uint8Array);
     } catch (err) {
       throw new TuileError('InvalidInput', `${info.path}: cannot decode pixels ${x0},${y0}-${x1},${y1} (${errorMessage(err)})`);
@@ -398,16 +411,25 @@ export class GeoTiffSource {
    * Decodes the strips or tiles under a window and copies their rows with typed-array copies: geotiff.js's
    * readRasters reads every sample through a DataView call, which costs 4x the decoding itself.
    */
-  private async readBlocks(x0: number, y0: number, x1: number, y1: number, wanted: number[]): Promise<Uint8Array> {
+  private async readBlocks(
+    x0: number,
+    y0: number,
+    x1: number,
+    y1: number,
+    wanted: number[],
+    scratch?: Uint8Array,
+  ): Promise<Uint8Array> {
     const img = this.image;
     const tw = img.getTileWidth();
     const th = img.getTileHeight();
     const spp = img.getSamplesPerPixel();
     const nw = wanted.length;
     const W = x1 - x0;
-    const out = new Uint8Array(W * (y1 - y0) * nw);
+    // every byte is written below: a caller's spare buffer needs no clearing
+    const size = W * (y1 - y0) * nw;
+    const out = scratch && scratch.length >= size ? scratch.subarray(0, size) : new Uint8Array(size);
     this.decoder ??= this.makeDecoder();
-    const decoder = await this.decoder;
+    const { decoder, deferred } = await this.decoder;
     const whole = nw === spp && wanted.every((s, i) => s === i);
     const jobs: Promise<void>[] = [];
     for (let by = Math.floor(y0 / th); by * th < y1; by++) {
@@ -420,6 +442,33 @@ export class GeoTiffSource {
             const yb = Math.min(y1, by * th + rows);
             const xa = Math.max(x0, bx * tw);
             const xb = Math.min(x1, bx * tw + tw);
+            if (deferred && whole && spp === 3) {
+              // the predictor's running sums along each row, from the block's left edge, stored from xa on
+              for (let y = ya; y < yb; y++) {
+                const r = (y - by * th) * tw * 3;
+                const from = r + (xa - bx * tw) * 3;
+                const to = r + (xb - bx * tw) * 3;
+                let c0 = 0;
+                let c1 = 0;
+                let c2 = 0;
+                let i = r;
+                for (; i < from; i += 3) {
+                  c0 = (c0 + src[i]) & 255;
+                  c1 = (c1 + src[i + 1]) & 255;
+                  c2 = (c2 + src[i + 2]) & 255;
+                }
+                for (let d = ((y - y0) * W + (xa - x0)) * 3; i < to; i += 3, d += 3) {
+                  c0 = (c0 + src[i]) & 255;
+                  c1 = (c1 + src[i + 1]) & 255;
+                  c2 = (c2 + src[i + 2]) & 255;
+                  out[d] = c0;
+                  out[d + 1] = c1;
+                  out[d + 2] = c2;
+                }
+              }
+              return;
+            }
+            if (deferred) undoPredictor8(src.subarray(0, tw * rows * spp), tw * spp, spp);
             for (let y = ya; y < yb; y++) {
               const s0 = ((y - by * th) * tw + (xa - bx * tw)) * spp;
               const d0 = ((y - y0) * W + (xa - x0)) * nw;
@@ -439,16 +488,23 @@ export class GeoTiffSource {
     return out;
   }
 
-  private async makeDecoder(): Promise<unknown> {
+  /** The block decoder; `deferred`: it leaves the 8-bit predictor of deflate blocks to readBlocks. */
+  private async makeDecoder(): Promise<{ decoder: unknown; deferred: boolean }> {
     const fd = this.image.fileDirectory as any;
     const compression = fd.getValue('Compression') ?? 1;
-    return getDecoder(compression, {
+    const bitsPerSample = await fd.loadValue('BitsPerSample');
+    const predictor = (await fd.loadValue('Predictor')) ?? 1;
+    const bits = ArrayBuffer.isView(bitsPerSample) || Array.isArray(bitsPerSample) ? Array.from(bitsPerSample as number[]) : [bitsPerSample];
+    const deferred = (compression === 8 || compression === 32946) && predictor === 2 && bits.every((b) => b === 8);
+    const decoder = await getDecoder(compression, {
       tileWidth: this.image.getTileWidth(),
       tileHeight: this.image.getTileHeight(),
       planarConfiguration: 1,
-      bitsPerSample: await fd.loadValue('BitsPerSample'),
-      predictor: (await fd.loadValue('Predictor')) ?? 1,
+      bitsPerSample,
+      predictor,
+      deferPredictor: deferred,
     } as any);
+    return { decoder, deferred };
   }
 
   async close(): Promise<void> {

@@ -26,6 +26,9 @@ interface Window {
 
 const PLAN_STEPS = 32; // coarse sampling of a region when planning its source window
 
+/** Free coordinate buffers of warp(). */
+const coordsFree: Float64Array[] = [];
+
 /**
  * Largest error of the approximate transformer, in source pixels: gdalwarp's default 1/8 for the
  * interpolating kernels, whose output moves smoothly with it; far less for nearest, where an error of e
@@ -85,6 +88,7 @@ export class SourceRenderer {
   private readonly toSrc: Transformer;
   private readonly inv: GeoTransform;
   private loaded: SourceWindow | null = null;
+  private spare: Uint8Array | null = null;
 
   constructor(readonly source: GeoTiffSource) {
     this.toSrc = transformer(WEB_MERCATOR, source.info.crs);
@@ -133,17 +137,38 @@ export class SourceRenderer {
 
   /** Reads (and keeps) the source pixels of a window, replacing any window loaded before. */
   async load(w: Window): Promise<void> {
+    const spare = this.spare ?? this.loaded?.data;
     this.loaded = null;
-    this.loaded = await this.source.readWindow(w.x0, w.y0, w.x1, w.y1);
+    this.spare = null;
+    // the whole buffer the previous window's pixels were a view of
+    const scratch = spare?.byteOffset === 0 ? new Uint8Array(spare.buffer) : undefined;
+    this.loaded = await this.source.readWindow(w.x0, w.y0, w.x1, w.y1, scratch);
   }
 
+  /** Drops the loaded window; its buffer is kept for the next load (a build job's window is ~15 MB: reusing it
+   * spares the allocation, its page faults and a second one alive until the collector runs). */
   unload(): void {
+    if (this.loaded) this.spare = this.loaded.data;
     this.loaded = null;
   }
 
   /** Warps one grid from the loaded window (reading a window of its own if the loaded one falls short). */
   async warp(grid: TargetGrid, kernel: Kernel): Promise<RawTile | null> {
-    const coords = approxSourceCoords(this.exact(grid), grid.width, grid.height, maxError(kernel));
+    // coordinates live only until resample() has run: their 1 MB per tile comes from a small free list
+    // (renders of one worker may interleave at the awaits, so not one shared buffer)
+    const n = 2 * grid.width * grid.height;
+    let scratch = coordsFree.pop();
+    if (!scratch || scratch.length < n) scratch = new Float64Array(n);
+    try {
+      return await this.warpWith(grid, kernel, scratch);
+    } finally {
+      if (coordsFree.length < 4) coordsFree.push(scratch);
+    }
+  }
+
+  private async warpWith(grid: TargetGrid, kernel: Kernel, scratch: Float64Array): Promise<RawTile | null> {
+    const n = 2 * grid.width * grid.height;
+    const coords = approxSourceCoords(this.exact(grid), grid.width, grid.height, maxError(kernel), scratch.subarray(0, n));
     let { scaleX, scaleY } = sourceScale(coords, grid.width, grid.height);
     scaleX = Math.max(1, scaleX);
     scaleY = Math.max(1, scaleY);

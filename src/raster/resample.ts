@@ -497,6 +497,8 @@ function separableTile(
 
 /** Widest row of taps the fast loops unroll: Lanczos up to a scale of ~5, cubic ~8, bilinear always. */
 const MAX_UNROLL = 32;
+/** Most rows of taps the fast loops unroll (beyond, a loop over the rows). */
+const MAX_UNROLL_ROWS = 8;
 
 /** The pixels a fast loop leaves to separable(), in order. */
 let slowPixels = new Int32Array(0);
@@ -638,12 +640,6 @@ function separableFastLoop(filter: number, nX: number, nY: number, bands: number
   L.push(`  const sumX = ${Array.from({ length: nX }, (_, i) => `w${i}`).join(' + ')};`);
   L.push('  let wsum = 0;');
   for (let b = 0; b < B; b++) L.push(`  let a${b} = 0;`);
-  // the cy rows within the support, each with nX taps or nX - 1
-  L.push(
-    `  for (let j = 0, k = (ylo * w + xlo) * ${B}; j < cy; j = (j + 1) | 0, k = (k + rowStride) | 0) {`,
-    `    d = Math.abs((ylo + j - ty) * iY); let wy; ${weight('wy', 'd')}`,
-    '    wsum += wy * sumX;',
-  );
   const row = (taps: number): void => {
     if (packed) {
       for (let i = 0; i < taps; i++) L.push(`      const u${i} = dv.getUint32((k + ${3 * i}) | 0, true);`);
@@ -659,12 +655,40 @@ function separableFastLoop(filter: number, nX: number, nY: number, bands: number
       }
     }
   };
-  L.push('    if (fullX) {');
-  row(nX);
-  L.push('    } else {');
-  row(nX - 1);
-  L.push('    }');
-  L.push('  }', `  if (wsum < ${MIN_WEIGHT}) continue;`, '  const inv = 1 / wsum;');
+  const rowPair = (): void => {
+    L.push('    if (fullX) {');
+    row(nX);
+    L.push('    } else {');
+    row(nX - 1);
+    L.push('    }');
+  };
+  // the cy rows within the support, each with nX taps or nX - 1
+  if (nY <= MAX_UNROLL_ROWS) {
+    // unrolled like the taps of a row (the row weights' distances signed as the column weights'), the last row
+    // only when the support reaches it; the same sums in the same order as the loop below
+    L.push(`  const k0 = (ylo * w + xlo) * ${B};`, '  let wy, k;');
+    for (let j = 0; j < nY; j++) {
+      const dist =
+        j === 0 ? 'd = (ty - ylo) * iY;' : j === nY - 1 ? `d = (ylo + ${j} - ty) * iY;` : `d = Math.abs((ylo + ${j} - ty) * iY);`;
+      L.push(
+        j === nY - 1 ? `  if (cy === ${nY}) {` : '  {',
+        `    ${dist} ${weight('wy', 'd')}`,
+        '    wsum += wy * sumX;',
+        `    k = (k0 + ${j} * rowStride) | 0;`,
+      );
+      rowPair();
+      L.push('  }');
+    }
+  } else {
+    L.push(
+      `  for (let j = 0, k = (ylo * w + xlo) * ${B}; j < cy; j = (j + 1) | 0, k = (k + rowStride) | 0) {`,
+      `    d = Math.abs((ylo + j - ty) * iY); let wy; ${weight('wy', 'd')}`,
+      '    wsum += wy * sumX;',
+    );
+    rowPair();
+    L.push('  }');
+  }
+  L.push(`  if (wsum < ${MIN_WEIGHT}) continue;`, '  const inv = 1 / wsum;');
   for (let b = 0; b < B; b++) {
     L.push(`  { const v = a${b} * inv; out[p * ${B} + ${b}] = v <= 0 ? 0 : v >= 255 ? 255 : v + 0.5; }`);
   }

@@ -11,9 +11,7 @@ export function blankTile(size: number, bands: number): RawTile {
 
 /** True when no pixel has any coverage. */
 export function isBlank(t: RawTile): boolean {
-  const a = t.alpha;
-  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return false;
-  return true;
+  return isZero(t.alpha);
 }
 
 /** Grey tiles become RGB so that tiles from mixed sources can be combined. */
@@ -69,6 +67,21 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
         const o = (oy + y) * size + ox + x;
         if (asum === 0) continue;
         oa[o] = (asum + 2) >> 2;
+        if (bands === 3) {
+          // the general branches below for three bands, unrolled (the same integer sums, the same rounding)
+          const s00 = i00 * 3, s01 = i01 * 3, s10 = i10 * 3, s11 = i11 * 3;
+          const d = o * 3;
+          if (asum === 1020) {
+            od[d] = (cd[s00] + cd[s01] + cd[s10] + cd[s11] + 2) >> 2;
+            od[d + 1] = (cd[s00 + 1] + cd[s01 + 1] + cd[s10 + 1] + cd[s11 + 1] + 2) >> 2;
+            od[d + 2] = (cd[s00 + 2] + cd[s01 + 2] + cd[s10 + 2] + cd[s11 + 2] + 2) >> 2;
+          } else {
+            od[d] = Math.round((cd[s00] * a00 + cd[s01] * a01 + cd[s10] * a10 + cd[s11] * a11) / asum);
+            od[d + 1] = Math.round((cd[s00 + 1] * a00 + cd[s01 + 1] * a01 + cd[s10 + 1] * a10 + cd[s11 + 1] * a11) / asum);
+            od[d + 2] = Math.round((cd[s00 + 2] * a00 + cd[s01 + 2] * a01 + cd[s10 + 2] * a10 + cd[s11 + 2] * a11) / asum);
+          }
+          continue;
+        }
         if (asum === 1020) {
           for (let b = 0; b < bands; b++) {
             od[o * bands + b] = (cd[i00 * bands + b] + cd[i01 * bands + b] + cd[i10 * bands + b] + cd[i11 * bands + b] + 2) >> 2;
@@ -87,7 +100,26 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
 
 /** True when every pixel is fully covered. */
 export function isOpaque(a: Uint8Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== 255) return false;
+  let i = 0;
+  if ((a.byteOffset & 3) === 0) {
+    // four pixels per comparison
+    const words = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
+    for (let k = 0; k < words.length; k++) if (words[k] !== 0xffffffff) return false;
+    i = words.length << 2;
+  }
+  for (; i < a.length; i++) if (a[i] !== 255) return false;
+  return true;
+}
+
+/** True when no pixel has any coverage, four at a time. */
+function isZero(a: Uint8Array): boolean {
+  let i = 0;
+  if ((a.byteOffset & 3) === 0) {
+    const words = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
+    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
+    i = words.length << 2;
+  }
+  for (; i < a.length; i++) if (a[i] !== 0) return false;
   return true;
 }
 
