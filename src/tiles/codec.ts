@@ -3,7 +3,7 @@
 
 import type { Sharp, SharpOptions } from 'sharp';
 import { crc32, deflateSync } from 'node:zlib';
-import type { RawTile } from './merge.js';
+import { isOpaque, type RawTile } from './merge.js';
 
 export type TileFormat = 'jpg' | 'png' | 'webp';
 
@@ -31,17 +31,6 @@ export function parseFormat(s: string): TileFormat | undefined {
   return undefined;
 }
 
-function isOpaque(alpha: Uint8Array): boolean {
-  let i = 0;
-  if ((alpha.byteOffset & 3) === 0) {
-    // four pixels per comparison
-    const words = new Uint32Array(alpha.buffer, alpha.byteOffset, alpha.length >> 2);
-    for (let k = 0; k < words.length; k++) if (words[k] !== 0xffffffff) return false;
-    i = words.length << 2;
-  }
-  for (; i < alpha.length; i++) if (alpha[i] !== 255) return false;
-  return true;
-}
 
 /** Interleaves colour and alpha (or flattens over a colour) into what libvips takes as raw input. */
 function interleave(t: RawTile, withAlpha: boolean, background?: number[]): { buf: Uint8Array; channels: number } {

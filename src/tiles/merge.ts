@@ -98,29 +98,27 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
   return out;
 }
 
-/** True when every pixel is fully covered. */
-export function isOpaque(a: Uint8Array): boolean {
+/** True when every byte is `v`, four at a time where the array is aligned. */
+function allEqual(a: Uint8Array, v: number): boolean {
   let i = 0;
   if ((a.byteOffset & 3) === 0) {
-    // four pixels per comparison
+    const word = (v * 0x01010101) >>> 0;
     const words = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
-    for (let k = 0; k < words.length; k++) if (words[k] !== 0xffffffff) return false;
+    for (let k = 0; k < words.length; k++) if (words[k] !== word) return false;
     i = words.length << 2;
   }
-  for (; i < a.length; i++) if (a[i] !== 255) return false;
+  for (; i < a.length; i++) if (a[i] !== v) return false;
   return true;
 }
 
-/** True when no pixel has any coverage, four at a time. */
+/** True when every pixel is fully covered. */
+export function isOpaque(a: Uint8Array): boolean {
+  return allEqual(a, 255);
+}
+
+/** True when no pixel has any coverage. */
 function isZero(a: Uint8Array): boolean {
-  let i = 0;
-  if ((a.byteOffset & 3) === 0) {
-    const words = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
-    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
-    i = words.length << 2;
-  }
-  for (; i < a.length; i++) if (a[i] !== 0) return false;
-  return true;
+  return allEqual(a, 0);
 }
 
 /** The 2x2 average of a child without nodata into its quadrant (ox, oy) of the parent: no alpha weights. */
