@@ -3,7 +3,7 @@
 // An update build (`parent`) stores only the tiles its delivery changes; the rest read through (DESIGN 5).
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat, writeFile, open } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, open } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import { transformer, WGS84 } from '../geo/crs.js';
