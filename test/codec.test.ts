@@ -4,12 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { decodeTile, encodeTile } from '../src/tiles/codec.js';
 import type { RawTile } from '../src/tiles/merge.js';
 
-function pattern(bands: number, withHoles: boolean): RawTile {
-  const n = 256 * 256;
-  const t: RawTile = { width: 256, height: 256, bands, data: new Uint8Array(n * bands), alpha: new Uint8Array(n).fill(255) };
+function pattern(bands: number, withHoles: boolean, width = 256): RawTile {
+  const n = width * 256;
+  const t: RawTile = { width, height: 256, bands, data: new Uint8Array(n * bands), alpha: new Uint8Array(n).fill(255) };
   for (let i = 0; i < n; i++) {
-    for (let b = 0; b < bands; b++) t.data[i * bands + b] = (i * (b + 3) + (i >> 8) * 7) & 255;
-    if (withHoles && (i & 255) < 64) {
+    for (let b = 0; b < bands; b++) t.data[i * bands + b] = (i * (b + 3) + Math.floor(i / width) * 7) & 255;
+    if (withHoles && i % width < 64) {
       t.alpha[i] = 0;
       for (let b = 0; b < bands; b++) t.data[i * bands + b] = 0;
     }
@@ -28,6 +28,24 @@ describe('tile codecs', () => {
         expect(Buffer.from(back.data).equals(Buffer.from(t.data))).toBe(true);
       });
     }
+  }
+
+  // rows of a multiple of 4 bytes take the word-wise filters, others the byte-wise ones; a zlib level takes zlib
+  for (const [bands, holes, width, pngLevel] of [
+    [3, false, 255, undefined],
+    [1, true, 257, undefined],
+    [3, false, 256, 1],
+    [3, true, 256, 6],
+    [1, false, 255, 1],
+  ] as const) {
+    it(`png round-trips ${bands} band(s), ${width} px wide, ${holes ? 'with' : 'without'} transparency, zlib level ${pngLevel ?? 'none'}`, async () => {
+      const t = pattern(bands, holes, width);
+      const png = await encodeTile(t, { format: 'png', pngLevel });
+      const back = await decodeTile(png);
+      expect(back.width).toBe(width);
+      expect(Buffer.from(back.alpha).equals(Buffer.from(t.alpha))).toBe(true);
+      expect(Buffer.from(back.data).equals(Buffer.from(t.data))).toBe(true);
+    });
   }
 
   it('jpeg keeps one band for grey and paints nodata in the nodata colour', async () => {
