@@ -3,12 +3,13 @@
 
 import { parseArgs } from 'node:util';
 import { TuileError, errorMessage } from './errors.js';
-import { buildPyramid } from './pyramid/build.js';
+import type { BuildOptions } from './pyramid/build.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles.js';
 import type { TileFormat } from './tiles/codec.js';
 import { KERNEL_NAMES } from './raster/resample.js';
+import { WorkerPool } from './pyramid/workers.js';
 
 const USAGE = `usage:
   tuile build <input.tif>... --out DIR [--parent DIR] [--bottom N] [--top N] [--compression jpg|png|webp]
@@ -85,7 +86,7 @@ async function build(args: string[]): Promise<void> {
   const stop = () => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const result = await buildPyramid({
+  const opts: BuildOptions = {
     signal: controller.signal,
     inputs: positionals,
     out: values.out,
@@ -100,7 +101,17 @@ async function build(args: string[]): Promise<void> {
     bands: intList(values.bands, 'bands'),
     workers: intOption(values.workers, 'workers', 1, 256),
     onProgress: values.quiet ? undefined : progressBar(),
-  });
+  };
+  // The workers start before this thread loads the builder's modules (geotiff, proj4: ~0.1 s), and load theirs
+  // meanwhile; the pool is started as buildPyramid would.
+  const pool = new WorkerPool(opts.workers, opts.format !== 'png' || opts.parent !== undefined);
+  let result;
+  try {
+    const { buildPyramid } = await import('./pyramid/build.js');
+    result = await buildPyramid({ ...opts, pool });
+  } finally {
+    await pool.close();
+  }
   const d = result.descriptor;
   if (!values.quiet) {
     const over = d.parents.length > 0 ? ` (update of ${d.parents[0].id}, chain of ${d.parents.length + 1})` : '';

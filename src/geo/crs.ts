@@ -3,8 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import proj4, { type Converter } from 'proj4';
+import type { Converter } from 'proj4';
 import { TuileError } from '../errors.js';
+
+// required, not imported: Node parses a CommonJS module imported from ESM once more for its export names,
+// which doubles proj4's load time (~40 ms in every build worker)
+const proj4 = createRequire(import.meta.url)('proj4') as typeof import('proj4');
 
 export interface Crs {
   name: string;

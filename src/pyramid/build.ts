@@ -45,6 +45,11 @@ export interface BuildOptions {
    */
   parent?: string;
   workers?: number;
+  /**
+   * A pool the caller started before loading this module (the CLI does: the workers then load their own modules
+   * meanwhile). The build uses it and leaves it open.
+   */
+  pool?: WorkerPool;
   maxPixels?: number;
   onProgress?: (done: number, total: number) => void;
   /** aborting stops the build; it then rejects and leaves nothing behind */
@@ -199,6 +204,7 @@ async function openParent(dir: string, opts: BuildOptions): Promise<{ dir: strin
 }
 
 export async function buildPyramid(opts: BuildOptions): Promise<BuildResult> {
+  if (opts.pool) return buildWith(opts.pool, opts, Date.now());
   // the workers load their modules (geotiff, proj4, and sharp unless a png build has no parent to read: a few
   // hundred ms, as much as a small update's pixel work) while this thread opens and plans
   const pool = new WorkerPool(opts.workers, opts.format !== 'png' || opts.parent !== undefined);
