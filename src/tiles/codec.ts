@@ -2,6 +2,7 @@
 // Nodata becomes transparency in png/webp and the nodata colour in jpeg (DESIGN 4, "Encode").
 
 import type { Sharp, SharpOptions } from 'sharp';
+import { createRequire } from 'node:module';
 import { crc32, deflateSync } from 'node:zlib';
 import { huffmanZlib } from './deflate.js';
 import { isOpaque, type RawTile } from './merge.js';
@@ -88,9 +89,13 @@ type SharpFn = (input?: Uint8Array, options?: SharpOptions) => Sharp;
 let sharpLoaded: Promise<SharpFn> | null = null;
 let sharpFn: SharpFn | null = null;
 
-/** sharp, loaded on first use: a png build's workers never need libvips (a few hundred ms of start-up). */
+/**
+ * sharp, loaded on first use: a png build's workers never need libvips (a few hundred ms of start-up). Required,
+ * not imported: from ESM, Node first scans the CommonJS source for its export names, and that scanner, hot for
+ * a moment, costs a build ~0.4 s of optimising compilation in each of its threads.
+ */
 export function loadSharp(): Promise<SharpFn> {
-  sharpLoaded ??= import('sharp').then((m) => (sharpFn = m.default as unknown as SharpFn));
+  sharpLoaded ??= Promise.resolve().then(() => (sharpFn = createRequire(import.meta.url)('sharp') as SharpFn));
   return sharpLoaded;
 }
 

@@ -98,12 +98,15 @@ export function downsample4(children: (RawTile | null)[], size: number, bands: n
   return out;
 }
 
-/** True when every byte is `v`, four at a time where the array is aligned. */
+/**
+ * True when every byte is `v`, four at a time where the array is aligned. Words as int32 (0xffffffff is -1):
+ * as uint32 they are doubles above 2^31, and the optimised code was thrown away dozens of times a build.
+ */
 function allEqual(a: Uint8Array, v: number): boolean {
   let i = 0;
   if ((a.byteOffset & 3) === 0) {
-    const word = (v * 0x01010101) >>> 0;
-    const words = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
+    const word = Math.imul(v, 0x01010101);
+    const words = new Int32Array(a.buffer, a.byteOffset, a.length >> 2);
     for (let k = 0; k < words.length; k++) if (words[k] !== word) return false;
     i = words.length << 2;
   }
