@@ -2,7 +2,7 @@
 // Never reads a whole image: every pixel access goes through readWindow (DESIGN 4, "Read").
 
 import { stat } from 'node:fs/promises';
-import { inflateSync } from 'node:zlib';
+import { Inflate, constants as zlibConstants, deflateSync, inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, getDecoder, type GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { TuileError, errorMessage } from '../errors.js';
 import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
@@ -56,7 +56,7 @@ class NativeDeflateDecoder extends BaseDecoder {
     // one output chunk a little larger than the block: zlib's default 16 KB chunks cost an allocation each and a
     // concatenation; the few spare bytes at the end of the buffer are never read (rows are indexed)
     const expected = p.tileWidth * ((p as { tileHeight?: number }).tileHeight ?? 1) * (p.planarConfiguration === 2 ? 1 : bits.length);
-    const inflated = inflateSync(new Uint8Array(buffer), { chunkSize: Math.max(64, expected + 1024) });
+    const inflated = inflateBlock(new Uint8Array(buffer), expected + 1024);
     const decoded =
       inflated.byteOffset === 0
         ? inflated.buffer
@@ -68,6 +68,61 @@ class NativeDeflateDecoder extends BaseDecoder {
     return decoded;
   }
 }
+
+/**
+ * Decoded blocks that readBlocks has copied out, for the next inflates of this thread. A fresh 0.8 MB output per
+ * block cost more than the inflate itself: ~200 page faults to fill it (expensive in a VM), and the collector
+ * ran after the churn.
+ */
+const freeBlocks: ArrayBuffer[] = [];
+const MAX_FREE_BLOCKS = 8;
+/** Buffers inflateBlock handed out: only those come back (other codecs' outputs may be geotiff.js's own). */
+const pooled = new WeakSet<ArrayBufferLike>();
+
+/** Gives a decoded block's buffer back once its pixels are copied. */
+function releaseBlock(buffer: ArrayBufferLike): void {
+  if (pooled.has(buffer) && freeBlocks.length < MAX_FREE_BLOCKS) freeBlocks.push(buffer as ArrayBuffer);
+}
+
+/**
+ * Inflates into a buffer of `size` bytes, reused when one is free. Node's zlib has no public way to inflate into a
+ * given buffer: its synchronous path writes into the stream's `_outBuffer` (`_chunkSize` bytes), which is set
+ * here. Checked once at start-up against a known stream; without it, inflateSync.
+ */
+function inflateBlock(input: Uint8Array, size: number): Uint8Array {
+  if (!inflateIntoSupported) return inflateSync(input, { chunkSize: Math.max(64, size) });
+  let target: ArrayBuffer | undefined;
+  while ((target = freeBlocks.pop()) !== undefined && target.byteLength !== size);
+  target ??= new ArrayBuffer(size);
+  const out = inflateInto(input, new Uint8Array(target));
+  if (out.buffer === target) pooled.add(target);
+  return out;
+}
+
+function inflateInto(input: Uint8Array, target: Uint8Array): Uint8Array {
+  const engine = new Inflate({ chunkSize: 64 }) as unknown as {
+    _outBuffer: Uint8Array;
+    _chunkSize: number;
+    _outOffset: number;
+    _processChunk(chunk: Uint8Array, flush: number): Buffer;
+  };
+  engine._outBuffer = target;
+  engine._chunkSize = target.length;
+  engine._outOffset = 0;
+  // the output is a view of `target` when it fits, several chunks concatenated otherwise
+  return engine._processChunk(input, zlibConstants.Z_FINISH);
+}
+
+const inflateIntoSupported = ((): boolean => {
+  try {
+    const sample = Buffer.from('tuile inflates blocks into buffers it reuses');
+    const target = new Uint8Array(256);
+    const out = inflateInto(deflateSync(sample), target);
+    return out.buffer === target.buffer && Buffer.from(out).equals(sample);
+  } catch {
+    return false;
+  }
+})();
 
 /** In place, the 8-bit horizontal predictor over rows of rowBytes bytes of spp interleaved samples. */
 function undoPredictor8(b: Uint8Array, rowBytes: number, spp: number): void {
@@ -431,55 +486,60 @@ export class GeoTiffSource {
     this.decoder ??= this.makeDecoder();
     const { decoder, deferred } = await this.decoder;
     const whole = nw === spp && wanted.every((s, i) => s === i);
+    // a decoded block's rows into the window
+    const copyBlock = (data: ArrayBufferLike, bx: number, by: number): void => {
+      const src = new Uint8Array(data);
+      const rows = img.getBlockHeight(by);
+      const ya = Math.max(y0, by * th);
+      const yb = Math.min(y1, by * th + rows);
+      const xa = Math.max(x0, bx * tw);
+      const xb = Math.min(x1, bx * tw + tw);
+      if (deferred && whole && spp === 3) {
+        // the predictor's running sums along each row, from the block's left edge, stored from xa on
+        for (let y = ya; y < yb; y++) {
+          const r = (y - by * th) * tw * 3;
+          const from = r + (xa - bx * tw) * 3;
+          const to = r + (xb - bx * tw) * 3;
+          let c0 = 0;
+          let c1 = 0;
+          let c2 = 0;
+          let i = r;
+          for (; i < from; i += 3) {
+            c0 = (c0 + src[i]) & 255;
+            c1 = (c1 + src[i + 1]) & 255;
+            c2 = (c2 + src[i + 2]) & 255;
+          }
+          for (let d = ((y - y0) * W + (xa - x0)) * 3; i < to; i += 3, d += 3) {
+            c0 = (c0 + src[i]) & 255;
+            c1 = (c1 + src[i + 1]) & 255;
+            c2 = (c2 + src[i + 2]) & 255;
+            out[d] = c0;
+            out[d + 1] = c1;
+            out[d + 2] = c2;
+          }
+        }
+        return;
+      }
+      if (deferred) undoPredictor8(src.subarray(0, tw * rows * spp), tw * spp, spp);
+      for (let y = ya; y < yb; y++) {
+        const s0 = ((y - by * th) * tw + (xa - bx * tw)) * spp;
+        const d0 = ((y - y0) * W + (xa - x0)) * nw;
+        if (whole) {
+          out.set(src.subarray(s0, s0 + (xb - xa) * spp), d0);
+          continue;
+        }
+        for (let x = 0, s = s0, d = d0; x < xb - xa; x++, s += spp, d += nw) {
+          for (let k = 0; k < nw; k++) out[d + k] = src[s + wanted[k]];
+        }
+      }
+    };
     const jobs: Promise<void>[] = [];
     for (let by = Math.floor(y0 / th); by * th < y1; by++) {
       for (let bx = Math.floor(x0 / tw); bx * tw < x1; bx++) {
         jobs.push(
           img.getTileOrStrip(bx, by, 0, decoder as any).then((block) => {
-            const src = new Uint8Array(block.data);
-            const rows = img.getBlockHeight(by);
-            const ya = Math.max(y0, by * th);
-            const yb = Math.min(y1, by * th + rows);
-            const xa = Math.max(x0, bx * tw);
-            const xb = Math.min(x1, bx * tw + tw);
-            if (deferred && whole && spp === 3) {
-              // the predictor's running sums along each row, from the block's left edge, stored from xa on
-              for (let y = ya; y < yb; y++) {
-                const r = (y - by * th) * tw * 3;
-                const from = r + (xa - bx * tw) * 3;
-                const to = r + (xb - bx * tw) * 3;
-                let c0 = 0;
-                let c1 = 0;
-                let c2 = 0;
-                let i = r;
-                for (; i < from; i += 3) {
-                  c0 = (c0 + src[i]) & 255;
-                  c1 = (c1 + src[i + 1]) & 255;
-                  c2 = (c2 + src[i + 2]) & 255;
-                }
-                for (let d = ((y - y0) * W + (xa - x0)) * 3; i < to; i += 3, d += 3) {
-                  c0 = (c0 + src[i]) & 255;
-                  c1 = (c1 + src[i + 1]) & 255;
-                  c2 = (c2 + src[i + 2]) & 255;
-                  out[d] = c0;
-                  out[d + 1] = c1;
-                  out[d + 2] = c2;
-                }
-              }
-              return;
-            }
-            if (deferred) undoPredictor8(src.subarray(0, tw * rows * spp), tw * spp, spp);
-            for (let y = ya; y < yb; y++) {
-              const s0 = ((y - by * th) * tw + (xa - bx * tw)) * spp;
-              const d0 = ((y - y0) * W + (xa - x0)) * nw;
-              if (whole) {
-                out.set(src.subarray(s0, s0 + (xb - xa) * spp), d0);
-                continue;
-              }
-              for (let x = 0, s = s0, d = d0; x < xb - xa; x++, s += spp, d += nw) {
-                for (let k = 0; k < nw; k++) out[d + k] = src[s + wanted[k]];
-              }
-            }
+            copyBlock(block.data, bx, by);
+            releaseBlock(block.data);
           }),
         );
       }
