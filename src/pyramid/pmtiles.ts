@@ -472,7 +472,8 @@ export class PMTilesWriter {
   // content hash -> content index: identical tiles (blank ones above all) are stored once
   private byHash = new Map<string, number>();
   private dataSize = 0;
-  private buffer = new Uint8Array(WRITE_BUFFER_BYTES);
+  private buffer: Uint8Array = new Uint8Array(WRITE_BUFFER_BYTES);
+  private readonly spareBuffers: Uint8Array[] = [];
   private buffered = 0;
   private bufferStart = 0; // position of buffer[0] in the data file
   private readonly writes = new Set<Promise<void>>();
@@ -590,11 +591,16 @@ export class PMTilesWriter {
 
   private flush(): Promise<void> {
     if (this.buffered === 0) return Promise.resolve();
-    const chunk = this.buffer.subarray(0, this.buffered);
-    // a fresh buffer, as the write of the old one is still running
-    this.buffer = new Uint8Array(WRITE_BUFFER_BYTES);
+    const full = this.buffer;
+    const chunk = full.subarray(0, this.buffered);
+    // another buffer while the write of this one runs; this one is reused once written (fresh ones are page faults)
+    this.buffer = this.spareBuffers.pop() ?? new Uint8Array(WRITE_BUFFER_BYTES);
     this.buffered = 0;
-    return this.track(writeFully(this.data!, chunk, this.bufferStart));
+    return this.track(
+      writeFully(this.data!, chunk, this.bufferStart).then(() => {
+        if (this.spareBuffers.length < 2) this.spareBuffers.push(full);
+      }),
+    );
   }
 
   private track(p: Promise<void>): Promise<void> {

@@ -8,7 +8,7 @@ import { GeoTiffSource, type OpenOptions } from '../raster/geotiff.js';
 import { MosaicRenderer, type TargetGrid } from '../raster/render.js';
 import type { Kernel } from '../raster/resample.js';
 import { decodeTile, encodeTile, loadSharp, type EncodeOptions } from '../tiles/codec.js';
-import { compositeOver, downsample4, isBlank, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
+import { compositeOver, downsample4, isBlank, isOpaque, releaseTile, toBands, type RawTile } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
 
 export interface TileOut {
@@ -141,12 +141,24 @@ async function subtree(t: SubtreeTask): Promise<TaskResult> {
   const depth = t.bottom - t.job.z;
   const tiles: TileOut[] = [];
   const encodes: Promise<void>[] = [];
+  // a tile's encode, which may still read its pixels (sharp does, in libuv's threads)
+  const encoding = new Map<RawTile, Promise<void>>();
   const emit = (z: number, x: number, y: number, raw: RawTile) => {
-    encodes.push(
-      (t.parent ? encodeSoon : encodeTile)(raw, t.encode).then((data) => {
-        tiles.push({ z, x, y, data });
-      }),
-    );
+    const done = (t.parent ? encodeSoon : encodeTile)(raw, t.encode).then((data) => {
+      tiles.push({ z, x, y, data });
+    });
+    encodes.push(done);
+    encoding.set(raw, done);
+  };
+  // children merged into their parent: their buffers serve the next tiles once encoded
+  const release = (kids: (RawTile | null)[]) => {
+    for (const k of kids) {
+      if (!k) continue;
+      const done = encoding.get(k);
+      encoding.delete(k);
+      if (done) done.then(() => releaseTile(k), () => {});
+      else releaseTile(k);
+    }
   };
   // One source read for the whole job: its tiles then warp from memory.
   const any = await mosaic.loadRegion(gridOf(t.bottom, t.job.x << depth, t.job.y << depth, 1 << depth), t.kernel);
@@ -175,6 +187,7 @@ async function subtree(t: SubtreeTask): Promise<TaskResult> {
         await fillFromChain(kids, t.parent, z, x, y, t.bands);
       }
       raw = downsample4(kids, TILE, t.bands);
+      release(kids);
     }
     if (raw) emit(z, x, y, raw);
     return raw;
@@ -192,6 +205,8 @@ async function merge(t: MergeTask): Promise<TaskResult> {
     await fillFromChain(kids, t.parent, t.tile.z, t.tile.x, t.tile.y, t.bands);
   }
   const raw = downsample4(kids, TILE, t.bands);
+  // the children came from other tasks' results: this thread owns them now
+  for (const k of kids) if (k) releaseTile(k);
   if (!raw) return { tiles: [], top: null };
   const data = await encodeTile(raw, t.encode);
   return { tiles: [{ ...t.tile, data }], top: raw };

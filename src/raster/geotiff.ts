@@ -480,9 +480,10 @@ export class GeoTiffSource {
     const spp = img.getSamplesPerPixel();
     const nw = wanted.length;
     const W = x1 - x0;
-    // every byte is written below: a caller's spare buffer needs no clearing
+    // every byte is written below: a caller's spare buffer needs no clearing. A new one gets a quarter more room,
+    // so that the next windows of a build, a little larger or smaller, fit in it (each new one is page faults)
     const size = W * (y1 - y0) * nw;
-    const out = scratch && scratch.length >= size ? scratch.subarray(0, size) : new Uint8Array(size);
+    const out = (scratch && scratch.length >= size ? scratch : new Uint8Array(Math.ceil(size * 1.25))).subarray(0, size);
     this.decoder ??= this.makeDecoder();
     const { decoder, deferred } = await this.decoder;
     const whole = nw === spp && wanted.every((s, i) => s === i);

@@ -1,6 +1,7 @@
 // Resampling kernels on pixel centres (nearest, bilinear, Keys cubic, Lanczos-3) with gdalwarp's semantics.
 
 import { TuileError } from '../errors.js';
+import { zeroedBuffer } from '../tiles/merge.js';
 
 export type Kernel = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
 
@@ -189,8 +190,8 @@ export function resample(
   }
   if (coords.length < 2 * width * height) throw new TuileError('Internal', 'coords shorter than 2*width*height');
   const radius = kernelRadius(kernel);
-  const out = new Uint8Array(width * height * bands);
-  const outAlpha = new Uint8Array(width * height);
+  const out = zeroedBuffer(width * height * bands);
+  const outAlpha = zeroedBuffer(width * height);
   const tile: ResampledTile = { width, height, bands, data: out, alpha: outAlpha };
   if (src.width <= 0 || src.height <= 0) return tile;
 
