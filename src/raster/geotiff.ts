@@ -124,6 +124,82 @@ const inflateIntoSupported = ((): boolean => {
   }
 })();
 
+/**
+ * Rows xa..xb, ya..yb of an RGB block (left edge bx0, top by0, tw pixels wide) whose 8-bit horizontal predictor is
+ * still to undo, into the window `out` (W pixels wide, origin x0, y0): the predictor's running sums along each
+ * row, from the block's left edge, stored from xa on. Module functions, not closures of readBlocks: optimised in
+ * the middle of one of its loops, a function is compiled whole, and the closure was compiled ~35 times a build.
+ */
+function copyPredictedRgb(
+  src: Uint8Array,
+  tw: number,
+  bx0: number,
+  by0: number,
+  xa: number,
+  xb: number,
+  ya: number,
+  yb: number,
+  out: Uint8Array,
+  W: number,
+  x0: number,
+  y0: number,
+): void {
+  for (let y = ya; y < yb; y++) {
+    const r = (y - by0) * tw * 3;
+    const from = r + (xa - bx0) * 3;
+    const to = r + (xb - bx0) * 3;
+    let c0 = 0;
+    let c1 = 0;
+    let c2 = 0;
+    let i = r;
+    for (; i < from; i += 3) {
+      c0 = (c0 + src[i]) & 255;
+      c1 = (c1 + src[i + 1]) & 255;
+      c2 = (c2 + src[i + 2]) & 255;
+    }
+    for (let d = ((y - y0) * W + (xa - x0)) * 3; i < to; i += 3, d += 3) {
+      c0 = (c0 + src[i]) & 255;
+      c1 = (c1 + src[i + 1]) & 255;
+      c2 = (c2 + src[i + 2]) & 255;
+      out[d] = c0;
+      out[d + 1] = c1;
+      out[d + 2] = c2;
+    }
+  }
+}
+
+/** Rows xa..xb, ya..yb of a decoded block (spp samples a pixel) into the window, the `wanted` samples only. */
+function copyRows(
+  src: Uint8Array,
+  tw: number,
+  spp: number,
+  bx0: number,
+  by0: number,
+  xa: number,
+  xb: number,
+  ya: number,
+  yb: number,
+  out: Uint8Array,
+  W: number,
+  x0: number,
+  y0: number,
+  wanted: number[],
+  whole: boolean,
+): void {
+  const nw = wanted.length;
+  for (let y = ya; y < yb; y++) {
+    const s0 = ((y - by0) * tw + (xa - bx0)) * spp;
+    const d0 = ((y - y0) * W + (xa - x0)) * nw;
+    if (whole) {
+      out.set(src.subarray(s0, s0 + (xb - xa) * spp), d0);
+      continue;
+    }
+    for (let x = 0, s = s0, d = d0; x < xb - xa; x++, s += spp, d += nw) {
+      for (let k = 0; k < nw; k++) out[d + k] = src[s + wanted[k]];
+    }
+  }
+}
+
 /** In place, the 8-bit horizontal predictor over rows of rowBytes bytes of spp interleaved samples. */
 function undoPredictor8(b: Uint8Array, rowBytes: number, spp: number): void {
   for (let r = 0; r + rowBytes <= b.length; r += rowBytes) {
@@ -487,7 +563,7 @@ export class GeoTiffSource {
     this.decoder ??= this.makeDecoder();
     const { decoder, deferred } = await this.decoder;
     const whole = nw === spp && wanted.every((s, i) => s === i);
-    // a decoded block's rows into the window
+    // a decoded block's rows into the window (the loops in functions of their own: see copyPredictedRgb)
     const copyBlock = (data: ArrayBufferLike, bx: number, by: number): void => {
       const src = new Uint8Array(data);
       const rows = img.getBlockHeight(by);
@@ -496,43 +572,11 @@ export class GeoTiffSource {
       const xa = Math.max(x0, bx * tw);
       const xb = Math.min(x1, bx * tw + tw);
       if (deferred && whole && spp === 3) {
-        // the predictor's running sums along each row, from the block's left edge, stored from xa on
-        for (let y = ya; y < yb; y++) {
-          const r = (y - by * th) * tw * 3;
-          const from = r + (xa - bx * tw) * 3;
-          const to = r + (xb - bx * tw) * 3;
-          let c0 = 0;
-          let c1 = 0;
-          let c2 = 0;
-          let i = r;
-          for (; i < from; i += 3) {
-            c0 = (c0 + src[i]) & 255;
-            c1 = (c1 + src[i + 1]) & 255;
-            c2 = (c2 + src[i + 2]) & 255;
-          }
-          for (let d = ((y - y0) * W + (xa - x0)) * 3; i < to; i += 3, d += 3) {
-            c0 = (c0 + src[i]) & 255;
-            c1 = (c1 + src[i + 1]) & 255;
-            c2 = (c2 + src[i + 2]) & 255;
-            out[d] = c0;
-            out[d + 1] = c1;
-            out[d + 2] = c2;
-          }
-        }
+        copyPredictedRgb(src, tw, bx * tw, by * th, xa, xb, ya, yb, out, W, x0, y0);
         return;
       }
       if (deferred) undoPredictor8(src.subarray(0, tw * rows * spp), tw * spp, spp);
-      for (let y = ya; y < yb; y++) {
-        const s0 = ((y - by * th) * tw + (xa - bx * tw)) * spp;
-        const d0 = ((y - y0) * W + (xa - x0)) * nw;
-        if (whole) {
-          out.set(src.subarray(s0, s0 + (xb - xa) * spp), d0);
-          continue;
-        }
-        for (let x = 0, s = s0, d = d0; x < xb - xa; x++, s += spp, d += nw) {
-          for (let k = 0; k < nw; k++) out[d + k] = src[s + wanted[k]];
-        }
-      }
+      copyRows(src, tw, spp, bx * tw, by * th, xa, xb, ya, yb, out, W, x0, y0, wanted, whole);
     };
     const jobs: Promise<void>[] = [];
     for (let by = Math.floor(y0 / th); by * th < y1; by++) {

@@ -229,11 +229,19 @@ export function huffmanZlib(data: Uint8Array): Uint8Array {
 function countBytes(data: Uint8Array): number {
   const n = data.length;
   counts4.fill(0);
+  const n4 = n & ~3;
+  // the last n % 4 bytes first, in sums of their own: nothing but the reductions follows the main loop (code
+  // optimised in the middle of a loop has no type feedback for what comes after it, and is thrown away there)
+  let ta = 0;
+  let tb = 0;
+  for (let i = n4; i < n; i++) {
+    counts4[data[i]]++;
+    ta += data[i];
+    tb += ta;
+  }
   let a = 1;
   let b = 0;
-  const n4 = n & ~3;
-  let i = 0;
-  while (i < n4) {
+  for (let i = 0; i < n4; ) {
     const end = Math.min(n4, i + ADLER_RUN);
     for (; i < end; i += 4) {
       const v0 = data[i];
@@ -250,13 +258,10 @@ function countBytes(data: Uint8Array): number {
     a %= ADLER_MOD;
     b %= ADLER_MOD;
   }
-  for (; i < n; i++) {
-    counts4[data[i]]++;
-    a += data[i];
-    b += a;
-  }
-  a %= ADLER_MOD;
-  b %= ADLER_MOD;
+  // the last k = n - n4 bytes: a gains their sum; b gains k * a plus each byte times its distance to the end + 1,
+  // which is the sum of their running sums above
+  b = (b + (n - n4) * a + tb) % ADLER_MOD;
+  a = (a + ta) % ADLER_MOD;
   for (let s = 0; s < 256; s++) freq[s] = counts4[s] + counts4[256 + s] + counts4[512 + s] + counts4[768 + s];
   return ((b << 16) | a) >>> 0;
 }
