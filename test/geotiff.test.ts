@@ -1,7 +1,7 @@
 // GeoTIFF reading: every TIFF layout and compression reads to the same pixels, windows anywhere agree
 // with the whole image, and the georeferencing is read as GDAL reads it.
 import { describe, expect, it } from 'vitest';
-import { GeoTiffSource } from '../src/raster/geotiff.js';
+import { GeoTiffSource, inflateIntoSupported } from '../src/raster/geotiff.js';
 import { fixture } from './helpers/fixtures.js';
 
 function psnr(a: Uint8Array, b: Uint8Array): number {
@@ -66,5 +66,11 @@ describe('georeferencing', () => {
 
   it('refuses samples that are not 8-bit with a clear message', async () => {
     await expect(GeoTiffSource.open(fixture('elev_luxembourg_4326.tif'))).rejects.toThrow(/16-bit signed.*only 8-bit/);
+  });
+});
+
+describe('deflate blocks', () => {
+  it('inflate into reused buffers on this Node (else every block is a fresh buffer, page faults and collections)', () => {
+    expect(inflateIntoSupported).toBe(true);
   });
 });

@@ -106,14 +106,16 @@ function inflateInto(input: Uint8Array, target: Uint8Array): Uint8Array {
     _outOffset: number;
     _processChunk(chunk: Uint8Array, flush: number): Buffer;
   };
-  engine._outBuffer = target;
+  // a Buffer: zlib hands out slices of it, views for a Buffer but copies for a plain Uint8Array
+  engine._outBuffer = Buffer.from(target.buffer, target.byteOffset, target.length);
   engine._chunkSize = target.length;
   engine._outOffset = 0;
   // the output is a view of `target` when it fits, several chunks concatenated otherwise
   return engine._processChunk(input, zlibConstants.Z_FINISH);
 }
 
-const inflateIntoSupported = ((): boolean => {
+/** Whether this Node lets inflateInto write into a given buffer (a test checks that it does). */
+export const inflateIntoSupported = ((): boolean => {
   try {
     const sample = Buffer.from('tuile inflates blocks into buffers it reuses');
     const target = new Uint8Array(256);
