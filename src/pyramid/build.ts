@@ -22,7 +22,7 @@ import type { EncodeOptions, TileFormat } from '../tiles/codec.js';
 import type { RawTile } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
-import { PMTilesWriter } from './pmtiles.js';
+import { PMTilesWriter, zxyToTileId } from './pmtiles.js';
 import type { MergeTask, SubtreeTask, TaskResult } from './worker.js';
 import { WorkerPool } from './workers.js';
 
@@ -300,6 +300,10 @@ async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number):
     let done = 0;
     const accept = (r: TaskResult, processed: number) => {
       if (stopped) return;
+      // in tile id order: a job's tiles of a level are then one run of the archive's final (Hilbert) order in its
+      // temporary file, which finish() copies in a few large reads instead of one per tile
+      const ids = new Map(r.tiles.map((t) => [t, zxyToTileId(t.z, t.x, t.y)]));
+      r.tiles.sort((a, b) => ids.get(a)! - ids.get(b)!);
       for (const t of r.tiles) {
         const p = present[t.z];
         present[t.z] = p

@@ -730,6 +730,7 @@ export class PMTilesWriter {
   /** Copies contents in placement order, reading the temporary file in concurrent batches. */
   private async copyTiles(out: FileHandle, order: Uint32Array, tileDataOffset: number): Promise<void> {
     const data = this.data!;
+    let batchBuffer = new Uint8Array(0);
     let written = 0;
     let i = 0;
     while (i < order.length) {
@@ -746,7 +747,9 @@ export class PMTilesWriter {
         size += len;
         i++;
       }
-      const batch = new Uint8Array(size);
+      // one buffer for every batch (a fresh 4 MB each time was a thousand page faults a batch)
+      if (batchBuffer.length < size) batchBuffer = new Uint8Array(Math.max(size, COPY_BATCH_BYTES));
+      const batch = batchBuffer.subarray(0, size);
       await Promise.all(
         reads.map(async (r) => {
           const got = await readFully(data, batch.subarray(r.at, r.at + r.length), r.temp);
