@@ -38,25 +38,7 @@ export function parseFormat(s: string): TileFormat | undefined {
 function interleave(t: RawTile, withAlpha: boolean, background?: number[]): { buf: Uint8Array; channels: number } {
   const n = t.width * t.height;
   const bands = t.bands;
-  if (!withAlpha) {
-    if (!background) return { buf: t.data, channels: bands };
-    const out = new Uint8Array(t.data);
-    // the formula below at alpha 0, once per band (nodata areas are the bulk of the pixels flattened)
-    const bare = Array.from({ length: bands }, (_, b) => Math.round(((background[b] ?? background[0] ?? 0) * 255) / 255));
-    for (let i = 0; i < n; i++) {
-      const a = t.alpha[i];
-      if (a === 255) continue;
-      if (a === 0) {
-        for (let b = 0; b < bands; b++) out[i * bands + b] = bare[b];
-        continue;
-      }
-      for (let b = 0; b < bands; b++) {
-        const bg = background[b] ?? background[0] ?? 0;
-        out[i * bands + b] = Math.round((t.data[i * bands + b] * a + bg * (255 - a)) / 255);
-      }
-    }
-    return { buf: out, channels: bands };
-  }
+  if (!withAlpha) return { buf: background ? flatten(t, background) : t.data, channels: bands };
   const ch = bands + 1;
   const out = new Uint8Array(n * ch);
   for (let i = 0; i < n; i++) {
@@ -64,6 +46,45 @@ function interleave(t: RawTile, withAlpha: boolean, background?: number[]): { bu
     out[i * ch + bands] = t.alpha[i];
   }
   return { buf: out, channels: ch };
+}
+
+/** Colour over `background` by alpha, in a copy: (colour * a + background * (255 - a)) / 255, rounded. */
+function flatten(t: RawTile, background: number[]): Uint8Array {
+  const { data, alpha, bands } = t;
+  const n = t.width * t.height;
+  const out = new Uint8Array(data);
+  const bg = Array.from({ length: bands }, (_, b) => background[b] ?? background[0] ?? 0);
+  // the formula at alpha 0, once per band (nodata areas are the bulk of the pixels flattened)
+  const bare = bg.map((v) => Math.round((v * 255) / 255));
+  if (bands === 3) {
+    // the loop below for three bands, unrolled: the same arithmetic
+    const [g0, g1, g2] = bg;
+    const [b0, b1, b2] = bare;
+    for (let i = 0, d = 0; i < n; i++, d += 3) {
+      const a = alpha[i];
+      if (a === 255) continue;
+      if (a === 0) {
+        out[d] = b0;
+        out[d + 1] = b1;
+        out[d + 2] = b2;
+        continue;
+      }
+      out[d] = Math.round((data[d] * a + g0 * (255 - a)) / 255);
+      out[d + 1] = Math.round((data[d + 1] * a + g1 * (255 - a)) / 255);
+      out[d + 2] = Math.round((data[d + 2] * a + g2 * (255 - a)) / 255);
+    }
+    return out;
+  }
+  for (let i = 0; i < n; i++) {
+    const a = alpha[i];
+    if (a === 255) continue;
+    if (a === 0) {
+      for (let b = 0; b < bands; b++) out[i * bands + b] = bare[b];
+      continue;
+    }
+    for (let b = 0; b < bands; b++) out[i * bands + b] = Math.round((data[i * bands + b] * a + bg[b] * (255 - a)) / 255);
+  }
+  return out;
 }
 
 export async function encodeTile(t: RawTile, opts: EncodeOptions): Promise<Uint8Array> {
