@@ -141,7 +141,7 @@ async function encodePng(t: RawTile, opaque: boolean, level: number | undefined)
   if (pngScratch.length < height * stride) pngScratch = new Uint8Array(height * stride);
   const f = pngScratch.subarray(0, height * stride);
   if (level === undefined) {
-    if (rowBytes % 4 === 0) averageWords(opaque ? data : interleaveAlpha(t), height, rowBytes, ch, f);
+    if (rowBytes % 4 === 0 && LITTLE_ENDIAN) averageWords(opaque ? data : interleaveAlpha(t), height, rowBytes, ch, f);
     else {
       interleaveRows(t, opaque, f, stride);
       averageFilter(f, height, stride, ch);
@@ -202,12 +202,21 @@ function interleaveAlpha(t: RawTile): Uint8Array {
   const n = width * height;
   if (alphaScratch.length < n * ch) alphaScratch = new Uint8Array(n * ch);
   const out = alphaScratch;
+  if (bands === 3 && LITTLE_ENDIAN) {
+    // RGBA words: one store a pixel
+    const o32 = new Uint32Array(out.buffer, 0, n);
+    for (let i = 0, d = 0; i < n; i++, d += 3) o32[i] = data[d] | (data[d + 1] << 8) | (data[d + 2] << 16) | (alpha[i] << 24);
+    return out;
+  }
   for (let i = 0, o = 0; i < n; i++) {
     for (let b = 0; b < bands; b++) out[o++] = data[i * bands + b];
     out[o++] = alpha[i];
   }
   return out;
 }
+
+/** The byte order of typed-array words: the word-wise filters above assume little-endian (s390x is not). */
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /** Interleaved pixels of interleaveAlpha. */
 let alphaScratch = new Uint8Array(0);

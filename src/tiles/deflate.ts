@@ -266,9 +266,10 @@ function countBytes(data: Uint8Array): number {
   return ((b << 16) | a) >>> 0;
 }
 
-/** Codes of two bytes (the first one's in the low bits) for a little-endian 16-bit read, with their length in bits
- * 24 and up. */
+/** Codes of two bytes (the first one's in the low bits) by their 16-bit read, with their length in bits 24 and up. */
 const pairCode = new Int32Array(65536);
+/** The byte order of typed-array reads (s390x is big-endian). */
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /**
  * The data, two bytes a step through pairCode (a code of at most 24 bits), with the writer's state in locals:
@@ -281,9 +282,9 @@ function writeLiterals(data: Uint8Array, w: BitWriter): void {
   for (let b1 = 0; b1 < 256; b1++) {
     const c1 = litCode[b1] & 0xffff;
     const l1 = litCode[b1] >> 16;
-    for (let b0 = 0, k = b1 << 8; b0 < 256; b0++, k++) {
+    for (let b0 = 0; b0 < 256; b0++) {
       const l0 = litCode[b0] >> 16;
-      pairCode[k] = (litCode[b0] & 0xffff) | (c1 << l0) | ((l0 + l1) << 24);
+      pairCode[LITTLE_ENDIAN ? (b1 << 8) | b0 : (b0 << 8) | b1] = (litCode[b0] & 0xffff) | (c1 << l0) | ((l0 + l1) << 24);
     }
   }
   const view = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
