@@ -48,6 +48,20 @@ describe('tile codecs', () => {
     });
   }
 
+  it('png round-trips noisy tiles (Huffman-coded) and smooth ones (zlib) exactly', async () => {
+    let seed = 7;
+    const noise = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) >> 16) & 255;
+    for (const smooth of [false, true]) {
+      for (const holes of [false, true]) {
+        const t = pattern(3, holes);
+        if (!smooth) for (let i = 0; i < t.data.length; i++) if (t.alpha[(i / 3) | 0] === 255) t.data[i] = noise();
+        const back = await decodeTile(await encodeTile(t, { format: 'png' }));
+        expect(Buffer.from(back.alpha).equals(Buffer.from(t.alpha))).toBe(true);
+        expect(Buffer.from(back.data).equals(Buffer.from(t.data))).toBe(true);
+      }
+    }
+  });
+
   it('jpeg keeps one band for grey and paints nodata in the nodata colour', async () => {
     const t = pattern(1, true);
     t.data.fill(40);

@@ -14,7 +14,8 @@ function random(seed: number): () => number {
 
 function roundTrips(data: Uint8Array): void {
   const z = huffmanZlib(data);
-  expect(Buffer.from(inflateSync(z)).equals(Buffer.from(data))).toBe(true);
+  expect(z).not.toBeNull();
+  expect(Buffer.from(inflateSync(z!)).equals(Buffer.from(data))).toBe(true);
 }
 
 describe('Huffman-only zlib streams', () => {
@@ -29,6 +30,14 @@ describe('Huffman-only zlib streams', () => {
     // a view at an odd offset of a larger buffer
     const big = Uint8Array.from({ length: 5001 }, (_, i) => (i * 7) & 255);
     roundTrips(big.subarray(1, 4000));
+  });
+
+  it('declines data it would code in fewer bits a byte than asked (smooth data is for string matching)', () => {
+    const smooth = new Uint8Array(10_000).fill(3);
+    expect(huffmanZlib(smooth, 2.5)).toBeNull();
+    const rnd = random(2);
+    const noisy = Uint8Array.from({ length: 10_000 }, () => Math.floor(rnd() * 256));
+    expect(huffmanZlib(noisy, 2.5)).not.toBeNull();
   });
 
   it('limits code lengths and keeps the code complete when counts are Fibonacci-skewed', () => {

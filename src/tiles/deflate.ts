@@ -130,8 +130,11 @@ function canonicalCodes(lengths: Uint8Array, n: number, codes: Int32Array): void
 /**
  * zlib stream of `data`: one final deflate block with a dynamic Huffman code over its bytes. The result is a
  * view of a buffer the next call overwrites: copy it (the png writer does) before calling again.
+ *
+ * null, without writing anything, when the code would spend fewer than `minBitsPerByte` bits a byte: such data
+ * is smooth enough for string matching (zlib) to do far better, Huffman coding never going under a bit a byte.
  */
-export function huffmanZlib(data: Uint8Array): Uint8Array {
+export function huffmanZlib(data: Uint8Array, minBitsPerByte = 0): Uint8Array | null {
   const n = data.length;
   const adler = countBytes(data);
   freq[EOB] = 1;
@@ -140,6 +143,11 @@ export function huffmanZlib(data: Uint8Array): Uint8Array {
   for (let s = 0; s < 256 && distinct < 2; s++) if (freq[s] > 0) distinct++;
   if (distinct === 0) freq[0] = 1;
   huffmanLengths(freq, 257, MAX_LITERAL_BITS, litLength);
+  if (minBitsPerByte > 0) {
+    let bits = 0;
+    for (let s = 0; s < 256; s++) bits += freq[s] * litLength[s];
+    if (bits < n * minBitsPerByte) return null;
+  }
   canonicalCodes(litLength, 257, litCode);
 
   // The code lengths of 257 literal/length codes and of 2 distance codes (never used, but decoders want a
