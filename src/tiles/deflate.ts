@@ -131,12 +131,14 @@ function canonicalCodes(lengths: Uint8Array, n: number, codes: Int32Array): void
  * zlib stream of `data`: one final deflate block with a dynamic Huffman code over its bytes. The result is a
  * view of a buffer the next call overwrites: copy it (the png writer does) before calling again.
  *
- * null, without writing anything, when the code would spend fewer than `minBitsPerByte` bits a byte: such data
- * is smooth enough for string matching (zlib) to do far better, Huffman coding never going under a bit a byte.
+ * null, without writing anything, when the code would spend fewer than `minBitsPerByte` bits a byte, or when more
+ * than a `maxRunShare` of the bytes lie in runs of equal bytes (from their 4th on): string matching (zlib) does
+ * far better on such data (smooth, or with flat areas), Huffman coding never going under a bit a byte.
  */
-export function huffmanZlib(data: Uint8Array, minBitsPerByte = 0): Uint8Array | null {
+export function huffmanZlib(data: Uint8Array, minBitsPerByte = 0, maxRunShare = 1): Uint8Array | null {
   const n = data.length;
   const adler = countBytes(data);
+  if (runBytes > n * maxRunShare) return null;
   freq[EOB] = 1;
   // an empty input still needs a symbol besides EOB
   let distinct = 0;
@@ -230,8 +232,11 @@ export function huffmanZlib(data: Uint8Array, minBitsPerByte = 0): Uint8Array | 
   return out.subarray(0, w.at);
 }
 
+/** Bytes that are the 4th or later of a run of equal bytes, in countBytes' last data (its first n - n % 4). */
+let runBytes = 0;
+
 /**
- * Counts the byte values of `data` into freq and returns its Adler-32, in one pass four bytes a step: four
+ * Counts the byte values of `data` into freq (and runBytes) and returns its Adler-32, in one pass four bytes a step: four
  * tables of counts, so that equal neighbours do not wait on each other's increments.
  */
 function countBytes(data: Uint8Array): number {
@@ -249,6 +254,9 @@ function countBytes(data: Uint8Array): number {
   }
   let a = 1;
   let b = 0;
+  let inRuns = 0;
+  let run = 0;
+  let prev = -1;
   for (let i = 0; i < n4; ) {
     const end = Math.min(n4, i + ADLER_RUN);
     for (; i < end; i += 4) {
@@ -262,10 +270,21 @@ function countBytes(data: Uint8Array): number {
       counts4[768 + v3]++;
       b += 4 * a + 4 * v0 + 3 * v1 + 2 * v2 + v3;
       a += v0 + v1 + v2 + v3;
+      // the length of the run of equal bytes each one ends; from 4 bytes on, string matching can code it
+      run = v0 === prev ? run + 1 : 0;
+      inRuns += run >= 3 ? 1 : 0;
+      run = v1 === v0 ? run + 1 : 0;
+      inRuns += run >= 3 ? 1 : 0;
+      run = v2 === v1 ? run + 1 : 0;
+      inRuns += run >= 3 ? 1 : 0;
+      run = v3 === v2 ? run + 1 : 0;
+      inRuns += run >= 3 ? 1 : 0;
+      prev = v3;
     }
     a %= ADLER_MOD;
     b %= ADLER_MOD;
   }
+  runBytes = inRuns;
   // the last k = n - n4 bytes: a gains their sum; b gains k * a plus each byte times its distance to the end + 1,
   // which is the sum of their running sums above
   b = (b + (n - n4) * a + tb) % ADLER_MOD;
