@@ -130,26 +130,30 @@ export const inflateIntoSupported = ((): boolean => {
   }
 })();
 
+/** Rows xa..xb, ya..yb of a decoded block (left edge bx0, top by0, tw pixels wide) to copy into the window `out`
+ * (W pixels wide, origin x0, y0). */
+interface BlockRows {
+  src: Uint8Array;
+  tw: number;
+  bx0: number;
+  by0: number;
+  xa: number;
+  xb: number;
+  ya: number;
+  yb: number;
+  out: Uint8Array;
+  W: number;
+  x0: number;
+  y0: number;
+}
+
 /**
- * Rows xa..xb, ya..yb of an RGB block (left edge bx0, top by0, tw pixels wide) whose 8-bit horizontal predictor is
- * still to undo, into the window `out` (W pixels wide, origin x0, y0): the predictor's running sums along each
- * row, from the block's left edge, stored from xa on. Module functions, not closures of readBlocks: optimised in
+ * The rows of an RGB block whose 8-bit horizontal predictor is still to undo: the predictor's running sums along
+ * each row, from the block's left edge, stored from xa on. Module functions, not closures of readBlocks: optimised in
  * the middle of one of its loops, a function is compiled whole, and the closure was compiled ~35 times a build.
  */
-function copyPredictedRgb(
-  src: Uint8Array,
-  tw: number,
-  bx0: number,
-  by0: number,
-  xa: number,
-  xb: number,
-  ya: number,
-  yb: number,
-  out: Uint8Array,
-  W: number,
-  x0: number,
-  y0: number,
-): void {
+function copyPredictedRgb(rows: BlockRows): void {
+  const { src, tw, bx0, by0, xa, xb, ya, yb, out, W, x0, y0 } = rows;
   for (let y = ya; y < yb; y++) {
     const r = (y - by0) * tw * 3;
     const from = r + (xa - bx0) * 3;
@@ -174,24 +178,9 @@ function copyPredictedRgb(
   }
 }
 
-/** Rows xa..xb, ya..yb of a decoded block (spp samples a pixel) into the window, the `wanted` samples only. */
-function copyRows(
-  src: Uint8Array,
-  tw: number,
-  spp: number,
-  bx0: number,
-  by0: number,
-  xa: number,
-  xb: number,
-  ya: number,
-  yb: number,
-  out: Uint8Array,
-  W: number,
-  x0: number,
-  y0: number,
-  wanted: number[],
-  whole: boolean,
-): void {
+/** The rows of a decoded block (spp samples a pixel) into the window, the `wanted` samples only. */
+function copyRows(rows: BlockRows, spp: number, wanted: number[], whole: boolean): void {
+  const { src, tw, bx0, by0, xa, xb, ya, yb, out, W, x0, y0 } = rows;
   const nw = wanted.length;
   for (let y = ya; y < yb; y++) {
     const s0 = ((y - by0) * tw + (xa - bx0)) * spp;
@@ -577,12 +566,13 @@ export class GeoTiffSource {
       const yb = Math.min(y1, by * th + rows);
       const xa = Math.max(x0, bx * tw);
       const xb = Math.min(x1, bx * tw + tw);
+      const block: BlockRows = { src, tw, bx0: bx * tw, by0: by * th, xa, xb, ya, yb, out, W, x0, y0 };
       if (deferred && whole && spp === 3) {
-        copyPredictedRgb(src, tw, bx * tw, by * th, xa, xb, ya, yb, out, W, x0, y0);
+        copyPredictedRgb(block);
         return;
       }
       if (deferred) undoPredictor8(src.subarray(0, tw * rows * spp), tw * spp, spp);
-      copyRows(src, tw, spp, bx * tw, by * th, xa, xb, ya, yb, out, W, x0, y0, wanted, whole);
+      copyRows(block, spp, wanted, whole);
     };
     const jobs: Promise<void>[] = [];
     for (let by = Math.floor(y0 / th); by * th < y1; by++) {
