@@ -7,6 +7,7 @@ import { Inflate, constants as zlibConstants, deflateSync, inflateSync } from 'n
 import type { GeoTIFF, GeoTIFFImage } from 'geotiff';
 import { TuileError, errorMessage } from '../errors.js';
 import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
+import { releaseBuffer, spareBuffer } from './buffers.js';
 import type { SourceWindow } from './resample.js';
 
 // geotiff.js's CommonJS build, required: its ES module graph takes ~20 ms longer to load, in each thread of a build
@@ -73,33 +74,25 @@ class NativeDeflateDecoder extends BaseDecoder {
   }
 }
 
-/**
- * Decoded blocks that readBlocks has copied out, for the next inflates of this thread. A fresh 0.8 MB output per
- * block cost more than the inflate itself: ~200 page faults to fill it (expensive in a VM), and the collector
- * ran after the churn.
- */
-const freeBlocks: ArrayBuffer[] = [];
-const MAX_FREE_BLOCKS = 8;
-/** Buffers inflateBlock handed out: only those come back (other codecs' outputs may be geotiff.js's own). */
+/** Buffers inflateBlock handed out (buffers.ts's): only those go back, other codecs' outputs may be geotiff.js's. */
 const pooled = new WeakSet<ArrayBufferLike>();
 
 /** Gives a decoded block's buffer back once its pixels are copied. */
 function releaseBlock(buffer: ArrayBufferLike): void {
-  if (pooled.has(buffer) && freeBlocks.length < MAX_FREE_BLOCKS) freeBlocks.push(buffer as ArrayBuffer);
+  if (pooled.has(buffer)) releaseBuffer(new Uint8Array(buffer));
 }
 
 /**
- * Inflates into a buffer of `size` bytes, reused when one is free. Node's zlib has no public way to inflate into a
- * given buffer: its synchronous path writes into the stream's `_outBuffer` (`_chunkSize` bytes), which is set
- * here. Checked once at start-up against a known stream; without it, inflateSync.
+ * Inflates into a buffer of `size` bytes, reused when one is free (a fresh 0.8 MB output per block cost more than
+ * the inflate itself). Node's zlib has no public way to inflate into a given buffer: its synchronous path writes
+ * into the stream's `_outBuffer` (`_chunkSize` bytes), which is set here. Checked once at start-up against a
+ * known stream; without it, inflateSync.
  */
 function inflateBlock(input: Uint8Array, size: number): Uint8Array {
   if (!inflateIntoSupported) return inflateSync(input, { chunkSize: Math.max(64, size) });
-  let target: ArrayBuffer | undefined;
-  while ((target = freeBlocks.pop()) !== undefined && target.byteLength !== size);
-  target ??= new ArrayBuffer(size);
-  const out = inflateInto(input, new Uint8Array(target));
-  if (out.buffer === target) pooled.add(target);
+  const target = spareBuffer(size);
+  const out = inflateInto(input, target);
+  if (out.buffer === target.buffer) pooled.add(target.buffer);
   return out;
 }
 

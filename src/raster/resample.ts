@@ -1,7 +1,7 @@
 // Resampling kernels on pixel centres (nearest, bilinear, Keys cubic, Lanczos-3) with gdalwarp's semantics.
 
 import { TuileError } from '../errors.js';
-import { zeroedBuffer } from '../tiles/merge.js';
+import { zeroedBuffer } from './buffers.js';
 
 export type Kernel = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
 

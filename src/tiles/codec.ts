@@ -4,6 +4,7 @@
 import type { Sharp, SharpOptions } from 'sharp';
 import { createRequire } from 'node:module';
 import { crc32, deflateSync } from 'node:zlib';
+import { LITTLE_ENDIAN } from '../raster/buffers.js';
 import { huffmanZlib } from './deflate.js';
 import { isOpaque, type RawTile } from './merge.js';
 
@@ -39,13 +40,8 @@ function interleave(t: RawTile, withAlpha: boolean, background?: number[]): { bu
   const n = t.width * t.height;
   const bands = t.bands;
   if (!withAlpha) return { buf: background ? flatten(t, background) : t.data, channels: bands };
-  const ch = bands + 1;
-  const out = new Uint8Array(n * ch);
-  for (let i = 0; i < n; i++) {
-    for (let b = 0; b < bands; b++) out[i * ch + b] = t.data[i * bands + b];
-    out[i * ch + bands] = t.alpha[i];
-  }
-  return { buf: out, channels: ch };
+  // a buffer of its own: libvips reads it after this call returns
+  return { buf: interleaveAlpha(t, new Uint8Array(n * (bands + 1))), channels: bands + 1 };
 }
 
 /** Colour over `background` by alpha, in a copy: (colour * a + background * (255 - a)) / 255, rounded. */
@@ -126,8 +122,9 @@ const PNG_SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x
  * PNG without libvips: colour (and alpha when not opaque) interleaved straight into filtered rows, compressed in
  * the calling thread (a build has a worker per core: handing zlib to libuv's pool only added thread switches and
  * chunk copies). No pipeline set-up per tile, and no libvips threads contending with the workers.
- * - By default the "average" filter on every row and Huffman coding only (deflate.ts): on the bench raster 12 %
- *   larger than zlib level 1 and 3x faster to compress, which takes a png build's time down by about a tenth.
+ * - By default the "average" filter on every row, then Huffman coding only (deflate.ts, 3x faster than zlib level
+ *   1) for noisy rows, zlib level 1 for smooth ones and ones with runs: on the bench raster 5 % larger than zlib
+ *   level 1 throughout, as large on a MODIS scene.
  * - With a zlib level (`--png-level`, 0-9): the "up" filter and zlib at that level; level 1 is 1 % larger than
  *   libvips' adaptive filters at level 2, for ~40 % less encoding time.
  */
@@ -141,7 +138,10 @@ async function encodePng(t: RawTile, opaque: boolean, level: number | undefined)
   if (pngScratch.length < height * stride) pngScratch = new Uint8Array(height * stride);
   const f = pngScratch.subarray(0, height * stride);
   if (level === undefined) {
-    if (rowBytes % 4 === 0 && LITTLE_ENDIAN) averageWords(opaque ? data : interleaveAlpha(t), height, rowBytes, ch, f);
+    if (rowBytes % 4 === 0 && LITTLE_ENDIAN) {
+      if (!opaque && alphaScratch.length < height * rowBytes) alphaScratch = new Uint8Array(height * rowBytes);
+      averageWords(opaque ? data : interleaveAlpha(t, alphaScratch), height, rowBytes, ch, f);
+    }
     else {
       interleaveRows(t, opaque, f, stride);
       averageFilter(f, height, stride, ch);
@@ -205,16 +205,13 @@ function interleaveRows(t: RawTile, opaque: boolean, f: Uint8Array, stride: numb
   }
 }
 
-/** Colour and alpha interleaved into a scratch of whole rows. */
-function interleaveAlpha(t: RawTile): Uint8Array {
+/** Colour and alpha interleaved into `out` (whole rows, from its start). */
+function interleaveAlpha(t: RawTile, out: Uint8Array): Uint8Array {
   const { width, height, bands, data, alpha } = t;
-  const ch = bands + 1;
   const n = width * height;
-  if (alphaScratch.length < n * ch) alphaScratch = new Uint8Array(n * ch);
-  const out = alphaScratch;
-  if (bands === 3 && LITTLE_ENDIAN) {
+  if (bands === 3 && LITTLE_ENDIAN && out.byteOffset % 4 === 0) {
     // RGBA words: one store a pixel
-    const o32 = new Uint32Array(out.buffer, 0, n);
+    const o32 = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0, d = 0; i < n; i++, d += 3) o32[i] = data[d] | (data[d + 1] << 8) | (data[d + 2] << 16) | (alpha[i] << 24);
     return out;
   }
@@ -225,10 +222,7 @@ function interleaveAlpha(t: RawTile): Uint8Array {
   return out;
 }
 
-/** The byte order of typed-array words: the word-wise filters above assume little-endian (s390x is not). */
-const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
-
-/** Interleaved pixels of interleaveAlpha. */
+/** encodePng's interleaved pixels of tiles with alpha. */
 let alphaScratch = new Uint8Array(0);
 
 /**
@@ -274,7 +268,6 @@ function averageFilter(f: Uint8Array, height: number, stride: number, ch: number
   f[0] = 3; // the first row has no upper neighbours: half its left one
   for (let i = stride - 1; i > ch; i--) f[i] = (f[i] - (f[i - ch] >> 1)) & 255;
 }
-
 
 /** Filtered rows of encodePng, before zlib. */
 let pngScratch = new Uint8Array(0);

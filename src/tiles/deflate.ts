@@ -3,6 +3,8 @@
 // zlib level 1's size at a third of its time, which makes it the png tile encoder of builds (codec.ts). It is
 // what zlib writes with Z_HUFFMAN_ONLY, with one code for the whole input instead of one per 16 K symbols.
 
+import { LITTLE_ENDIAN } from '../raster/buffers.js';
+
 const EOB = 256;
 /**
  * Longest literal code. Deflate allows 15; 12 lets two codes (24 bits) join a bit buffer holding fewer than 8
@@ -295,8 +297,6 @@ function countBytes(data: Uint8Array): number {
 
 /** Codes of two bytes (the first one's in the low bits) by their 16-bit read, with their length in bits 24 and up. */
 const pairCode = new Int32Array(65536);
-/** The byte order of typed-array reads (s390x is big-endian). */
-const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /**
  * The data, two bytes a step through pairCode (a code of at most 24 bits), with the writer's state in locals:

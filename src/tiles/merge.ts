@@ -1,6 +1,7 @@
 // Pixel arithmetic between tiles: overviews from four children, and compositing one tile over another.
 // Alpha is a coverage weight: colours are averaged premultiplied so nodata never bleeds into data.
 
+import { releaseBuffer, zeroedBuffer } from '../raster/buffers.js';
 import type { ResampledTile } from '../raster/resample.js';
 
 export type RawTile = ResampledTile;
@@ -9,28 +10,10 @@ export function blankTile(size: number, bands: number): RawTile {
   return { width: size, height: size, bands, data: zeroedBuffer(size * size * bands), alpha: zeroedBuffer(size * size) };
 }
 
-/** Pixel buffers of tiles this thread is done with (releaseTile), by length, for its next tiles. */
-const spareBuffers = new Map<number, Uint8Array[]>();
-const MAX_SPARE_BUFFERS = 16;
-
-/**
- * A zeroed buffer of n bytes, one a released tile held when there is one: a build makes ~0.3 MB of tile
- * pixels a tile, and fresh ones cost page faults and collections.
- */
-export function zeroedBuffer(n: number): Uint8Array {
-  const b = spareBuffers.get(n)?.pop();
-  return b ? b.fill(0) : new Uint8Array(n);
-}
-
 /** Gives a tile's buffers back to this thread's next tiles: nothing may read the tile afterwards. */
 export function releaseTile(t: RawTile): void {
-  for (const b of [t.data, t.alpha]) {
-    // only whole buffers: a view may share its buffer with something else
-    if (b.byteOffset !== 0 || b.byteLength !== b.buffer.byteLength || !(b.buffer instanceof ArrayBuffer)) continue;
-    let list = spareBuffers.get(b.length);
-    if (!list) spareBuffers.set(b.length, (list = []));
-    if (list.length < MAX_SPARE_BUFFERS && !list.includes(b)) list.push(b);
-  }
+  releaseBuffer(t.data);
+  releaseBuffer(t.alpha);
 }
 
 /** True when no pixel has any coverage. */
