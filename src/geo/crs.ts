@@ -345,7 +345,7 @@ export function crsFromGeoKeys(keys: Record<string, unknown>): Crs {
     throw new TuileError('NotGeoreferenced', 'GeoKeys hold neither a model type nor a CRS code');
   }
   if (model === 1) {
-    if (pcs !== undefined && pcs !== USER_DEFINED && pcs !== 0) return crsFromEpsg(pcs);
+    if (pcs !== undefined && pcs !== USER_DEFINED && pcs !== 0) return withLinearUnit(crsFromEpsg(pcs), keys);
     return userProjected(keys);
   }
   if (model === 2) {
@@ -358,9 +358,10 @@ export function crsFromGeoKeys(keys: Record<string, unknown>): Crs {
     }
     const unit = angularUnit(keys);
     if (unit.degrees !== 1) {
+      // GDAL (3.6) converts the outline of such a file to degrees but gdalwarp then finds no pixel of it
       throw new TuileError(
         'UnsupportedCrs',
-        `geographic coordinates in angular unit ${unit.code} are not supported (only degrees)`,
+        `GeogAngularUnitsGeoKey = ${unit.code} (${ANGULAR_NAMES[unit.code] ?? 'unknown'}): a user-defined geographic CRS in another unit than degrees is not placed consistently by GDAL; only degrees are read`,
       );
     }
     const base = baseGeographic(keys, unit);
@@ -369,6 +370,18 @@ export function crsFromGeoKeys(keys: Record<string, unknown>): Crs {
   if (model === 3) throw new TuileError('UnsupportedCrs', 'geocentric model (GTModelTypeGeoKey = 3) is not supported');
   throw new TuileError('UnsupportedCrs', `unknown GTModelTypeGeoKey ${model}`);
 }
+
+const ANGULAR_NAMES: Record<number, string> = {
+  9101: 'radian',
+  9102: 'degree',
+  9103: 'arc-minute',
+  9104: 'arc-second',
+  9105: 'grad',
+  9106: 'gon',
+  9110: 'sexagesimal DDD.MMSSsss',
+  9122: 'degree',
+  32767: 'user-defined',
+};
 
 interface AngularUnit {
   code: number;
@@ -520,20 +533,38 @@ function ellipsoidTokens(keys: GeoKeys, datum: number | undefined): string {
   return '+ellps=WGS84';
 }
 
-function linearUnit(keys: GeoKeys): { token: string; meters: number } {
+const PROJ4_UNIT_METERS: Record<string, number> = { m: 1, km: 1000, ft: 0.3048, 'us-ft': 1200 / 3937 };
+
+/**
+ * An EPSG projected CRS whose ProjLinearUnitsGeoKey names another unit: the file's coordinates are in that unit
+ * (older writers give a metre code with feet, or the reverse), and GDAL reads them so. proj4's +x_0/+y_0 stay
+ * in metres whatever +units says, so changing the unit keeps the projection's origin where it is.
+ */
+function withLinearUnit(crs: Crs, keys: GeoKeys): Crs {
+  if (keyNumber(keys, 'ProjLinearUnitsGeoKey') === undefined || crs.isGeographic) return crs;
+  const lin = linearUnit(keys);
+  const own = crs.units.startsWith('to_meter=') ? Number(crs.units.slice(9)) : PROJ4_UNIT_METERS[crs.units];
+  if (own !== undefined && Math.abs(own - lin.meters) <= 1e-12 * lin.meters) return crs;
+  const tokens = tokenize(crs.proj4).filter(([k]) => k !== 'units' && k !== 'to_meter' && k !== 'no_defs' && k !== 'type');
+  const def = `${joinTokens(tokens)} ${lin.token} +no_defs +type=crs`;
+  // the EPSG definition passed checkUsable already: a unit changes no projection math
+  return { name: `${crs.name} in ${lin.name} (ProjLinearUnitsGeoKey)`, proj4: def, isGeographic: false, units: unitsOf(tokenize(def)) };
+}
+
+function linearUnit(keys: GeoKeys): { token: string; meters: number; name: string } {
   const code = keyNumber(keys, 'ProjLinearUnitsGeoKey') ?? 9001;
   switch (code) {
     case 9001:
-      return { token: '+units=m', meters: 1 };
+      return { token: '+units=m', meters: 1, name: 'metres' };
     case 9002:
-      return { token: '+units=ft', meters: 0.3048 };
+      return { token: '+units=ft', meters: 0.3048, name: 'feet' };
     case 9003:
-      return { token: '+units=us-ft', meters: 1200 / 3937 };
+      return { token: '+units=us-ft', meters: 1200 / 3937, name: 'US survey feet' };
     case 9036:
-      return { token: '+units=km', meters: 1000 };
+      return { token: '+units=km', meters: 1000, name: 'kilometres' };
     case USER_DEFINED: {
       const size = keyNumber(keys, 'ProjLinearUnitSizeGeoKey');
-      if (size !== undefined && size > 0) return { token: `+to_meter=${size}`, meters: size };
+      if (size !== undefined && size > 0) return { token: `+to_meter=${size}`, meters: size, name: `units of ${size} m` };
     }
   }
   throw new TuileError(
@@ -563,6 +594,14 @@ function utmFromProjectionKey(code: number | undefined): string | undefined {
 
 function userProjected(keys: GeoKeys): Crs {
   const unit = angularUnit(keys);
+  if (unit.degrees !== 1) {
+    // GDAL (3.6) reads these parameters as degrees whatever the key says, other readers convert them: a file that
+    // lands in two places depending on the reader is refused rather than placed at one of them
+    throw new TuileError(
+      'UnsupportedCrs',
+      `GeogAngularUnitsGeoKey = ${unit.code} (${ANGULAR_NAMES[unit.code] ?? 'unknown'}): the parameters of a user-defined projection in another unit than degrees are read differently by GDAL and by the GeoTIFF specification`,
+    );
+  }
   const base = baseGeographic(keys, unit);
   const lin = linearUnit(keys);
   const ct = keyNumber(keys, 'ProjCoordTransGeoKey');

@@ -83,6 +83,26 @@ export function footprint3857(info: RasterInfo): Bbox {
     }
   }
   toLonLat.forwardArray(pts);
+  // Longitudes past ±180 (a geographic raster over the antimeridian): PM has no room for them, proj wraps them to
+  // the other side of the world, and gdalwarp -t_srs EPSG:3857 fails on such a file; refused, not cut silently.
+  // A hundredth of a pixel of slack for global grids whose edges round to a hair beyond 180.
+  const slack = 0.01 * Math.hypot(g[1], g[4]) * (info.crs.isGeographic ? 1 : 0);
+  let west = Infinity;
+  let east = -Infinity;
+  for (let i = 0; i < pts.length; i += 2) {
+    if (Number.isFinite(pts[i])) {
+      west = Math.min(west, pts[i]);
+      east = Math.max(east, pts[i]);
+    }
+  }
+  if (west < -180 - slack || east > 180 + slack) {
+    throw new TuileError(
+      'UnsupportedRaster',
+      west < 180 && east > -180
+        ? `${info.path}: it spans longitudes ${west.toFixed(6)} to ${east.toFixed(6)}, across the antimeridian; split it at 180° (gdalwarp -te) and deliver both parts`
+        : `${info.path}: its longitudes ${west.toFixed(6)} to ${east.toFixed(6)} lie outside -180..180`,
+    );
+  }
   const b: Bbox = { minX: Infinity, minY: Infinity, maxX: -Infinity, maxY: -Infinity };
   for (let i = 0; i < pts.length; i += 2) {
     if (!Number.isFinite(pts[i]) || !Number.isFinite(pts[i + 1])) continue;

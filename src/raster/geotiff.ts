@@ -8,6 +8,7 @@ import type { GeoTIFF, GeoTIFFImage } from 'geotiff';
 import { TuileError, errorMessage } from '../errors.js';
 import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
 import { releaseBuffer, spareBuffer } from './buffers.js';
+import { readGeoTransform } from './georef.js';
 import type { SourceWindow } from './resample.js';
 
 // geotiff.js's CommonJS build, required: its ES module graph takes ~20 ms longer to load, in each thread of a build
@@ -251,32 +252,6 @@ async function tagValue(image: GeoTIFFImage, name: string): Promise<any> {
   return fd.loadValue(name);
 }
 
-function readGeoTransform(image: GeoTIFFImage, pixelIsArea: boolean, path: string): GeoTransform {
-  const fd = image.fileDirectory as any;
-  let g: GeoTransform;
-  const mt = fd.hasTag('ModelTransformation') ? fd.getValue('ModelTransformation') : undefined;
-  if (mt && mt.length >= 8) {
-    g = [mt[3], mt[0], mt[1], mt[7], mt[4], mt[5]];
-  } else {
-    const tp = fd.hasTag('ModelTiepoint') ? fd.getValue('ModelTiepoint') : undefined;
-    const ps = fd.hasTag('ModelPixelScale') ? fd.getValue('ModelPixelScale') : undefined;
-    if (!tp || !ps || tp.length < 6 || ps.length < 2) {
-      throw new TuileError('NotGeoreferenced', `${path}: no georeferencing (no ModelTiepoint/ModelPixelScale or ModelTransformation tags)`);
-    }
-    // A single tiepoint (i, j) -> (X, Y); GDAL ignores extra tiepoints when a pixel scale is present.
-    g = [tp[3] - tp[0] * ps[0], ps[0], 0, tp[4] + tp[1] * ps[1], 0, -ps[1]];
-  }
-  if (!g.every(Number.isFinite) || g[1] * g[5] - g[2] * g[4] === 0) {
-    throw new TuileError('NotGeoreferenced', `${path}: degenerate georeferencing`);
-  }
-  if (!pixelIsArea) {
-    // PixelIsPoint: the tiepoint names the pixel centre; shift to the corner as GDAL does.
-    g[0] -= 0.5 * (g[1] + g[2]);
-    g[3] -= 0.5 * (g[4] + g[5]);
-  }
-  return g;
-}
-
 /** An open GeoTIFF delivery file. One instance per thread; reads are windowed. */
 export class GeoTiffSource {
   private decoder: Promise<{ decoder: unknown; deferred: boolean }> | null = null;
@@ -355,7 +330,6 @@ export class GeoTiffSource {
     const geoKeys = image.getGeoKeys();
     if (!geoKeys) throw new TuileError('NotGeoreferenced', `${path}: no GeoKeys (not a GeoTIFF)`);
     const pixelIsArea = geoKeys.GTRasterTypeGeoKey !== 2;
-    const geoTransform = readGeoTransform(image, pixelIsArea, path);
     let crs: Crs;
     try {
       crs = crsFromGeoKeys(geoKeys as Record<string, unknown>);
@@ -363,6 +337,7 @@ export class GeoTiffSource {
       if (err instanceof TuileError) throw new TuileError(err.code, `${path}: ${err.message}`);
       throw err;
     }
+    const geoTransform = readGeoTransform(image, pixelIsArea, path);
 
     const photometric = (await tagValue(image, 'PhotometricInterpretation')) as number | undefined;
     const extra = ((await tagValue(image, 'ExtraSamples')) as number[] | undefined) ?? [];
