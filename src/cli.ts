@@ -9,12 +9,15 @@ import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles.js';
 import type { TileFormat } from './tiles/codec.js';
 import { KERNEL_NAMES } from './raster/resample.js';
+import { parseScale } from './raster/scale.js';
 import { WorkerPool } from './pyramid/workers.js';
 
 const USAGE = `usage:
   tuile build <input.tif>... --out DIR [--parent DIR] [--bottom N] [--top N] [--compression jpg|png|webp]
               [--interpolation nn|linear|bicubic|lanczos] [--quality Q] [--png-level L]
-              [--nodata V[,V,V]] [--bands B[,B,B]] [--workers N] [--quiet]
+              [--nodata V[,V,V]] [--bands B[,B,B]] [--scale MIN,MAX[,MIN,MAX...]] [--workers N] [--quiet]
+      --scale: maps MIN..MAX onto 0..255 (one pair for all bands or one per band), as gdal_translate -scale;
+               16-bit inputs without it use each band's minimum and maximum
       --parent DIR: an update of that pyramid: only the tiles the inputs change are stored, the rest
                     read through its chain; levels, compression, interpolation, quality and nodata
                     default to the parent's
@@ -68,6 +71,7 @@ async function build(args: string[]): Promise<void> {
       'png-level': { type: 'string' },
       nodata: { type: 'string' },
       bands: { type: 'string' },
+      scale: { type: 'string' },
       workers: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
     },
@@ -99,6 +103,7 @@ async function build(args: string[]): Promise<void> {
     pngLevel: intOption(values['png-level'], 'png-level', 0, 9),
     nodataColor: intList(values.nodata, 'nodata'),
     bands: intList(values.bands, 'bands'),
+    scale: values.scale === undefined ? undefined : parseScale(values.scale),
     workers: intOption(values.workers, 'workers', 1, 256),
     onProgress: values.quiet ? undefined : progressBar(),
   };

@@ -17,6 +17,7 @@ import {
   type TileLimits,
 } from '../geo/tms.js';
 import { GeoTiffSource, type OpenOptions, type RasterInfo } from '../raster/geotiff.js';
+import type { ScaleRange } from '../raster/scale.js';
 import type { Kernel } from '../raster/resample.js';
 import type { EncodeOptions, TileFormat } from '../tiles/codec.js';
 import type { RawTile } from '../tiles/merge.js';
@@ -37,6 +38,8 @@ export interface BuildOptions {
   pngLevel?: number;
   nodataColor?: number[];
   bands?: number[];
+  /** MIN,MAX mapped onto 0-255 per band or for all (gdal_translate -scale); 16-bit inputs without it use their own */
+  scale?: ScaleRange[];
   /**
    * Parent pyramid folder: build an update of its chain. Format, interpolation, quality, nodata colour
    * and levels left out are the parent's; a format, level or band count other than the parent's is
@@ -241,7 +244,7 @@ async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number):
   const format = opts.format ?? pd?.tileFormat ?? 'png';
   const kernel = opts.interpolation ?? pd?.interpolation ?? 'bilinear';
   const quality = opts.quality ?? pd?.quality;
-  const openOpts: OpenOptions = { bands: opts.bands, maxPixels: opts.maxPixels };
+  const openOpts: OpenOptions = { bands: opts.bands, maxPixels: opts.maxPixels, scale: opts.scale };
   const inputs = opts.inputs.map((p) => resolve(p));
   if (inputs.length === 0) throw new TuileError('InvalidParameter', 'no input file');
   const out = resolve(opts.out);
@@ -251,8 +254,14 @@ async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number):
   const infos: RasterInfo[] = [];
   for (const p of inputs) {
     const s = await GeoTiffSource.open(p, openOpts);
-    infos.push(s.info);
-    await s.close();
+    try {
+      // a 16-bit file without a range gets its bands' minimum and maximum, as gdal_translate -scale does; once here,
+      // for every thread of the build
+      if (s.info.sampleBits !== 8 && !s.info.scale) (openOpts.fileScales ??= {})[p] = await s.sampleRanges();
+      infos.push(s.info);
+    } finally {
+      await s.close();
+    }
   }
   const boxes = infos.map(footprint3857);
   const bbox = unionBbox(boxes);

@@ -9,6 +9,7 @@ import { TuileError, errorMessage } from '../errors.js';
 import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
 import { releaseBuffer, spareBuffer } from './buffers.js';
 import { readGeoTransform } from './georef.js';
+import { bandRanges, nodataMask, rangeOf, scaleToBytes, type ScaleRange } from './scale.js';
 import type { SourceWindow } from './resample.js';
 
 // geotiff.js's CommonJS build, required: its ES module graph takes ~20 ms longer to load, in each thread of a build
@@ -34,6 +35,10 @@ export interface RasterInfo {
   palette: boolean;
   /** samples are YCbCr (JPEG-compressed RGB as GDAL writes it by default) and are converted to RGB */
   ycbcr: boolean;
+  /** bits of each sample: 8, or 16 (mapped to bytes by `scale`) */
+  sampleBits: number;
+  /** MIN,MAX mapped to 0-255 per colour band (or one for all), as gdal_translate -scale; null: bytes as they are */
+  scale: ScaleRange[] | null;
   samples: number[]; // file sample indices read as colour bands
 }
 
@@ -42,6 +47,10 @@ export interface OpenOptions {
   bands?: number[];
   /** Refuse images with more pixels than this (decompression bombs, absurd headers). */
   maxPixels?: number;
+  /** MIN,MAX to map onto 0-255, per colour band or one for all (gdal_translate -scale); required to read 16-bit samples */
+  scale?: ScaleRange[];
+  /** the scale of each file by path, where it has its own (the per-band minimum and maximum of a 16-bit file) */
+  fileScales?: Record<string, ScaleRange[]>;
 }
 
 // geotiff.js inflates with pako, in JavaScript: Node's zlib is native and about 3x faster, and deflate is
@@ -317,13 +326,14 @@ export class GeoTiffSource {
         `${path}: its ${image.getTileWidth()}x${image.getTileHeight()} blocks decode to ${Math.round(blockBytes / 2 ** 20)} MiB each, over the limit of ${MAX_BLOCK_BYTES / 2 ** 20} MiB; tile it (gdal_translate -co TILED=YES)`,
       );
     }
+    const sampleBits = image.getBitsPerSample(0);
     for (let s = 0; s < spp; s++) {
       const bits = image.getBitsPerSample(s);
       const fmt = image.getSampleFormat(s);
-      if (bits !== 8 || (fmt !== 1 && fmt !== undefined)) {
+      if ((bits !== 8 && bits !== 16) || bits !== sampleBits || (fmt !== 1 && fmt !== undefined)) {
         throw new TuileError(
           'UnsupportedRaster',
-          `${path}: sample ${s + 1} is ${bits}-bit ${fmt === 3 ? 'float' : fmt === 2 ? 'signed' : 'unsigned'}; only 8-bit unsigned samples are supported (convert with gdal_translate -ot Byte -scale)`,
+          `${path}: sample ${s + 1} is ${bits}-bit ${fmt === 3 ? 'float' : fmt === 2 ? 'signed' : 'unsigned'}; only 8-bit and 16-bit unsigned samples are supported (convert with gdal_translate -ot Byte -scale)`,
         );
       }
     }
@@ -415,10 +425,13 @@ export class GeoTiffSource {
       palette,
       ycbcr: photometric === PHOTOMETRIC_YCBCR && !opts.bands,
       samples,
+      sampleBits,
+      scale: opts.fileScales?.[path] ?? opts.scale ?? null,
     };
+    if (info.scale && !palette) rangeOf(info.scale, 0, info.bands);
     const planar = ((await tagValue(image, 'PlanarConfiguration')) as number | undefined) ?? 1;
     const compression = ((await tagValue(image, 'Compression')) as number | undefined) ?? 1;
-    const blockCopy = (planar === 1 || spp === 1) && [1, 5, 8, 32946, 32773].includes(compression);
+    const blockCopy = (planar === 1 || spp === 1) && [1, 5, 8, 32946, 32773].includes(compression) && sampleBits === 8 && !info.scale;
     return new GeoTiffSource(info, tiff, image, mask, colorMap, blockCopy);
   }
 
@@ -435,7 +448,11 @@ export class GeoTiffSource {
       throw new TuileError('Internal', `window ${x0},${y0},${x1},${y1} outside ${info.width}x${info.height}`);
     }
     const wanted = info.alphaSample === null ? info.samples : [...info.samples, info.alphaSample];
+    if (info.sampleBits !== 8 && !info.scale) {
+      throw new TuileError('InvalidParameter', `${info.path}: its samples are ${info.sampleBits}-bit: give the MIN,MAX to map onto 0-255 (--scale)`);
+    }
     let raw: Uint8Array;
+    let nodataAlpha: Uint8Array | null = null;
     try {
       raw = this.blockCopy
         ? await this.readBlocks(x0, y0, x1, y1, wanted, scratch)
@@ -444,6 +461,11 @@ export class GeoTiffSource {
       throw new TuileError('InvalidInput', `${info.path}: cannot decode pixels ${x0},${y0}-${x1},${y1} (${errorMessage(err)})`);
     }
     const n = width * height;
+    if (info.scale && !info.palette) {
+      // nodata is a value of the samples as stored, so it is found before they are scaled
+      nodataAlpha = nodataMask(raw, n, wanted.length, info.bands, info.nodata);
+      raw = scaleToBytes(raw, n, wanted.length, info.bands, info.scale, 2 ** info.sampleBits - 1);
+    }
     const nIn = wanted.length;
     const bands = info.bands;
     let data: Uint8Array;
@@ -469,7 +491,10 @@ export class GeoTiffSource {
       }
     }
     if (info.ycbcr) ycbcrToRgb(data);
-    if (info.nodata !== null && info.nodata >= 0 && info.nodata <= 255 && Number.isInteger(info.nodata)) {
+    if (nodataAlpha) {
+      if (!alpha) alpha = nodataAlpha;
+      else for (let i = 0; i < n; i++) if (nodataAlpha[i] === 0) alpha[i] = 0;
+    } else if (info.nodata !== null && info.nodata >= 0 && info.nodata <= 255 && Number.isInteger(info.nodata) && !info.scale) {
       // A pixel is nodata when every band holds the value (GDAL's unified source nodata).
       const nd = info.nodata;
       const src = info.palette ? raw : data;
@@ -574,6 +599,18 @@ export class GeoTiffSource {
       deferPredictor: deferred,
     } as any);
     return { decoder, deferred };
+  }
+
+  /** Each colour band's minimum and maximum over the raster, nodata left out (what gdal_translate -scale maps onto 0-255). */
+  sampleRanges(): Promise<ScaleRange[]> {
+    const { info } = this;
+    return bandRanges(info, async (y0, y1) => {
+      try {
+        return (await this.image.readRasters({ window: [0, y0, info.width, y1], samples: info.samples, interleave: true })) as unknown as ArrayLike<number>;
+      } catch (err) {
+        throw new TuileError('InvalidInput', `${info.path}: cannot decode pixels 0,${y0}-${info.width},${y1} (${errorMessage(err)})`);
+      }
+    });
   }
 
   async close(): Promise<void> {

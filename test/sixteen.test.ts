@@ -1,0 +1,87 @@
+// 16-bit deliveries: `tuile build --scale` (and without it, each band's minimum and maximum) maps samples to bytes as
+// `gdal_translate -ot Byte -scale` does. Checked by building the 16-bit RGBI file and GDAL's 8-bit conversions of it
+// (test/fixtures/sixteen, made by its make.sh) with the same options: every tile must hold the same pixels.
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PMTilesReader } from '../src/pyramid/pmtiles.js';
+import { decodeTile } from '../src/tiles/codec.js';
+import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
+import { compare } from './helpers/images.js';
+
+const tmp = tempDir('tuile-sixteen-');
+afterAll(() => tmp.cleanup());
+
+function build(name: string, input: string, extra: string[]): string {
+  const out = join(tmp.path, name);
+  const r = runCli(['build', fixture(input), '--out', out, '--compression', 'png', '--interpolation', 'nn', '--workers', '1', '--quiet', ...extra]);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return out;
+}
+
+/** Every tile of two pyramids: the same ids, and their pixels compared. */
+async function sameTiles(a: string, b: string): Promise<{ tiles: number; worstIdentical: number }> {
+  const ra = await PMTilesReader.open(join(a, 'tiles.pmtiles'));
+  const rb = await PMTilesReader.open(join(b, 'tiles.pmtiles'));
+  const d = JSON.parse(runCli(['inspect', a, '--json']).stdout);
+  let tiles = 0;
+  let worstIdentical = 1;
+  try {
+    for (const level of d.levels) {
+      const z = Number(level.id);
+      for (let y = level.limits.minY; y <= level.limits.maxY; y++) {
+        for (let x = level.limits.minX; x <= level.limits.maxX; x++) {
+          const [ta, tb] = await Promise.all([ra.getTile(z, x, y), rb.getTile(z, x, y)]);
+          expect(Boolean(ta), `tile ${z}/${x}/${y}`).toBe(Boolean(tb));
+          if (!ta || !tb) continue;
+          const c = compare(await decodeTile(ta), await decodeTile(tb));
+          expect(c.maskMismatch).toBe(0);
+          worstIdentical = Math.min(worstIdentical, c.identical);
+          tiles++;
+        }
+      }
+    }
+  } finally {
+    await ra.close();
+    await rb.close();
+  }
+  return { tiles, worstIdentical };
+}
+
+describe('16-bit RGBI input', () => {
+  it('--scale MIN,MAX maps every band as gdal_translate -ot Byte -scale MIN MAX 0 255', async () => {
+    const ours = build('scaled', 'sixteen/rgbi_uint16.tif', ['--bands', '1,2,3', '--scale', '1000,3000']);
+    const gdal = build('scaled-ref', 'sixteen/ref_1000_3000.tif', []);
+    const r = await sameTiles(ours, gdal);
+    expect(r.tiles).toBeGreaterThan(3);
+    expect(r.worstIdentical).toBe(1);
+  });
+
+  it('one range per band, with the infrared band chosen by --bands (gdal_translate -b 4 -b 1 -b 2 -scale_N)', async () => {
+    const ours = build('bands', 'sixteen/rgbi_uint16.tif', ['--bands', '4,1,2', '--scale', '1500,4400,300,4300,700,2700']);
+    const gdal = build('bands-ref', 'sixteen/ref_bands_412.tif', []);
+    const r = await sameTiles(ours, gdal);
+    expect(r.tiles).toBeGreaterThan(3);
+    // a rounding at exactly .5 may fall on the other side of GDAL's float arithmetic
+    expect(r.worstIdentical).toBeGreaterThan(0.999);
+  });
+
+  it('without --scale: each band from its minimum to its maximum, as gdal_translate -scale', async () => {
+    const ours = build('auto', 'sixteen/rgbi_uint16.tif', ['--bands', '1,2,3']);
+    const gdal = build('auto-ref', 'sixteen/ref_auto.tif', []);
+    const r = await sameTiles(ours, gdal);
+    expect(r.tiles).toBeGreaterThan(3);
+    expect(r.worstIdentical).toBeGreaterThan(0.999);
+  });
+
+  it('refuses a scale that cannot be applied, in one line', () => {
+    for (const [scale, message] of [
+      ['1000', /--scale takes MIN,MAX/],
+      ['5,5', /two different numbers/],
+      ['0,10,0,20', /2 MIN,MAX pairs for 3 band/],
+    ] as const) {
+      const out = join(tmp.path, `bad-${scale}`);
+      expectRefused(runCli(['build', fixture('sixteen/rgbi_uint16.tif'), '--out', out, '--bands', '1,2,3', '--scale', scale]), out, message);
+    }
+  });
+});
