@@ -19,6 +19,9 @@ describe('GeoTIFF layouts', async () => {
     ['deflate_planar.tif', true],
     ['jpeg_rgb.tif', false],
     ['jpeg_ycbcr.tif', false],
+    ['bigtiff.tif', true],
+    ['cog_deflate.tif', true],
+    ['cog_jpeg.tif', false],
   ] as const) {
     it(`${file} reads like the uncompressed file`, async () => {
       const s = await GeoTiffSource.open(fixture(`layouts/${file}`));

@@ -3,10 +3,8 @@
 // (test/fixtures/sixteen, made by its make.sh) with the same options: every tile must hold the same pixels.
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PMTilesReader } from '../src/pyramid/pmtiles.js';
-import { decodeTile } from '../src/tiles/codec.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
-import { compare } from './helpers/images.js';
+import { sameTiles } from './helpers/pyramids.js';
 
 const tmp = tempDir('tuile-sixteen-');
 afterAll(() => tmp.cleanup());
@@ -17,35 +15,6 @@ function build(name: string, input: string, extra: string[]): string {
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return out;
-}
-
-/** Every tile of two pyramids: the same ids, and their pixels compared. */
-async function sameTiles(a: string, b: string): Promise<{ tiles: number; worstIdentical: number }> {
-  const ra = await PMTilesReader.open(join(a, 'tiles.pmtiles'));
-  const rb = await PMTilesReader.open(join(b, 'tiles.pmtiles'));
-  const d = JSON.parse(runCli(['inspect', a, '--json']).stdout);
-  let tiles = 0;
-  let worstIdentical = 1;
-  try {
-    for (const level of d.levels) {
-      const z = Number(level.id);
-      for (let y = level.limits.minY; y <= level.limits.maxY; y++) {
-        for (let x = level.limits.minX; x <= level.limits.maxX; x++) {
-          const [ta, tb] = await Promise.all([ra.getTile(z, x, y), rb.getTile(z, x, y)]);
-          expect(Boolean(ta), `tile ${z}/${x}/${y}`).toBe(Boolean(tb));
-          if (!ta || !tb) continue;
-          const c = compare(await decodeTile(ta), await decodeTile(tb));
-          expect(c.maskMismatch).toBe(0);
-          worstIdentical = Math.min(worstIdentical, c.identical);
-          tiles++;
-        }
-      }
-    }
-  } finally {
-    await ra.close();
-    await rb.close();
-  }
-  return { tiles, worstIdentical };
 }
 
 describe('16-bit RGBI input', () => {
