@@ -304,6 +304,8 @@ export class JobRunner {
       top: dflt(p.top as number | undefined, 0),
       quality: p.quality as number | undefined,
       nodataColor: p.nodata as number[] | undefined,
+      bands: p.bands as number[] | undefined,
+      scale: p.scale as [number, number][] | undefined,
       workers: this.opts.workers,
     };
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
 import { sameTiles } from './helpers/pyramids.js';
+import { Api, startTuile } from './helpers/tuile.js';
 
 const tmp = tempDir('tuile-sixteen-');
 afterAll(() => tmp.cleanup());
@@ -51,6 +52,33 @@ describe('16-bit RGBI input', () => {
     ] as const) {
       const out = join(tmp.path, `bad-${scale}`);
       expectRefused(runCli(['build', fixture('sixteen/rgbi_uint16.tif'), '--out', out, '--bands', '1,2,3', '--scale', scale]), out, message);
+    }
+  });
+
+  it('the API takes bands and scale as execution parameters', async () => {
+    const data = join(tmp.path, 'data');
+    const t = await startTuile(data);
+    try {
+      const api = new Api(t.base);
+      await api.init();
+      const u = await api.deliver([{ path: 'data/rgbi.tif', file: fixture('sixteen/rgbi_uint16.tif') }], 'EPSG:4326', 'rgbi');
+      expect(u.status).toBe('CLOSED');
+      const bad = await api.call('POST', `${api.d}/processings/executions`, {
+        processing: await api.processing(),
+        inputs: { upload: [u._id] },
+        output: { stored_data: { name: 'bad' } },
+        parameters: { scale: [[7, 7]] },
+      });
+      expect(bad.status).toBe(400);
+      expect(JSON.stringify(bad.body.error_description)).toMatch(/MIN and MAX must differ/);
+      const e = await api.execute({ upload: [u._id] }, { compression: 'png', interpolation: 'nn', bands: [1, 2, 3], scale: [[1000, 3000]] }, 'rgb');
+      const done = (await api.until(`${api.d}/processings/executions/${e._id}`, ['SUCCESS', 'FAILURE'])).entity;
+      expect(done.status).toBe('SUCCESS');
+      const r = await sameTiles(join(data, 'pyramids', e.output.stored_data._id), build('api-ref', 'sixteen/ref_1000_3000.tif', []));
+      expect(r.tiles).toBeGreaterThan(3);
+      expect(r.worstIdentical).toBe(1);
+    } finally {
+      await t.stop();
     }
   });
 });

@@ -27,6 +27,13 @@ export const parametersSchema = z.strictObject({
   top: level.optional(),
   quality: z.number().int().min(1).max(100).optional(),
   nodata: z.array(z.number().int().min(0).max(255)).min(1).max(4).optional(),
+  // tuile's own: 1 or 3 bands of a multispectral delivery, and MIN,MAX pairs mapping 16-bit samples onto 0-255
+  bands: z.array(z.number().int().min(1).max(65535)).refine((b) => b.length === 1 || b.length === 3, 'choose 1 or 3 bands').optional(),
+  scale: z
+    .array(z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo !== hi, 'MIN and MAX must differ'))
+    .min(1)
+    .max(4)
+    .optional(),
 });
 
 const createSchema = z.strictObject({

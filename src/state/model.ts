@@ -236,6 +236,8 @@ export const RASTER_TO_PYRAMID = {
     { name: 'top', mandatory: false, default_value: 0, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
     { name: 'quality', mandatory: false, default_value: 85, constraints: { type: 'integer', minimum: 1, maximum: 100 } },
     { name: 'nodata', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 255 } } },
+    { name: 'bands', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 1 } } },
+    { name: 'scale', mandatory: false, constraints: { type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 2, maxItems: 2 } } },
   ],
 } as const;
 
