@@ -125,3 +125,16 @@ describe(`georeferencing corpus (${manifest.files.length} files, references from
     expect(tally.refused.sort()).toEqual(Object.keys(REFUSED).sort());
   });
 });
+
+describe('longitudes past ±180', () => {
+  it('cuts less than a pixel beyond: a global grid registered on pixel centres builds', () => {
+    // 5° pixels from -182.5 to 177.5 (the antimeridian file of the corpus, 32 pixels across, is refused)
+    const out = join(tmp.path, 'global');
+    const r = runCli(['build', join(FIXTURES, 'global_centres_4326.tif'), '--out', out, '--workers', '1', '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const d = JSON.parse(runCli(['inspect', out, '--json']).stdout);
+    expect(d.bboxLonLat.minX).toBeCloseTo(-180, 9);
+    expect(d.bboxLonLat.maxX).toBeCloseTo(177.5, 9);
+  });
+});

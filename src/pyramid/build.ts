@@ -88,8 +88,9 @@ export function footprint3857(info: RasterInfo): Bbox {
   toLonLat.forwardArray(pts);
   // Longitudes past ±180 (a geographic raster over the antimeridian): PM has no room for them, proj wraps them to
   // the other side of the world, and gdalwarp -t_srs EPSG:3857 fails on such a file; refused, not cut silently.
-  // A hundredth of a pixel of slack for global grids whose edges round to a hair beyond 180.
-  const slack = 0.01 * Math.hypot(g[1], g[4]) * (info.crs.isGeographic ? 1 : 0);
+  // Up to a pixel beyond is cut as before: global grids registered on pixel centres reach half a pixel past 180,
+  // a column that repeats the other edge.
+  const slack = info.crs.isGeographic ? Math.hypot(g[1], g[4]) : 0;
   let west = Infinity;
   let east = -Infinity;
   for (let i = 0; i < pts.length; i += 2) {
