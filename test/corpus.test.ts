@@ -43,6 +43,7 @@ const REFUSED: Record<string, RegExp> = {
   'user_aea_arcsec_user.tif': /GeogAngularUnitsGeoKey.*arc-second/,
   'gcp8_2154.tif': /ModelTiepointTag.*8 tiepoints/,
   'esri_pe_only.tif': /ProjCoordTransGeoKey/,
+  'esri_pe_gtcitation.tif': /ProjCoordTransGeoKey/,
   'citation_only_utm.tif': /ProjCoordTransGeoKey/,
   'citation_imagine_utm.tif': /ProjCoordTransGeoKey/,
   'antimeridian_4326.tif': /antimeridian/,

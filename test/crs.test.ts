@@ -653,3 +653,19 @@ describe('transformer', () => {
     expectClose(t.inverse(x, y), [-9758000, 5148000], MM);
   });
 });
+
+describe('datum shifts as PROJ applies them where the index says otherwise', () => {
+  // GDAL 3.6.2 / PROJ 9.1.1 (osr.CoordinateTransformation, traditional GIS order), no grids installed
+  const gdal: [code: number, x: number, y: number, lon: number, lat: number][] = [
+    [27700, 530000, 182000, -0.1276171080142225, 51.52196410980456], // OSGB36: OSTN15 missing, Helmert (6)
+    [28992, 120000, 488000, 4.873183839906318, 52.37875065519379], // Amersfoort / RD New
+    [5514, -745000, -1040000, 14.385172513275853, 50.11161119672444], // S-JTSK / Krovak East North
+  ];
+  for (const [code, x, y, lon, lat] of gdal) {
+    it(`EPSG:${code} lands where GDAL puts it, within a centimetre`, () => {
+      const [l, p] = transformer(crsFromEpsg(code), WGS84).forward(x, y);
+      expect(Math.abs(l - lon) * 111320 * Math.cos((lat * Math.PI) / 180)).toBeLessThan(0.01);
+      expect(Math.abs(p - lat) * 110574).toBeLessThan(0.01);
+    });
+  }
+});

@@ -82,17 +82,46 @@ const GEOGRAPHIC_PROJ = new Set(['longlat', 'latlong', 'lonlat', 'latlon']);
  */
 const NAD27_TO_WGS84 = '-8,160,176';
 
+/**
+ * Datums whose index definition is not the shift PROJ applies (gdalwarp's, without grids), each checked against
+ * GDAL 3.6 / PROJ 9.1 to the millimetre by the corpus (test/fixtures/corpus): OSGB 1936 names the OSTN15 grid,
+ * whose fallback is the Helmert EPSG:1314 "OSGB36 to WGS 84 (6)"; Amersfoort's index rotations are not the ones
+ * PROJ applies (its 0.5 m Molodensky-Badekas, written here as the same Helmert about the geocentre); S-JTSK's
+ * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector).
+ */
+const SHIFT_AS_PROJ: { ellps: string; grid?: RegExp; towgs84?: string; to: string }[] = [
+  { ellps: 'airy', grid: /OSTN15/i, to: '446.448,-125.157,542.06,0.15,0.247,0.842,-20.489' },
+  {
+    ellps: 'bessel',
+    towgs84: '565.4171,50.3319,465.5524,1.9342,-1.6677,9.1019,4.0725',
+    to: '565.4171,50.3320,465.5524,-0.3989573882431337,0.3439878173782826,-1.877401639980446,4.0725',
+  },
+  { ellps: 'bessel', towgs84: '589,76,480,0,0,0,0', to: '572.213,85.334,461.94,4.9732,1.529,5.2484,3.5378' },
+];
+
 function withoutMissingGrids(tokens: Token[]): Token[] {
   let nad27Grid = false;
+  let dropped = '';
   const kept = tokens.filter(([k, v]) => {
     if (k === 'nadgrids') {
       const keep = v === '@null' || v === 'null';
       // NAD27 proper names these grids; NAD27(76) and NAD27(CGQ77) name others and stay ballpark, as in PROJ
       if (!keep && /ntv2_0\.gsb|conus|ntv1_can|alaska/i.test(v ?? '')) nad27Grid = true;
+      if (!keep) dropped = v ?? '';
       return keep;
     }
     return k !== 'geoidgrids' && k !== 'vunits';
   });
+  const ellps = tokenValue(kept, 'ellps');
+  const towgs84 = tokenValue(kept, 'towgs84');
+  const asProj = SHIFT_AS_PROJ.find(
+    (d) => d.ellps === ellps && (d.grid ? d.grid.test(dropped) && towgs84 === undefined : d.towgs84 === towgs84),
+  );
+  if (asProj) {
+    const out = kept.filter(([k]) => k !== 'towgs84');
+    out.splice(out.findIndex(([k]) => k === 'ellps') + 1, 0, ['towgs84', asProj.to]);
+    return out;
+  }
   const nad27 = (nad27Grid && tokenValue(kept, 'ellps') === 'clrk66') || tokenValue(kept, 'datum') === 'NAD27';
   if (nad27 && tokenValue(kept, 'towgs84') === undefined) {
     // proj4js's own NAD27 datum names grids too: spell it as its ellipsoid plus the Helmert shift
