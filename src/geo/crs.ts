@@ -87,7 +87,9 @@ const NAD27_TO_WGS84 = '-8,160,176';
  * GDAL 3.6 / PROJ 9.1 to the millimetre by the corpus (test/fixtures/corpus): OSGB 1936 names the OSTN15 grid,
  * whose fallback is the Helmert EPSG:1314 "OSGB36 to WGS 84 (6)"; Amersfoort's index rotations are not the ones
  * PROJ applies (its 0.5 m Molodensky-Badekas, written here as the same Helmert about the geocentre); S-JTSK's
- * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector).
+ * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector). BD72 and
+ * Israel 1993 carry coordinate-frame transformations (EPSG:15929, 9676) whose rotations the index left unconverted
+ * to +towgs84's position vector: 60 to 150 m off. DHDN names the BETA2007 grid; its Helmert EPSG:1777 is 0.4 m from it.
  */
 const SHIFT_AS_PROJ: { ellps: string; grid?: RegExp; towgs84?: string; to: string }[] = [
   { ellps: 'airy', grid: /OSTN15/i, to: '446.448,-125.157,542.06,0.15,0.247,0.842,-20.489' },
@@ -97,6 +99,17 @@ const SHIFT_AS_PROJ: { ellps: string; grid?: RegExp; towgs84?: string; to: strin
     to: '565.4171,50.3320,465.5524,-0.3989573882431337,0.3439878173782826,-1.877401639980446,4.0725',
   },
   { ellps: 'bessel', towgs84: '589,76,480,0,0,0,0', to: '572.213,85.334,461.94,4.9732,1.529,5.2484,3.5378' },
+  {
+    ellps: 'intl',
+    towgs84: '-106.8686,52.2978,-103.7239,-0.3366,0.457,-1.8422,-1.2747',
+    to: '-106.8686,52.2978,-103.7239,0.3366,-0.457,1.8422,-1.2747',
+  },
+  {
+    ellps: 'GRS80',
+    towgs84: '23.772,17.49,17.859,0.3132,1.85274,-1.67299,-5.4262',
+    to: '23.772,17.49,17.859,-0.3132,-1.85274,1.67299,-5.4262',
+  },
+  { ellps: 'bessel', grid: /BETA2007/i, to: '598.1,73.7,418.2,0.202,0.045,-2.455,6.7' },
 ];
 
 function withoutMissingGrids(tokens: Token[]): Token[] {

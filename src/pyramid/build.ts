@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, open } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
-import { transformer, WGS84 } from '../geo/crs.js';
+import { transformer, WEB_MERCATOR, WGS84 } from '../geo/crs.js';
 import {
   PM,
   levelForResolution,
@@ -122,9 +122,19 @@ export function footprint3857(info: RasterInfo): Bbox {
   return b;
 }
 
-/** Resolution GDAL would suggest for the warped raster: same pixel count along the diagonal. */
+/**
+ * Resolution gdalwarp suggests for the warped raster (GDALSuggestedWarpOutput2): the distance from the raster's
+ * first corner to its last in Web Mercator over the pixel diagonal. Not the extent's diagonal, which a rotated or
+ * polar raster stretches (a level too coarse on the corpus's rotated and polar files). That one where a corner
+ * does not project.
+ */
 export function suggestedResolution(info: RasterInfo, b: Bbox): number {
-  return Math.hypot(b.maxX - b.minX, b.maxY - b.minY) / Math.hypot(info.width, info.height);
+  const g = info.geoTransform;
+  const { width: w, height: h } = info;
+  const corners = new Float64Array([g[0], g[3], g[0] + w * g[1] + h * g[2], g[3] + w * g[4] + h * g[5]]);
+  transformer(info.crs, WEB_MERCATOR).forwardArray(corners);
+  const d = Math.hypot(corners[2] - corners[0], corners[3] - corners[1]);
+  return (Number.isFinite(d) && d > 0 ? d : Math.hypot(b.maxX - b.minX, b.maxY - b.minY)) / Math.hypot(w, h);
 }
 
 export function unionBbox(boxes: Bbox[]): Bbox {
