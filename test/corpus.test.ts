@@ -47,6 +47,7 @@ const REFUSED: Record<string, RegExp> = {
   'citation_only_utm.tif': /ProjCoordTransGeoKey/,
   'citation_imagine_utm.tif': /ProjCoordTransGeoKey/,
   'antimeridian_4326.tif': /antimeridian/,
+  'epsg32761.tif': /does not project to Web Mercator/,
 };
 
 const tmp = tempDir('tuile-corpus-');

@@ -87,11 +87,13 @@ const NAD27_TO_WGS84 = '-8,160,176';
  * GDAL 3.6 / PROJ 9.1 to the millimetre by the corpus (test/fixtures/corpus): OSGB 1936 names the OSTN15 grid,
  * whose fallback is the Helmert EPSG:1314 "OSGB36 to WGS 84 (6)"; Amersfoort's index rotations are not the ones
  * PROJ applies (its 0.5 m Molodensky-Badekas, written here as the same Helmert about the geocentre); S-JTSK's
- * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector). BD72 and
- * Israel 1993 carry coordinate-frame transformations (EPSG:15929, 9676) whose rotations the index left unconverted
- * to +towgs84's position vector: 60 to 150 m off. DHDN names the BETA2007 grid; its Helmert EPSG:1777 is 0.4 m from it.
+ * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector). BD72,
+ * Israel 1993, Pulkovo 1942(58) and Hong Kong 1980 carry coordinate-frame transformations (EPSG:15929, 9676, 15995,
+ * 1825) whose rotations the index left unconverted to +towgs84's position vector: 40 to 150 m off (PROJ picks
+ * EPSG:1645 for Pulkovo 1942(58) in eastern Germany, 4 m from 15995). DHDN names the BETA2007 grid; its Helmert
+ * EPSG:1777 is 0.4 m from it. NTF has no shift at all in the index; PROJ applies EPSG:1193.
  */
-const SHIFT_AS_PROJ: { ellps: string; grid?: RegExp; towgs84?: string; to: string }[] = [
+const SHIFT_AS_PROJ: { ellps: string; pm?: string; grid?: RegExp; towgs84?: string; to: string }[] = [
   { ellps: 'airy', grid: /OSTN15/i, to: '446.448,-125.157,542.06,0.15,0.247,0.842,-20.489' },
   {
     ellps: 'bessel',
@@ -110,6 +112,18 @@ const SHIFT_AS_PROJ: { ellps: string; grid?: RegExp; towgs84?: string; to: strin
     to: '23.772,17.49,17.859,-0.3132,-1.85274,1.67299,-5.4262',
   },
   { ellps: 'bessel', grid: /BETA2007/i, to: '598.1,73.7,418.2,0.202,0.045,-2.455,6.7' },
+  {
+    ellps: 'krass',
+    towgs84: '2.329,-147.042,-92.08,0.309,-0.325,-0.497,5.69',
+    to: '2.329,-147.042,-92.08,-0.309,0.325,0.497,5.69',
+  },
+  {
+    ellps: 'intl',
+    towgs84: '-162.619,-276.959,-161.764,-0.067753,2.243648,1.158828,-1.094246',
+    to: '-162.619,-276.959,-161.764,0.067753,-2.243648,-1.158828,-1.094246',
+  },
+  // NTF (Paris) only: other Clarke 1880 (IGN) datums without a shift in the index (Voirol, Lome...) are not NTF
+  { ellps: 'clrk80ign', pm: 'paris', to: '-168,-60,320' },
 ];
 
 function withoutMissingGrids(tokens: Token[]): Token[] {
@@ -128,7 +142,10 @@ function withoutMissingGrids(tokens: Token[]): Token[] {
   const ellps = tokenValue(kept, 'ellps');
   const towgs84 = tokenValue(kept, 'towgs84');
   const asProj = SHIFT_AS_PROJ.find(
-    (d) => d.ellps === ellps && (d.grid ? d.grid.test(dropped) && towgs84 === undefined : d.towgs84 === towgs84),
+    (d) =>
+      d.ellps === ellps &&
+      (d.pm === undefined || d.pm === tokenValue(kept, 'pm')) &&
+      (d.grid ? d.grid.test(dropped) && towgs84 === undefined : d.towgs84 === towgs84),
   );
   if (asProj) {
     const out = kept.filter(([k]) => k !== 'towgs84');
