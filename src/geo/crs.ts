@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Converter } from 'proj4';
 import { TuileError } from '../errors.js';
+import { COORDINATE_FRAME_TOWGS84 } from './coordinate-frame.js';
 
 // required, not imported: Node parses a CommonJS module imported from ESM once more for its export names,
 // which doubles proj4's load time (~40 ms in every build worker)
@@ -87,11 +88,13 @@ const NAD27_TO_WGS84 = '-8,160,176';
  * GDAL 3.6 / PROJ 9.1 to the millimetre by the corpus (test/fixtures/corpus): OSGB 1936 names the OSTN15 grid,
  * whose fallback is the Helmert EPSG:1314 "OSGB36 to WGS 84 (6)"; Amersfoort's index rotations are not the ones
  * PROJ applies (its 0.5 m Molodensky-Badekas, written here as the same Helmert about the geocentre); S-JTSK's
- * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector). BD72,
- * Israel 1993, Pulkovo 1942(58) and Hong Kong 1980 carry coordinate-frame transformations (EPSG:15929, 9676, 15995,
- * 1825) whose rotations the index left unconverted to +towgs84's position vector: 40 to 150 m off (PROJ picks
- * EPSG:1645 for Pulkovo 1942(58) in eastern Germany, 4 m from 15995). DHDN names the BETA2007 grid; its Helmert
- * EPSG:1777 is 0.4 m from it. NTF has no shift at all in the index; PROJ applies EPSG:1193.
+ * index shift is the 6 m EPSG:15965 where PROJ takes the 1 m EPSG:5239 (rotations as position vector). DHDN names
+ * the BETA2007 grid; its Helmert EPSG:1777 is 0.4 m from it. NTF has no shift at all in the index; PROJ applies
+ * EPSG:1193. Beyond these, COORDINATE_FRAME_TOWGS84 (generated from PROJ's database) lists the index's shifts
+ * that are coordinate-frame transformations with their rotations left in that convention: BD72, Israel 1993,
+ * Pulkovo 1942(58) and 1995, Hong Kong 1980, RT90, AGD66, UCS-2000... 40 to 150 m off before; their rotations are
+ * negated into +towgs84's position vector (PROJ may still choose another transformation by area: Pulkovo
+ * 1942(58) in eastern Germany lands 4 m from PROJ's EPSG:1645).
  */
 const SHIFT_AS_PROJ: { ellps: string; pm?: string; grid?: RegExp; towgs84?: string; to: string }[] = [
   { ellps: 'airy', grid: /OSTN15/i, to: '446.448,-125.157,542.06,0.15,0.247,0.842,-20.489' },
@@ -101,27 +104,7 @@ const SHIFT_AS_PROJ: { ellps: string; pm?: string; grid?: RegExp; towgs84?: stri
     to: '565.4171,50.3320,465.5524,-0.3989573882431337,0.3439878173782826,-1.877401639980446,4.0725',
   },
   { ellps: 'bessel', towgs84: '589,76,480,0,0,0,0', to: '572.213,85.334,461.94,4.9732,1.529,5.2484,3.5378' },
-  {
-    ellps: 'intl',
-    towgs84: '-106.8686,52.2978,-103.7239,-0.3366,0.457,-1.8422,-1.2747',
-    to: '-106.8686,52.2978,-103.7239,0.3366,-0.457,1.8422,-1.2747',
-  },
-  {
-    ellps: 'GRS80',
-    towgs84: '23.772,17.49,17.859,0.3132,1.85274,-1.67299,-5.4262',
-    to: '23.772,17.49,17.859,-0.3132,-1.85274,1.67299,-5.4262',
-  },
   { ellps: 'bessel', grid: /BETA2007/i, to: '598.1,73.7,418.2,0.202,0.045,-2.455,6.7' },
-  {
-    ellps: 'krass',
-    towgs84: '2.329,-147.042,-92.08,0.309,-0.325,-0.497,5.69',
-    to: '2.329,-147.042,-92.08,-0.309,0.325,0.497,5.69',
-  },
-  {
-    ellps: 'intl',
-    towgs84: '-162.619,-276.959,-161.764,-0.067753,2.243648,1.158828,-1.094246',
-    to: '-162.619,-276.959,-161.764,0.067753,-2.243648,-1.158828,-1.094246',
-  },
   // NTF (Paris) only: other Clarke 1880 (IGN) datums without a shift in the index (Voirol, Lome...) are not NTF
   { ellps: 'clrk80ign', pm: 'paris', to: '-168,-60,320' },
 ];
@@ -147,9 +130,17 @@ function withoutMissingGrids(tokens: Token[]): Token[] {
       (d.pm === undefined || d.pm === tokenValue(kept, 'pm')) &&
       (d.grid ? d.grid.test(dropped) && towgs84 === undefined : d.towgs84 === towgs84),
   );
-  if (asProj) {
+  const positionVector =
+    asProj?.to ??
+    (towgs84 !== undefined && COORDINATE_FRAME_TOWGS84.has(towgs84)
+      ? towgs84
+          .split(',')
+          .map((v, i) => (i >= 3 && i <= 5 ? String(-Number(v)) : v))
+          .join(',')
+      : undefined);
+  if (positionVector !== undefined) {
     const out = kept.filter(([k]) => k !== 'towgs84');
-    out.splice(out.findIndex(([k]) => k === 'ellps') + 1, 0, ['towgs84', asProj.to]);
+    out.splice(out.findIndex(([k]) => k === 'ellps') + 1, 0, ['towgs84', positionVector]);
     return out;
   }
   const nad27 = (nad27Grid && tokenValue(kept, 'ellps') === 'clrk66') || tokenValue(kept, 'datum') === 'NAD27';
