@@ -1,0 +1,81 @@
+// Hostile deliveries against `node dist/main.js`: crafted TIFFs (bad/make-bad.sh) refused at the upload check
+// with the reason, in bounded time, while the server serves on.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURES, expectRefused, runCli, tempDir } from '../helpers/fixtures.js';
+import { Api, startTuile, type TuileProcess } from '../helpers/tuile.js';
+
+/** Each crafted file and what its check log must say. */
+const CRAFTED: [string, RegExp][] = [
+  ['ifd_self_loop.tif', /chain of image directories loops back/],
+  ['ifd_loop_back.tif', /chain of image directories loops back/],
+  ['tile_past_end.tif', /tile 6 \(149 bytes at offset \d+\) runs past the end of the file \(36989 bytes\)/],
+  ['tile_bytes_past_end.tif', /tile 1 \(36989 bytes at offset \d+\) runs past the end of the file/],
+  ['stub_65535.tif', /declares 65535x65535 pixels .* but holds 512 bytes of pixels, more than deflate can give/],
+  ['rows_per_strip_zero.tif', /RowsPerStrip is 0/],
+  ['rows_per_strip_one.tif', /84x46 pixels in strips of 1 rows make 46 strips, but it lists 1/],
+  ['uncompressed_short.tif', /uncompressed strip 1 holds 100 bytes, its pixels take 4096/],
+  ['truncated_no_ifd.tif', /image directory 1 at offset 649380 is past the end of the file/],
+];
+
+const data = tempDir('tuile-hostile-');
+let t: TuileProcess;
+let api: Api;
+
+beforeAll(async () => {
+  t = await startTuile(data.path);
+  api = new Api(t.base);
+  await api.init();
+});
+
+afterAll(async () => {
+  await t?.stop();
+  data.cleanup();
+});
+
+/** The log lines of an upload's last check run. */
+async function checkLogs(upload: string): Promise<string[]> {
+  const checks = (await api.call('GET', `${api.d}/uploads/${upload}/checks`)).body;
+  const run = [...checks.failed, ...checks.passed].pop();
+  return (await api.call('GET', `${api.d}/checks/executions/${run._id}/logs`)).body;
+}
+
+describe('crafted TIFFs at the upload check', () => {
+  it('each is refused with its reason, the whole check in bounded time, and the server serves meanwhile', async () => {
+    const u = (await api.call('POST', `${api.d}/uploads`, { name: 'crafted', type: 'RASTER', srs: 'EPSG:4326' })).body;
+    for (const [name] of CRAFTED) {
+      const r = await api.call('POST', `${api.d}/uploads/${u._id}/data?path=${name}`, new Uint8Array(readFileSync(join(FIXTURES, 'bad', name))), {
+        'Content-Type': 'application/octet-stream',
+      });
+      expect(r.status, name).toBe(200);
+    }
+    const started = Date.now();
+    expect((await api.call('POST', `${api.d}/uploads/${u._id}/close`)).status).toBe(200);
+    expect((await fetch(`${t.base}/health`)).status).toBe(200);
+    const done = (await api.until(`${api.d}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE'], 30_000)).entity;
+    const seconds = (Date.now() - started) / 1000;
+    expect(done.status).toBe('UNSTABLE');
+    // a few milliseconds a file here; the bound leaves room for a loaded machine
+    expect(seconds).toBeLessThan(20);
+    const logs = await checkLogs(u._id);
+    for (const [name, why] of CRAFTED) {
+      const line = logs.find((l) => l.startsWith(`ERROR ${name}: `));
+      expect(line, `${name} in ${JSON.stringify(logs)}`).toBeDefined();
+      expect(line, name).toMatch(why);
+    }
+    expect(logs.filter((l) => l.startsWith('ERROR '))).toHaveLength(CRAFTED.length);
+    expect((await fetch(`${t.base}/health`)).status).toBe(200);
+  });
+});
+
+describe('crafted TIFFs given to tuile build', () => {
+  const tmp = tempDir('tuile-hostile-cli-');
+  afterAll(() => tmp.cleanup());
+  it('each is refused with one line naming the problem, and nothing is written', () => {
+    for (const [name, why] of CRAFTED) {
+      const out = join(tmp.path, name.replace('.tif', ''));
+      expectRefused(runCli(['build', join(FIXTURES, 'bad', name), '--out', out]), out, why);
+    }
+  });
+});
