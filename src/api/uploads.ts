@@ -14,11 +14,8 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { errorMessage } from '../errors.js';
-import { crsFromEpsg, parseCrs, sameCrs } from '../geo/crs.js';
-import { uploadFiles } from '../jobs.js';
-import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from '../geo/tms.js';
-import { footprint3857, suggestedResolution, unionBbox } from '../pyramid/build.js';
-import { GeoTiffSource } from '../raster/geotiff.js';
+import { checkIsolated } from '../checks.js';
+import { parseCrs } from '../geo/crs.js';
 import { UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
   ApiError,
@@ -76,12 +73,6 @@ export function uploadPath(p: string): string {
 function uploadView(u: Upload) {
   const { checks: _checks, datastore: _d, footprint: _f, ...rest } = u;
   return rest;
-}
-
-/** Tiles of the bottom level `z` over an extent in EPSG:3857. */
-export function tilesAt(b: Bbox, z: number): number {
-  const l = tileLimitsForBounds(PM, z, b);
-  return l ? (l.maxX - l.minX + 1) * (l.maxY - l.minY + 1) : 0;
 }
 
 function root(ctx: ApiContext, u: Upload): string {
@@ -230,53 +221,15 @@ async function dirSize(dir: string): Promise<number> {
   return sum(await tree(dir));
 }
 
-/** Runs the checks of a CHECKING upload and commits CLOSED or UNSTABLE. */
+/** Runs the checks of a CHECKING upload (in a child process: src/checks.ts) and commits CLOSED or UNSTABLE. */
 export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
   const u = ctx.store.state.uploads[id];
   if (!u || u.status !== 'CHECKING') return;
-  const logs: string[] = [];
-  let ok = true;
-  const fail = (line: string) => {
-    ok = false;
-    logs.push(`ERROR ${line}`);
-  };
-  const files = await uploadFiles(root(ctx, u));
-  let declared = null;
-  try {
-    declared = parseCrs(u.srs);
-  } catch (err) {
-    fail(`declared srs ${u.srs}: ${errorMessage(err)}`);
-  }
-  if (files.length === 0) fail('the upload holds no GeoTIFF file (.tif, .tiff)');
-  const boxes: Bbox[] = [];
-  let finest = Infinity;
-  for (const f of files) {
-    const name = relative(root(ctx, u), f);
-    try {
-      const src = await GeoTiffSource.open(f, { maxPixels: ctx.config.maxPixels });
-      const info = src.info;
-      await src.close();
-      const box = footprint3857(info);
-      boxes.push(box);
-      finest = Math.min(finest, suggestedResolution(info, box));
-      if (declared && !sameCrs(info.crs, declared)) {
-        // an EPSG code in the file that names the declared CRS also counts as equal
-        const same = info.crs.epsg !== undefined && declared.epsg !== undefined && sameCrs(crsFromEpsg(info.crs.epsg), declared);
-        if (!same) fail(`${name}: its CRS (${info.crs.name}) is not the declared ${u.srs}`);
-      }
-      const validity = [info.nodata !== null ? `nodata ${info.nodata}` : '', info.alphaSample !== null ? 'alpha' : '', info.hasMask ? 'mask' : ''].filter(Boolean).join(', ') || 'all pixels valid';
-      logs.push(`INFO ${name}: ${info.width}x${info.height} px, ${info.bands} band(s), ${info.crs.name}, ${validity}`);
-    } catch (err) {
-      fail(`${name}: ${errorMessage(err)}`);
-    }
-  }
-  let footprint: Upload['footprint'];
-  if (ok && boxes.length > 0) {
-    const b = unionBbox(boxes);
-    footprint = { ...b, level: levelForResolution(PM, finest) };
-    const n = tilesAt(b, footprint.level);
-    if (n > ctx.config.maxTiles) fail(`the delivery makes ${n} tiles at level ${footprint.level}, over the limit of ${ctx.config.maxTiles}`);
-  }
+  const { config } = ctx;
+  const { ok, logs, footprint } = await checkIsolated(
+    { root: root(ctx, u), srs: u.srs, maxPixels: config.maxPixels, maxTiles: config.maxTiles },
+    { timeoutMs: config.checkTimeout * 1000, memoryMB: config.checkMemoryMB },
+  );
   const size = await dirSize(root(ctx, u));
   await ctx.store.update((s) => {
     const cur = s.uploads[id];
@@ -453,9 +406,9 @@ export function uploadRoutes(ctx: ApiContext): Hono {
   return app;
 }
 
-/** After a restart: uploads caught CHECKING are checked again. */
+/** After a restart: uploads caught CHECKING are checked again, in the background (start-up never waits on them). */
 export async function recoverChecks(ctx: ApiContext): Promise<void> {
   for (const u of Object.values(ctx.store.state.uploads)) {
-    if (u.status === 'CHECKING') await runChecks(ctx, u._id);
+    if (u.status === 'CHECKING') void runChecks(ctx, u._id).catch((err) => console.error(`tuile: checks of upload ${u._id}: ${errorMessage(err)}`));
   }
 }

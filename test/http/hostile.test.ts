@@ -1,9 +1,10 @@
 // Hostile deliveries against `node dist/main.js`: crafted TIFFs (bad/make-bad.sh) refused at the upload check
-// with the reason, in bounded time, while the server serves on.
+// with the reason, in bounded time, while the server serves on; checks past their memory or time limit killed
+// and reported, at a restart too.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, expectRefused, runCli, tempDir } from '../helpers/fixtures.js';
+import { FIXTURES, expectRefused, fixture, runCli, tempDir } from '../helpers/fixtures.js';
 import { Api, startTuile, type TuileProcess } from '../helpers/tuile.js';
 
 /** Each crafted file and what its check log must say. */
@@ -34,13 +35,6 @@ afterAll(async () => {
   data.cleanup();
 });
 
-/** The log lines of an upload's last check run. */
-async function checkLogs(upload: string): Promise<string[]> {
-  const checks = (await api.call('GET', `${api.d}/uploads/${upload}/checks`)).body;
-  const run = [...checks.failed, ...checks.passed].pop();
-  return (await api.call('GET', `${api.d}/checks/executions/${run._id}/logs`)).body;
-}
-
 describe('crafted TIFFs at the upload check', () => {
   it('each is refused with its reason, the whole check in bounded time, and the server serves meanwhile', async () => {
     const u = (await api.call('POST', `${api.d}/uploads`, { name: 'crafted', type: 'RASTER', srs: 'EPSG:4326' })).body;
@@ -58,7 +52,7 @@ describe('crafted TIFFs at the upload check', () => {
     expect(done.status).toBe('UNSTABLE');
     // a few milliseconds a file here; the bound leaves room for a loaded machine
     expect(seconds).toBeLessThan(20);
-    const logs = await checkLogs(u._id);
+    const logs = await logsOf(api, u._id);
     for (const [name, why] of CRAFTED) {
       const line = logs.find((l) => l.startsWith(`ERROR ${name}: `));
       expect(line, `${name} in ${JSON.stringify(logs)}`).toBeDefined();
@@ -79,3 +73,73 @@ describe('crafted TIFFs given to tuile build', () => {
     }
   });
 });
+
+/** Creates an upload holding the north delivery and closes it; resolves with its id once the close is answered. */
+async function closeNorth(a: Api): Promise<string> {
+  const u = (await a.call('POST', `${a.d}/uploads`, { name: 'north', type: 'RASTER', srs: 'EPSG:2154' })).body;
+  const push = await a.call('POST', `${a.d}/uploads/${u._id}/data?path=north.tif`, new Uint8Array(readFileSync(fixture('france_relief_north_2154.tif'))), {
+    'Content-Type': 'application/octet-stream',
+  });
+  expect(push.status).toBe(200);
+  expect((await a.call('POST', `${a.d}/uploads/${u._id}/close`)).status).toBe(200);
+  return u._id;
+}
+
+describe('a check past its limits (run in a child process)', () => {
+  // limits below what any check needs (a Node process alone is ~40 MiB): a real check goes over them
+  const dir = tempDir('tuile-limits-');
+  let s: TuileProcess | undefined;
+  afterAll(async () => {
+    await s?.stop('SIGKILL');
+    dir.cleanup();
+  });
+
+  it('over the time limit: killed, UNSTABLE with the limit in the log; the server serves on', async () => {
+    s = await startTuile(dir.path, { TUILE_CHECK_TIMEOUT: '0.05' });
+    const a = new Api(s.base);
+    await a.init();
+    const id = await closeNorth(a);
+    const done = (await a.until(`${a.d}/uploads/${id}`, ['CLOSED', 'UNSTABLE'], 30_000)).entity;
+    expect(done.status).toBe('UNSTABLE');
+    const logs = await logsOf(a, id);
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toMatch(/^ERROR the check did not finish within 0.05 s: stopped after [\d.]+ s/);
+    expect((await fetch(`${s.base}/health`)).status).toBe(200);
+    await s.stop();
+  });
+
+  it('over the memory limit, at the re-check of a restart: killed, UNSTABLE, and the server starts and serves', async () => {
+    // first a server that checks for real, killed while the check runs (its child starts in ~100 ms)
+    s = await startTuile(dir.path);
+    let a = new Api(s.base);
+    await a.init();
+    const id = await closeNorth(a);
+    expect(await s.stop('SIGKILL')).toBe('SIGKILL');
+    const state = JSON.parse(readFileSync(join(dir.path, 'state.json'), 'utf8'));
+    expect(state.uploads[id].status).toBe('CHECKING');
+    s = await startTuile(dir.path, { TUILE_CHECK_MEMORY_MB: '24' });
+    a = new Api(s.base);
+    await a.init();
+    expect((await fetch(`${s.base}/health`)).status).toBe(200);
+    const done = (await a.until(`${a.d}/uploads/${id}`, ['CLOSED', 'UNSTABLE'], 30_000)).entity;
+    expect(done.status).toBe('UNSTABLE');
+    const logs = await logsOf(a, id);
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toMatch(/^ERROR the check (used \d+ MiB of memory, over|ran out of memory \(over) the limit of 24 MiB\)?: stopped after/);
+    // the server itself is unharmed: opened again and checked within default limits, the delivery passes
+    await s.stop();
+    s = await startTuile(dir.path);
+    a = new Api(s.base);
+    await a.init();
+    expect((await a.call('POST', `${a.d}/uploads/${id}/open`)).status).toBe(200);
+    expect((await a.call('POST', `${a.d}/uploads/${id}/close`)).status).toBe(200);
+    expect((await a.until(`${a.d}/uploads/${id}`, ['CLOSED', 'UNSTABLE'], 30_000)).entity.status).toBe('CLOSED');
+  });
+});
+
+/** The log lines of an upload's last check run. */
+async function logsOf(a: Api, upload: string): Promise<string[]> {
+  const checks = (await a.call('GET', `${a.d}/uploads/${upload}/checks`)).body;
+  const run = [...checks.failed, ...checks.passed].pop();
+  return (await a.call('GET', `${a.d}/checks/executions/${run._id}/logs`)).body;
+}
