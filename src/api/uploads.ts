@@ -79,6 +79,21 @@ function root(ctx: ApiContext, u: Upload): string {
   return join(dataPaths(ctx.config.dataDir).upload(u._id), 'data');
 }
 
+/**
+ * Pushes in flight per upload, and the uploads whose close or delete is being committed. Both are decided in
+ * the request's own tick, ahead of the state commit: a push that started is waited for by nothing, so a close
+ * or a delete is refused while one is in flight, and a push is refused once a close or delete has begun
+ * (otherwise its file would land, unchecked, in a CLOSED upload, or in a folder being removed).
+ */
+const pushes = new Map<string, number>();
+const sealing = new Set<string>();
+
+function refuseWhilePushing(id: string, what: string): void {
+  const n = pushes.get(id) ?? 0;
+  if (n > 0) throw conflict(`upload ${id} has ${n} push(es) in flight: ${what} it once they are answered`);
+  if (sealing.has(id)) throw conflict(`upload ${id} is being closed or deleted`);
+}
+
 /** Past the limit, the rest of a body is still read (up to this much) so that the client gets the 413. */
 const DRAIN_BYTES = 16 * 2 ** 20;
 
@@ -297,14 +312,21 @@ export function uploadRoutes(ctx: ApiContext): Hono {
     return c.json(uploadView(u));
   });
 
-  route(app, P, { method: 'delete', path: `${U}/:upload`, summary: 'Delete an upload and its files', tag: 'uploads', status: 204 }, async (c) => {
+  route(app, P, { method: 'delete', path: `${U}/:upload`, summary: 'Delete an upload and its files (409 while a push is in flight)', tag: 'uploads', status: 204 }, async (c) => {
     const id = get(c)._id;
-    await ctx.store.update((s) => {
-      const using = Object.values(s.executions).filter((e) => e.inputs.upload.includes(id) && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status));
-      if (using.length > 0) throw conflict(`upload ${id} is an input of execution(s) ${using.map((e) => e._id).join(', ')} that have not run`);
-      delete s.uploads[id];
-    });
-    await rm(dataPaths(ctx.config.dataDir).upload(id), { recursive: true, force: true });
+    refuseWhilePushing(id, 'delete');
+    sealing.add(id);
+    try {
+      await ctx.store.update((s) => {
+        if (!s.uploads[id]) throw notFound('upload', id);
+        const using = Object.values(s.executions).filter((e) => e.inputs.upload.includes(id) && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status));
+        if (using.length > 0) throw conflict(`upload ${id} is an input of execution(s) ${using.map((e) => e._id).join(', ')} that have not run`);
+        delete s.uploads[id];
+      });
+      await rm(dataPaths(ctx.config.dataDir).upload(id), { recursive: true, force: true });
+    } finally {
+      sealing.delete(id);
+    }
     return c.body(null, 204);
   });
 
@@ -312,14 +334,24 @@ export function uploadRoutes(ctx: ApiContext): Hono {
     let size: number;
     let u: Upload;
     let path: string;
+    let counted = false;
     try {
       u = get(c);
       if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be pushed only while it is OPEN`);
+      if (sealing.has(u._id)) throw conflict(`upload ${u._id} is being closed or deleted: files can be pushed only while it is OPEN`);
       path = uploadPath(query(c, pathQuery).path);
+      pushes.set(u._id, (pushes.get(u._id) ?? 0) + 1);
+      counted = true;
       size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
     } catch (err) {
       await drain(c);
       throw err;
+    } finally {
+      if (counted) {
+        const left = pushes.get(u!._id)! - 1;
+        if (left > 0) pushes.set(u!._id, left);
+        else pushes.delete(u!._id);
+      }
     }
     const total = await dirSize(root(ctx, u));
     await ctx.store.update((s) => {
@@ -343,18 +375,26 @@ export function uploadRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${U}/:upload/tree`, summary: 'The files of an upload', tag: 'uploads' }, async (c) => c.json(await tree(root(ctx, get(c)))));
 
-  route(app, P, { method: 'post', path: `${U}/:upload/close`, summary: 'Close and check (CHECKING, then CLOSED or UNSTABLE)', tag: 'uploads' }, async (c) => {
+  route(app, P, { method: 'post', path: `${U}/:upload/close`, summary: 'Close and check (CHECKING, then CLOSED or UNSTABLE; 409 while a push is in flight)', tag: 'uploads' }, async (c) => {
     const id = get(c)._id;
-    const u = await ctx.store.update((s) => {
-      const u = s.uploads[id];
-      if (u.status !== 'OPEN') throw conflict(`upload ${id} is ${u.status}, not OPEN`);
-      const t = now();
-      u.status = 'CHECKING';
-      u.update = t;
-      u.last_event = { title: 'closing', date: t };
-      u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
-      return u;
-    });
+    refuseWhilePushing(id, 'close');
+    sealing.add(id);
+    let u: Upload;
+    try {
+      u = await ctx.store.update((s) => {
+        const u = s.uploads[id];
+        if (!u) throw notFound('upload', id);
+        if (u.status !== 'OPEN') throw conflict(`upload ${id} is ${u.status}, not OPEN`);
+        const t = now();
+        u.status = 'CHECKING';
+        u.update = t;
+        u.last_event = { title: 'closing', date: t };
+        u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
+        return u;
+      });
+    } finally {
+      sealing.delete(id);
+    }
     void runChecks(ctx, id).catch((err) => console.error(`tuile: checks of upload ${id}: ${errorMessage(err)}`));
     return c.json(uploadView(u));
   });
