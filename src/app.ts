@@ -6,6 +6,7 @@ import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { compress } from 'hono/compress';
 import { cors } from 'hono/cors';
+import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { ServerContext } from './protocols/tile.js';
 import { tmsRoutes } from './protocols/tms.js';
@@ -100,7 +101,7 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
   const apiPort = opts.apiPort;
   return (req, res) => {
     if (apiPort && (req.url === '/api' || req.url?.startsWith('/api/') || req.url?.startsWith('/api?'))) {
-      proxy(req, res, apiPort);
+      proxy(req, res, apiPort, ctx.config.jsonMaxBytes);
       return;
     }
     fast(req, res).then(
@@ -117,18 +118,74 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
   };
 }
 
-/** Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). */
-function proxy(req: IncomingMessage, res: ServerResponse, port: number): void {
+/** A push of an upload's file: the one API body that is not JSON, bounded by its own limit. */
+const PUSH_PATH = /^\/api\/datastores\/[^/?]+\/uploads\/[^/?]+\/data(\?|$)/;
+
+/**
+ * Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). JSON bodies go no
+ * further than the API would read: one declared over `jsonMax` is refused here, and a longer chunked one is cut
+ * after `jsonMax` + 1 bytes (the API then refuses it having read it all). Past its limit the API answers and
+ * closes; if it did so while this process still wrote, the reset could lose its answer.
+ */
+function proxy(req: IncomingMessage, res: ServerResponse, port: number, jsonMax: number): void {
+  const json = !(req.method === 'POST' && PUSH_PATH.test(req.url ?? ''));
+  if (json && Number(req.headers['content-length']) > jsonMax) {
+    refuseBody(req, res, jsonMax);
+    return;
+  }
   const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (r) => {
     res.writeHead(r.statusCode ?? 502, r.headers);
+    r.on('close', () => {
+      if (!r.complete) res.destroy();
+    });
     r.pipe(res);
+    // an answer before the whole body (409, 413 of a push...): the API reads no more of it, so neither do we
+    if (!req.complete) {
+      req.unpipe(up);
+      req.resume();
+    }
   });
   up.on('error', (err) => {
-    if (!res.headersSent) {
-      res.writeHead(502, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ error: 'bad_gateway', error_description: [`the management API is not reachable: ${err.message}`] }));
-    } else res.destroy();
+    // once an answer is on its way, a write error (the API closed after refusing the body) changes nothing
+    if (res.headersSent) return;
+    res.writeHead(502, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ error: 'bad_gateway', error_description: [`the management API is not reachable: ${err.message}`] }));
   });
   req.on('aborted', () => up.destroy());
-  req.pipe(up);
+  if (!json) {
+    req.pipe(up);
+    return;
+  }
+  let sent = 0;
+  req.on('data', (chunk: Buffer) => {
+    if (sent > jsonMax) return;
+    const room = jsonMax + 1 - sent;
+    sent += Math.min(chunk.length, room);
+    if (!up.write(chunk.length > room ? chunk.subarray(0, room) : chunk)) req.pause();
+    if (sent > jsonMax) up.end();
+  });
+  up.on('drain', () => req.resume());
+  req.on('end', () => {
+    if (sent <= jsonMax) up.end();
+  });
+}
+
+/** 413 for a JSON body declared over the limit, after reading (and dropping) a bounded part of it. */
+function refuseBody(req: IncomingMessage, res: ServerResponse, max: number): void {
+  const e = payloadTooLarge(max, 'a JSON body');
+  let read = 0;
+  const answer = () => {
+    if (res.headersSent) return;
+    res.writeHead(e.status, { 'Content-Type': 'application/json', Connection: 'close' });
+    res.end(JSON.stringify({ error: e.error, error_description: e.descriptions }));
+  };
+  req.on('data', (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > DRAIN_BYTES) {
+      req.pause();
+      answer();
+    }
+  });
+  req.on('end', answer);
+  req.on('error', () => res.destroy());
 }

@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { configurationRoutes } from './configurations.js';
 import { datastoreRoutes } from './datastores.js';
-import { ApiError, ROUTES, toApiError, type ApiContext } from './http.js';
+import { ApiError, JSON_LIMIT_KEY, ROUTES, toApiError, type ApiContext } from './http.js';
 import { keyRoutes } from './keys.js';
 import { offeringRoutes } from './offerings.js';
 import { permissionRoutes } from './permissions.js';
@@ -97,10 +97,13 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     const e = toApiError(err);
     // a client that went away mid-request is not a server error worth a log line
     if (e.status === 500 && err.message !== 'aborted') console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+    // a body refused for its size is not read further: the connection goes with the answer
+    if (e.status === 413) c.header('Connection', 'close');
     return c.json({ error: e.error, error_description: e.descriptions }, e.status);
   });
   app.get('/api/openapi.json', (c) => c.json(openapi(version)));
   app.use('/api/*', async (c, next) => {
+    c.set(JSON_LIMIT_KEY as never, ctx.config.jsonMaxBytes as never);
     const auth = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
     if (!tokenMatches(m?.[1], adminToken)) {

@@ -18,16 +18,19 @@ import { checkIsolated } from '../checks.js';
 import { parseCrs } from '../geo/crs.js';
 import { UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
-  ApiError,
   badRequest,
   body,
   byCreation,
   conflict,
+  DRAIN_BYTES,
   datastoreOf,
+  drainBody,
   find,
+  mergeTags,
   notFound,
   page,
   pageQuery,
+  payloadTooLarge,
   query,
   route,
   tagsSchema,
@@ -94,13 +97,6 @@ function refuseWhilePushing(id: string, what: string): void {
   if (sealing.has(id)) throw conflict(`upload ${id} is being closed or deleted`);
 }
 
-/** Past the limit, the rest of a body is still read (up to this much) so that the client gets the 413. */
-const DRAIN_BYTES = 16 * 2 ** 20;
-
-function tooLarge(max: number): ApiError {
-  return new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]);
-}
-
 /**
  * Copies a stream into a file, at most `max` bytes. Past the limit it keeps reading (and dropping) what
  * comes, so the request ends normally and its 413 is read; a body that goes on much longer is cut.
@@ -124,31 +120,14 @@ async function copyBounded(input: AsyncIterable<Buffer>, file: string, max: numb
     ws.end();
     await Promise.race([finished(ws), failed]).catch(() => {});
   }
-  if (over) throw tooLarge(max);
+  if (over) throw payloadTooLarge(max, 'a file');
 }
 
-/**
- * Reads what is left of a refused request's body (up to a bound): a client still sending when the
- * answer comes would otherwise see its connection reset instead of the answer.
- */
-async function drain(c: Context): Promise<void> {
-  const body = c.req.raw.body;
-  if (!body || c.req.raw.bodyUsed || body.locked) return;
-  let n = 0;
-  try {
-    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-      n += chunk.length;
-      if (n > DRAIN_BYTES) break;
-    }
-  } catch {
-    // the client went away: nothing to answer
-  }
-}
 
 /** Streams the request's file (multipart field `file`, or the raw body) to `target`, through a temporary file. */
 async function receive(c: Context, target: string, max: number): Promise<number> {
   const declared = Number(c.req.header('content-length'));
-  if (Number.isFinite(declared) && declared > max + DRAIN_BYTES) throw tooLarge(max);
+  if (Number.isFinite(declared) && declared > max + DRAIN_BYTES) throw payloadTooLarge(max, 'a file');
   const stream = c.req.raw.body;
   if (!stream) throw badRequest('no file: send it as the multipart field "file" or as the body');
   const tmp = join(dirname(target), `.${randomUUID().slice(0, 8)}.part`);
@@ -305,7 +284,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
       const u = s.uploads[id];
       if (b.name !== undefined) u.name = b.name;
       if (b.description !== undefined) u.description = b.description;
-      if (b.tags !== undefined) u.tags = { ...u.tags, ...b.tags };
+      if (b.tags !== undefined) u.tags = mergeTags(u.tags, b.tags);
       u.update = now();
       return u;
     });
@@ -344,7 +323,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
       counted = true;
       size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
     } catch (err) {
-      await drain(c);
+      await drainBody(c);
       throw err;
     } finally {
       if (counted) {
