@@ -1,12 +1,13 @@
 // The HTTP application: one Hono app with a sub-app per protocol, CORS, compression of documents,
 // request metrics, /health and /metrics.
 
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { compress } from 'hono/compress';
 import { cors } from 'hono/cors';
 import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
+import type { Config } from './config.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { ServerContext } from './protocols/tile.js';
 import { tmsRoutes } from './protocols/tms.js';
@@ -188,4 +189,45 @@ function refuseBody(req: IncomingMessage, res: ServerResponse, max: number): voi
   });
   req.on('end', answer);
   req.on('error', () => res.destroy());
+}
+
+/** A request cut because its body did not arrive in time (its 408 is already answered). */
+export class RequestTimeoutError extends Error {
+  override name = 'RequestTimeoutError';
+}
+
+/** Seconds a push may take: the largest file at the slowest rate allowed, and never less than other bodies. */
+export function pushTimeout(cfg: Pick<Config, 'uploadMaxBytes' | 'uploadMinRate' | 'bodyTimeout'>): number {
+  return Math.max(cfg.bodyTimeout, cfg.uploadMaxBytes / cfg.uploadMinRate);
+}
+
+/**
+ * Time limits on request bodies in place of Node's one requestTimeout (5 min for every request, which cut
+ * pushes of the 4 GiB allowed): a push gets pushTimeout, any other body `bodyTimeout`. Past it the request
+ * is answered 408 and its connection closed. Headers keep Node's headersTimeout.
+ */
+export function limitBodies(server: Server, cfg: Config): void {
+  server.requestTimeout = 0;
+  const push = pushTimeout(cfg);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.complete || !(Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'])) return;
+    const isPush = req.method === 'POST' && PUSH_PATH.test(req.url ?? '');
+    const seconds = isPush ? push : cfg.bodyTimeout;
+    const timer = setTimeout(() => {
+      if (req.complete) return;
+      const why = `the request body did not arrive within ${seconds} s`;
+      // destroyed with an error, the request's body stream fails and its handler cleans up (a push its .part);
+      // the answer it then makes has nowhere to go: dropped, like every write after ours
+      const cut = () => req.destroy(new RequestTimeoutError(why));
+      if (res.headersSent) return cut();
+      res.writeHead(408, { 'Content-Type': 'application/json', Connection: 'close' }).end(JSON.stringify({ error: 'request_timeout', error_description: [why] }), cut);
+      res.writeHead = () => res;
+      res.write = () => true;
+      res.end = () => res;
+    }, seconds * 1000);
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    req.once('end', clear);
+    res.once('close', clear);
+  });
 }

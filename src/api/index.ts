@@ -96,7 +96,7 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
   app.onError((err, c) => {
     const e = toApiError(err);
     // a client that went away mid-request is not a server error worth a log line
-    if (e.status === 500 && err.message !== 'aborted') console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+    if (e.status === 500 && err.message !== 'aborted' && !c.req.raw.signal.aborted) console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
     // a body refused for its size is not read further: the connection goes with the answer
     if (e.status === 413) c.header('Connection', 'close');
     return c.json({ error: e.error, error_description: e.descriptions }, e.status);

@@ -1,9 +1,13 @@
 // Request bodies against `node dist/main.js`: JSON bodies over the limit refused (413) before they are read
 // whole, with one serving process and with two (where /api requests pass through a proxy to the primary),
-// bounded lists of tags.
+// bounded lists of tags, time limits on bodies (pushes sized to the largest file).
+import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/fixtures.js';
+import { pushTimeout } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { fixture, tempDir } from '../helpers/fixtures.js';
 import { Api, TOKEN, startTuile, type TuileProcess } from '../helpers/tuile.js';
 
 const MiB = 2 ** 20;
@@ -118,3 +122,90 @@ describe('tags', () => {
     expect(now.tags.t0).toBe('changed');
   });
 });
+
+describe('the time of a push', () => {
+  it('is the largest file at the slowest rate: 4 GiB at 1 MiB/s by default, 68 min (Node cut at 5 min)', () => {
+    expect(pushTimeout(loadConfig({}))).toBe(4096);
+    expect(pushTimeout(loadConfig({ TUILE_UPLOAD_MAX_BYTES: '1000', TUILE_BODY_TIMEOUT: '30' }))).toBe(30);
+  });
+});
+
+for (const workers of [1, 2]) {
+  describe(`time limits on bodies (${workers} serving process(es))`, () => {
+    // bodies: 1 s; pushes: 3 MB at 1 MB/s at least, 3 s (by default 4 GiB at 1 MiB/s: 68 min, not Node's 5 min)
+    const data = tempDir('tuile-slow-');
+    const env = { TUILE_WORKERS: String(workers), TUILE_BODY_TIMEOUT: '1', TUILE_UPLOAD_MAX_BYTES: '3000000', TUILE_UPLOAD_MIN_RATE: '1000000' };
+    beforeAll(async () => {
+      t = await startTuile(data.path, env);
+      api = new Api(t.base);
+      await api.init();
+    });
+    afterAll(async () => {
+      await t?.stop();
+      data.cleanup();
+    });
+
+    /** Sends `body` in `parts` pieces spread over `ms`; resolves with the answer and when it came. */
+    function trickle(method: string, path: string, body: Buffer, parts: number, ms: number, type = 'application/octet-stream') {
+      return new Promise<{ status: number; body: any; after: number }>((resolve, reject) => {
+        const started = Date.now();
+        const req = request(`${t.base}${path}`, {
+          method,
+          headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': type, 'Content-Length': String(body.length) },
+        });
+        let answered = false;
+        req.on('response', (res) => {
+          answered = true;
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : null, after: Date.now() - started }));
+        });
+        req.on('error', (err) => {
+          if (!answered) reject(err);
+        });
+        const size = Math.ceil(body.length / parts);
+        let i = 0;
+        const next = () => {
+          if (answered || req.destroyed) return;
+          const piece = body.subarray(i * size, (i + 1) * size);
+          i++;
+          if (i >= parts) req.end(piece);
+          else {
+            req.write(piece);
+            setTimeout(next, ms / parts);
+          }
+        };
+        next();
+      });
+    }
+
+    it('a JSON body slower than TUILE_BODY_TIMEOUT: 408 when it runs out; the server serves on', async () => {
+      const json = Buffer.from(JSON.stringify({ name: 'slow', type: 'RASTER', srs: 'EPSG:4326' }));
+      const r = await trickle('POST', `${api.d}/uploads`, json, 4, 3000, 'application/json');
+      expect(r.status).toBe(408);
+      expect(r.body.error_description[0]).toBe('the request body did not arrive within 1 s');
+      expect(r.after).toBeGreaterThanOrEqual(900);
+      expect(r.after).toBeLessThan(2500);
+      expect((await api.call('GET', `${api.d}/uploads`)).body).toEqual([]);
+    });
+
+    it('a push has the time of the largest file at the slowest rate: 2 s passes, 5 s is cut at 3 s, nothing left', async () => {
+      const u = (await api.call('POST', `${api.d}/uploads`, { name: 'slow', type: 'RASTER', srs: 'EPSG:2154' })).body;
+      const file = readFileSync(fixture('france_relief_north_2154.tif'));
+      const ok = await trickle('POST', `${api.d}/uploads/${u._id}/data?path=north.tif`, file, 10, 2000);
+      expect(ok.status).toBe(200);
+      expect(ok.after).toBeGreaterThan(1500);
+      const cut = await trickle('POST', `${api.d}/uploads/${u._id}/data?path=late.tif`, file, 10, 5000);
+      expect(cut.status).toBe(408);
+      expect(cut.body.error_description[0]).toBe('the request body did not arrive within 3 s');
+      expect(cut.after).toBeGreaterThanOrEqual(2900);
+      expect(cut.after).toBeLessThan(4500);
+      const dir = join(data.path, 'uploads', u._id, 'data');
+      for (let i = 0; i < 100 && readdirSync(dir).length > 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(readdirSync(dir)).toEqual(['north.tif']);
+      expect((await api.call('POST', `${api.d}/uploads/${u._id}/close`)).status).toBe(200);
+      expect((await api.until(`${api.d}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE'])).entity.status).toBe('CLOSED');
+      expect(t.output()).not.toMatch(/ERR_HTTP_HEADERS_SENT|internal_error/);
+    });
+  });
+}
