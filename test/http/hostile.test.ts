@@ -1,8 +1,10 @@
 // Hostile deliveries against `node dist/main.js`: crafted TIFFs (bad/make-bad.sh) refused at the upload check
 // with the reason, in bounded time, while the server serves on; checks past their memory or time limit killed
 // and reported, at a restart too.
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, expectRefused, fixture, runCli, tempDir } from '../helpers/fixtures.js';
 import { Api, startTuile, type TuileProcess } from '../helpers/tuile.js';
@@ -19,6 +21,8 @@ const CRAFTED: [string, RegExp][] = [
   ['uncompressed_short.tif', /uncompressed strip 1 holds 100 bytes, its pixels take 4096/],
   ['truncated_no_ifd.tif', /image directory 1 at offset 649380 is past the end of the file/],
 ];
+
+const run = promisify(execFile);
 
 const data = tempDir('tuile-hostile-');
 let t: TuileProcess;
@@ -60,6 +64,54 @@ describe('crafted TIFFs at the upload check', () => {
     }
     expect(logs.filter((l) => l.startsWith('ERROR '))).toHaveLength(CRAFTED.length);
     expect((await fetch(`${t.base}/health`)).status).toBe(200);
+  });
+});
+
+describe('valid layouts GDAL writes pass the same structure checks', () => {
+  const tmp = tempDir('tuile-layouts-');
+  afterAll(() => tmp.cleanup());
+  // [file, gdal_translate creation options]: byte orders, BigTIFF, COG, planes, codecs, and blocks that
+  // compress near deflate's ceiling (flat 1024x1024 tiles: ~1000:1)
+  const LAYOUTS: [string, string[]][] = [
+    ['bigtiff.tif', ['-co', 'BIGTIFF=YES', '-co', 'TILED=YES']],
+    ['big_endian.tif', ['-co', 'ENDIANNESS=BIG', '-co', 'COMPRESS=LZW']],
+    ['cog.tif', ['-of', 'COG', '-co', 'COMPRESS=DEFLATE']],
+    ['planar.tif', ['-co', 'INTERLEAVE=BAND', '-co', 'COMPRESS=DEFLATE']],
+    ['packbits.tif', ['-co', 'COMPRESS=PACKBITS']],
+    ['strips_of_one_row.tif', ['-co', 'BLOCKYSIZE=1']],
+  ];
+
+  it('each is CLOSED by the upload check', async (ctx) => {
+    try {
+      await run('gdal_translate', ['--version']);
+      await run('gdal_create', ['--version']);
+    } catch {
+      expect(process.env.TUILE_REQUIRE_GDAL, 'GDAL (gdal_translate, gdal_create) is required: TUILE_REQUIRE_GDAL=1').not.toBe('1');
+      console.warn('hostile.test: gdal_translate or gdal_create not found: the valid layouts were NOT checked');
+      ctx.skip();
+    }
+    const env = { ...process.env, GDAL_PAM_ENABLED: 'NO' };
+    // asynchronously: a test blocked in a synchronous child lets the server close its idle keep-alive sockets
+    // under the client's feet
+    for (const [name, opts] of LAYOUTS) await run('gdal_translate', ['-q', ...opts, fixture('france_relief_north_2154.tif'), join(tmp.path, name)], { env });
+    for (const [name, opts] of [
+      ['flat_deflate_1024.tif', ['-co', 'BLOCKXSIZE=1024', '-co', 'BLOCKYSIZE=1024', '-co', 'COMPRESS=DEFLATE', '-co', 'ZLEVEL=9']],
+      ['flat_jpeg.tif', ['-bands', '3', '-co', 'COMPRESS=JPEG', '-co', 'PHOTOMETRIC=YCBCR']],
+    ] as [string, string[]][]) {
+      const args = ['-q', '-of', 'GTiff', '-outsize', '6144', '6144', '-burn', '7', '-a_srs', 'EPSG:2154', '-a_ullr', '600000', '6900000', '700000', '6800000', '-co', 'TILED=YES'];
+      await run('gdal_create', [...args, ...(opts.includes('-bands') ? [] : ['-bands', '1']), ...opts, join(tmp.path, name)], { env });
+    }
+    const files = [...LAYOUTS.map(([n]) => n), 'flat_deflate_1024.tif', 'flat_jpeg.tif'];
+    const u = (await api.call('POST', `${api.d}/uploads`, { name: 'layouts', type: 'RASTER', srs: 'EPSG:2154' })).body;
+    for (const name of files) {
+      const bytes = new Uint8Array(readFileSync(join(tmp.path, name)));
+      expect((await api.call('POST', `${api.d}/uploads/${u._id}/data?path=${name}`, bytes, { 'Content-Type': 'application/octet-stream' })).status).toBe(200);
+    }
+    await api.call('POST', `${api.d}/uploads/${u._id}/close`);
+    const done = (await api.until(`${api.d}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE'], 30_000)).entity;
+    const logs = await logsOf(api, u._id);
+    expect(done.status, logs.join('\n')).toBe('CLOSED');
+    expect(logs.filter((l) => l.startsWith('INFO '))).toHaveLength(files.length);
   });
 });
 
