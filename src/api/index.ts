@@ -48,7 +48,11 @@ function openapi(version: string) {
         '409': { $ref: '#/components/responses/Error' },
       },
     };
-    if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } };
+    if (r.body) {
+      op.requestBody = { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } };
+      // bodies over TUILE_JSON_MAX_BYTES, or slower than TUILE_BODY_TIMEOUT
+      op.responses = { ...(op.responses as object), '408': { $ref: '#/components/responses/Error' }, '413': { $ref: '#/components/responses/Error' } };
+    }
     if (r.path.endsWith('/data') && r.method === 'post') {
       op.requestBody = {
         required: true,
@@ -57,7 +61,7 @@ function openapi(version: string) {
           'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
         },
       };
-      op.responses = { ...(op.responses as object), '413': { $ref: '#/components/responses/Error' } };
+      op.responses = { ...(op.responses as object), '408': { $ref: '#/components/responses/Error' }, '413': { $ref: '#/components/responses/Error' } };
     }
     (paths[path] ??= {})[r.method] = op;
   }

@@ -121,6 +121,13 @@ describe('tags', () => {
     expect(Object.keys(now.tags)).toHaveLength(100);
     expect(now.tags.t0).toBe('changed');
   });
+
+  it('the OpenAPI description lists 408 and 413 for every route with a body', async () => {
+    const doc = await (await fetch(`${t.base}/api/openapi.json`)).json();
+    const withBody = Object.values(doc.paths as Record<string, Record<string, any>>).flatMap((ops) => Object.values(ops).filter((op) => op.requestBody));
+    expect(withBody.length).toBeGreaterThan(10);
+    for (const op of withBody) expect(Object.keys(op.responses), op.summary).toEqual(expect.arrayContaining(['408', '413']));
+  });
 });
 
 describe('the time of a push', () => {
