@@ -4,11 +4,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pushTimeout } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { fixture, tempDir } from '../helpers/fixtures.js';
-import { Api, TOKEN, startTuile, type TuileProcess } from '../helpers/tuile.js';
+import { fixture } from '../helpers/fixtures.js';
+import { TOKEN, withTuile, type Api, type TuileProcess } from '../helpers/tuile.js';
 
 const MiB = 2 ** 20;
 
@@ -56,15 +56,9 @@ function flood(path: string, total: number, declare: boolean): Promise<{ status:
 
 for (const workers of [1, 2]) {
   describe(`JSON bodies (${workers} serving process(es))`, () => {
-    const data = tempDir('tuile-bodies-');
-    beforeAll(async () => {
-      t = await startTuile(data.path, { TUILE_WORKERS: String(workers) });
-      api = new Api(t.base);
-      await api.init();
-    });
-    afterAll(async () => {
-      await t?.stop();
-      data.cleanup();
+    withTuile('tuile-bodies-', { TUILE_WORKERS: String(workers) }, (s, a) => {
+      t = s;
+      api = a;
     });
 
     it('600 MB declared: 413 at once, having read almost nothing; the server serves on', async () => {
@@ -94,15 +88,9 @@ for (const workers of [1, 2]) {
 }
 
 describe('tags', () => {
-  const data = tempDir('tuile-tags-');
-  beforeAll(async () => {
-    t = await startTuile(data.path);
-    api = new Api(t.base);
-    await api.init();
-  });
-  afterAll(async () => {
-    await t?.stop();
-    data.cleanup();
+  withTuile('tuile-tags-', {}, (s, a) => {
+    t = s;
+    api = a;
   });
   const tags = (n: number, prefix = 't') => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, 'v']));
 
@@ -140,16 +128,9 @@ describe('the time of a push', () => {
 for (const workers of [1, 2]) {
   describe(`time limits on bodies (${workers} serving process(es))`, () => {
     // bodies: 1 s; pushes: 3 MB at 1 MB/s at least, 3 s (by default 4 GiB at 1 MiB/s: 68 min, not Node's 5 min)
-    const data = tempDir('tuile-slow-');
-    const env = { TUILE_WORKERS: String(workers), TUILE_BODY_TIMEOUT: '1', TUILE_UPLOAD_MAX_BYTES: '3000000', TUILE_UPLOAD_MIN_RATE: '1000000' };
-    beforeAll(async () => {
-      t = await startTuile(data.path, env);
-      api = new Api(t.base);
-      await api.init();
-    });
-    afterAll(async () => {
-      await t?.stop();
-      data.cleanup();
+    const data = withTuile('tuile-slow-', { TUILE_WORKERS: String(workers), TUILE_BODY_TIMEOUT: '1', TUILE_UPLOAD_MAX_BYTES: '3000000', TUILE_UPLOAD_MIN_RATE: '1000000' }, (s, a) => {
+      t = s;
+      api = a;
     });
 
     /** Sends `body` in `parts` pieces spread over `ms`; resolves with the answer and when it came. */
@@ -207,7 +188,7 @@ for (const workers of [1, 2]) {
       expect(cut.body.error_description[0]).toBe('the request body did not arrive within 3 s');
       expect(cut.after).toBeGreaterThanOrEqual(2900);
       expect(cut.after).toBeLessThan(4500);
-      const dir = join(data.path, 'uploads', u._id, 'data');
+      const dir = join(data.dataDir, 'uploads', u._id, 'data');
       for (let i = 0; i < 100 && readdirSync(dir).length > 1; i++) await new Promise((r) => setTimeout(r, 20));
       expect(readdirSync(dir)).toEqual(['north.tif']);
       expect((await api.call('POST', `${api.d}/uploads/${u._id}/close`)).status).toBe(200);

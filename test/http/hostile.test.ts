@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, expectRefused, fixture, runCli, tempDir } from '../helpers/fixtures.js';
-import { Api, startTuile, type TuileProcess } from '../helpers/tuile.js';
+import { Api, startTuile, withTuile, type TuileProcess } from '../helpers/tuile.js';
 
 /** Each crafted file and what its check log must say. */
 const CRAFTED: [string, RegExp][] = [
@@ -24,19 +24,11 @@ const CRAFTED: [string, RegExp][] = [
 
 const run = promisify(execFile);
 
-const data = tempDir('tuile-hostile-');
 let t: TuileProcess;
 let api: Api;
-
-beforeAll(async () => {
-  t = await startTuile(data.path);
-  api = new Api(t.base);
-  await api.init();
-});
-
-afterAll(async () => {
-  await t?.stop();
-  data.cleanup();
+withTuile('tuile-hostile-', {}, (s, a) => {
+  t = s;
+  api = a;
 });
 
 describe('crafted TIFFs at the upload check', () => {

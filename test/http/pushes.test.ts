@@ -3,27 +3,19 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, tempDir } from '../helpers/fixtures.js';
-import { Api, TOKEN, startTuile, type TuileProcess } from '../helpers/tuile.js';
+import { describe, expect, it } from 'vitest';
+import { fixture } from '../helpers/fixtures.js';
+import { TOKEN, withTuile, type Api, type TuileProcess } from '../helpers/tuile.js';
 
 const NORTH = readFileSync(fixture('france_relief_north_2154.tif'));
 /** The north delivery with 4 MB of trailing zeros (still a valid TIFF): pushes that take long enough to overlap a close. */
 const PADDED = Buffer.concat([NORTH, Buffer.alloc(4_000_000)]);
 
-const data = tempDir('tuile-pushes-');
 let t: TuileProcess;
 let api: Api;
-
-beforeAll(async () => {
-  t = await startTuile(data.path);
-  api = new Api(t.base);
-  await api.init();
-});
-
-afterAll(async () => {
-  await t?.stop();
-  data.cleanup();
+const data = withTuile('tuile-pushes-', {}, (s, a) => {
+  t = s;
+  api = a;
 });
 
 /** A push whose body the test sends by hand: `send` more, `end`, then the answer. */
@@ -45,7 +37,7 @@ function openPush(path: string): { req: ClientRequest; answer: Promise<{ status:
 
 /** Waits until the upload's folder holds a push's temporary file: the server is receiving it. */
 async function receiving(upload: string): Promise<void> {
-  const dir = join(data.path, 'uploads', upload, 'data');
+  const dir = join(data.dataDir, 'uploads', upload, 'data');
   const deadline = Date.now() + 10_000;
   while (!(existsSync(dir) && readdirSync(dir).some((f) => f.endsWith('.part')))) {
     if (Date.now() > deadline) throw new Error('the push never started');
@@ -90,7 +82,7 @@ describe('a push in flight', () => {
     expect(late.status).toBe(409);
     expect(late.body.error_description[0]).toMatch(/files can be pushed only while it is OPEN/);
     await api.until(`${api.d}/uploads/${id}`, ['CLOSED', 'UNSTABLE']);
-    expect(readdirSync(join(data.path, 'uploads', id, 'data'))).toEqual(['a.tif']);
+    expect(readdirSync(join(data.dataDir, 'uploads', id, 'data'))).toEqual(['a.tif']);
   });
 
   it('pushes racing a close: each push is either in the checked upload or refused with 409, never in it unchecked', async () => {
@@ -112,7 +104,7 @@ describe('a push in flight', () => {
       }
       const u = (await api.until(`${api.d}/uploads/${id}`, ['CLOSED', 'UNSTABLE'])).entity;
       const accepted = answers.slice(0, -1).flatMap((a, i) => (a.status === 200 ? [`p${i}.tif`] : []));
-      const files = readdirSync(join(data.path, 'uploads', id, 'data')).sort();
+      const files = readdirSync(join(data.dataDir, 'uploads', id, 'data')).sort();
       expect(files).toEqual(['first.tif', ...accepted].sort());
       // every file there was checked: one INFO line each
       const run = (await api.call('GET', `${api.d}/uploads/${id}/checks`)).body;
@@ -131,10 +123,10 @@ describe('a push in flight', () => {
     push.req.end(NORTH.subarray(1000));
     expect((await push.answer).status).toBe(200);
     expect((await api.call('DELETE', `${api.d}/uploads/${id}`)).status).toBe(204);
-    expect(existsSync(join(data.path, 'uploads', id))).toBe(false);
+    expect(existsSync(join(data.dataDir, 'uploads', id))).toBe(false);
     expect((await api.call('GET', `${api.d}/uploads/${id}`)).status).toBe(404);
     const late = await api.call('POST', `${api.d}/uploads/${id}/data?path=x.tif`, new Uint8Array(NORTH), { 'Content-Type': 'application/octet-stream' });
     expect(late.status).toBe(404);
-    expect(existsSync(join(data.path, 'uploads', id))).toBe(false);
+    expect(existsSync(join(data.dataDir, 'uploads', id))).toBe(false);
   });
 });
