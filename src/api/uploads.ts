@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, posix, relative } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -122,7 +122,6 @@ async function copyBounded(input: AsyncIterable<Buffer>, file: string, max: numb
   }
   if (over) throw payloadTooLarge(max, 'a file');
 }
-
 
 /** Streams the request's file (multipart field `file`, or the raw body) to `target`, through a temporary file. */
 async function receive(c: Context, target: string, max: number): Promise<number> {
@@ -344,7 +343,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'delete', path: `${U}/:upload/data`, summary: 'Remove the file at ?path=', tag: 'uploads', query: pathQuery, status: 204 }, async (c) => {
     const u = get(c);
-    if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be removed only while it is OPEN`);
+    if (u.status !== 'OPEN' || sealing.has(u._id)) throw conflict(`upload ${u._id} is ${sealing.has(u._id) ? 'being closed or deleted' : u.status}: files can be removed only while it is OPEN`);
     const path = uploadPath(query(c, pathQuery).path);
     const target = join(root(ctx, u), path);
     if (!existsSync(target)) throw notFound('file', path);
