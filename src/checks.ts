@@ -166,7 +166,13 @@ export function checkIsolated(req: CheckRequest, limits: CheckLimits): Promise<C
         child.on('message', (m: CheckResult) => {
           verdict = m;
         });
-        child.on('error', (err) => stop(`the check process failed: ${errorMessage(err)}`));
+        child.on('error', (err) => {
+          if (child.pid !== undefined) return stop(`the check process failed: ${errorMessage(err)}`);
+          // never started (no memory, no process left): there will be no exit to wait for
+          clearTimeout(timer);
+          clearInterval(poll);
+          resolve({ ok: false, logs: [`ERROR the check process could not start (${errorMessage(err)}); close the upload again later`] });
+        });
         child.on('exit', (code, signal) => {
           clearTimeout(timer);
           clearInterval(poll);
@@ -181,7 +187,7 @@ export function checkIsolated(req: CheckRequest, limits: CheckLimits): Promise<C
           const peak = peakMB > 0 ? `, ${Math.round(peakMB)} MiB at most` : '';
           resolve({ ok: false, logs: [`ERROR ${why}: stopped after ${seconds} s${peak}; the delivery is refused (a file in it is probably malformed)`] });
         });
-        child.send(req);
+        if (child.connected) child.send(req);
       }),
   );
 }
