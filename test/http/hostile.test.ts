@@ -13,6 +13,7 @@ import { Api, startTuile, withTuile, type TuileProcess } from '../helpers/tuile.
 const CRAFTED: [string, RegExp][] = [
   ['ifd_self_loop.tif', /chain of image directories loops back/],
   ['ifd_loop_back.tif', /chain of image directories loops back/],
+  ['ifd_loop_bigtiff.tif', /chain of image directories loops back \(image 2 is at offset 16/],
   ['tile_past_end.tif', /tile 6 \(149 bytes at offset \d+\) runs past the end of the file \(36989 bytes\)/],
   ['tile_bytes_past_end.tif', /tile 1 \(36989 bytes at offset \d+\) runs past the end of the file/],
   ['stub_65535.tif', /declares 65535x65535 pixels .* but holds 512 bytes of pixels, more than deflate can give/],
