@@ -1,11 +1,13 @@
 // The HTTP application: one Hono app with a sub-app per protocol, CORS, compression of documents,
 // request metrics, /health and /metrics.
 
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { compress } from 'hono/compress';
 import { cors } from 'hono/cors';
+import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
+import type { Config } from './config.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { ServerContext } from './protocols/tile.js';
 import { tmsRoutes } from './protocols/tms.js';
@@ -100,7 +102,7 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
   const apiPort = opts.apiPort;
   return (req, res) => {
     if (apiPort && (req.url === '/api' || req.url?.startsWith('/api/') || req.url?.startsWith('/api?'))) {
-      proxy(req, res, apiPort);
+      proxy(req, res, apiPort, ctx.config.jsonMaxBytes);
       return;
     }
     fast(req, res).then(
@@ -117,18 +119,115 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
   };
 }
 
-/** Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). */
-function proxy(req: IncomingMessage, res: ServerResponse, port: number): void {
+/** A push of an upload's file: the one API body that is not JSON, bounded by its own limit. */
+const PUSH_PATH = /^\/api\/datastores\/[^/?]+\/uploads\/[^/?]+\/data(\?|$)/;
+
+/**
+ * Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). JSON bodies go no
+ * further than the API would read: one declared over `jsonMax` is refused here, and a longer chunked one is cut
+ * after `jsonMax` + 1 bytes (the API then refuses it having read it all). Past its limit the API answers and
+ * closes; if it did so while this process still wrote, the reset could lose its answer.
+ */
+function proxy(req: IncomingMessage, res: ServerResponse, port: number, jsonMax: number): void {
+  const json = !(req.method === 'POST' && PUSH_PATH.test(req.url ?? ''));
+  if (json && Number(req.headers['content-length']) > jsonMax) {
+    refuseBody(req, res, jsonMax);
+    return;
+  }
   const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (r) => {
     res.writeHead(r.statusCode ?? 502, r.headers);
+    r.on('close', () => {
+      if (!r.complete) res.destroy();
+    });
     r.pipe(res);
+    // an answer before the whole body (409, 413 of a push...): the API reads no more of it, so neither do we
+    if (!req.complete) {
+      req.unpipe(up);
+      req.resume();
+    }
   });
   up.on('error', (err) => {
-    if (!res.headersSent) {
-      res.writeHead(502, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ error: 'bad_gateway', error_description: [`the management API is not reachable: ${err.message}`] }));
-    } else res.destroy();
+    // once an answer is on its way, a write error (the API closed after refusing the body) changes nothing
+    if (res.headersSent) return;
+    res.writeHead(502, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ error: 'bad_gateway', error_description: [`the management API is not reachable: ${err.message}`] }));
   });
   req.on('aborted', () => up.destroy());
-  req.pipe(up);
+  if (!json) {
+    req.pipe(up);
+    return;
+  }
+  let sent = 0;
+  req.on('data', (chunk: Buffer) => {
+    if (sent > jsonMax) return;
+    const room = jsonMax + 1 - sent;
+    sent += Math.min(chunk.length, room);
+    if (!up.write(chunk.length > room ? chunk.subarray(0, room) : chunk)) req.pause();
+    if (sent > jsonMax) up.end();
+  });
+  up.on('drain', () => req.resume());
+  req.on('end', () => {
+    if (sent <= jsonMax) up.end();
+  });
+}
+
+/** 413 for a JSON body declared over the limit, after reading (and dropping) a bounded part of it. */
+function refuseBody(req: IncomingMessage, res: ServerResponse, max: number): void {
+  const e = payloadTooLarge(max, 'a JSON body');
+  let read = 0;
+  const answer = () => {
+    if (res.headersSent) return;
+    res.writeHead(e.status, { 'Content-Type': 'application/json', Connection: 'close' });
+    res.end(JSON.stringify({ error: e.error, error_description: e.descriptions }));
+  };
+  req.on('data', (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > DRAIN_BYTES) {
+      req.pause();
+      answer();
+    }
+  });
+  req.on('end', answer);
+  req.on('error', () => res.destroy());
+}
+
+/** A request cut because its body did not arrive in time (its 408 is already answered). */
+export class RequestTimeoutError extends Error {
+  override name = 'RequestTimeoutError';
+}
+
+/** Seconds a push may take: the largest file at the slowest rate allowed, and never less than other bodies. */
+export function pushTimeout(cfg: Pick<Config, 'uploadMaxBytes' | 'uploadMinRate' | 'bodyTimeout'>): number {
+  return Math.max(cfg.bodyTimeout, cfg.uploadMaxBytes / cfg.uploadMinRate);
+}
+
+/**
+ * Time limits on request bodies in place of Node's one requestTimeout (5 min for every request, which cut
+ * pushes of the 4 GiB allowed): a push gets pushTimeout, any other body `bodyTimeout`. Past it the request
+ * is answered 408 and its connection closed. Headers keep Node's headersTimeout.
+ */
+export function limitBodies(server: Server, cfg: Config): void {
+  server.requestTimeout = 0;
+  const push = pushTimeout(cfg);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.complete || !(Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'])) return;
+    const isPush = req.method === 'POST' && PUSH_PATH.test(req.url ?? '');
+    const seconds = isPush ? push : cfg.bodyTimeout;
+    const timer = setTimeout(() => {
+      if (req.complete) return;
+      const why = `the request body did not arrive within ${seconds} s`;
+      // destroyed with an error, the request's body stream fails and its handler cleans up (a push its .part);
+      // the answer it then makes has nowhere to go: dropped, like every write after ours
+      const cut = () => req.destroy(new RequestTimeoutError(why));
+      if (res.headersSent) return cut();
+      res.writeHead(408, { 'Content-Type': 'application/json', Connection: 'close' }).end(JSON.stringify({ error: 'request_timeout', error_description: [why] }), cut);
+      res.writeHead = () => res;
+      res.write = () => true;
+      res.end = () => res;
+    }, seconds * 1000);
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    req.once('end', clear);
+    res.once('close', clear);
+  });
 }

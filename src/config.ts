@@ -23,6 +23,16 @@ export interface Config {
   maxPixels: number;
   /** most tiles a pyramid's bottom level may have (upload checks and executions) */
   maxTiles: number;
+  /** wall-clock limit of an upload check, seconds */
+  checkTimeout: number;
+  /** memory limit of an upload check's process, MiB */
+  checkMemoryMB: number;
+  /** largest JSON body of the management API (413 beyond) */
+  jsonMaxBytes: number;
+  /** time a request other than an upload push has to send its body, seconds */
+  bodyTimeout: number;
+  /** slowest average rate a push may have, bytes/s: its time is `uploadMaxBytes` at this rate */
+  uploadMinRate: number;
 }
 
 const DEFAULTS: Config = {
@@ -36,6 +46,11 @@ const DEFAULTS: Config = {
   uploadMaxBytes: 4 * 1024 ** 3,
   maxPixels: 4 * 1024 ** 3,
   maxTiles: 50_000_000,
+  checkTimeout: 120,
+  checkMemoryMB: 512,
+  jsonMaxBytes: 2 ** 20,
+  bodyTimeout: 60,
+  uploadMinRate: 2 ** 20,
 };
 
 const VARS: Record<string, keyof Config> = {
@@ -51,6 +66,11 @@ const VARS: Record<string, keyof Config> = {
   TUILE_UPLOAD_MAX_BYTES: 'uploadMaxBytes',
   TUILE_MAX_PIXELS: 'maxPixels',
   TUILE_MAX_TILES: 'maxTiles',
+  TUILE_CHECK_TIMEOUT: 'checkTimeout',
+  TUILE_CHECK_MEMORY_MB: 'checkMemoryMB',
+  TUILE_JSON_MAX_BYTES: 'jsonMaxBytes',
+  TUILE_BODY_TIMEOUT: 'bodyTimeout',
+  TUILE_UPLOAD_MIN_RATE: 'uploadMinRate',
 };
 
 function coerce(key: keyof Config, v: unknown, from: string): unknown {
@@ -61,12 +81,22 @@ function coerce(key: keyof Config, v: unknown, from: string): unknown {
     case 'tileMaxAge':
     case 'uploadMaxBytes':
     case 'maxPixels':
-    case 'maxTiles': {
+    case 'maxTiles':
+    case 'checkMemoryMB':
+    case 'jsonMaxBytes':
+    case 'uploadMinRate': {
       const n = Number(v);
-      const max = key === 'port' ? 65535 : key === 'uploadMaxBytes' || key === 'maxPixels' || key === 'maxTiles' ? 2 ** 50 : 1e6;
+      const max = key === 'port' ? 65535 : ['uploadMaxBytes', 'maxPixels', 'maxTiles', 'jsonMaxBytes', 'uploadMinRate'].includes(key) ? 2 ** 50 : 1e6;
       if (!Number.isInteger(n) || n < (key === 'port' || key === 'tileMaxAge' ? 0 : 1) || n > max) {
         throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
       }
+      return n;
+    }
+    case 'checkTimeout':
+    case 'bodyTimeout': {
+      // seconds, fractions allowed
+      const n = Number(v);
+      if (!Number.isFinite(n) || n <= 0 || n > 1e6) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
       return n;
     }
     case 'demo':

@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
-import { createListener } from './app.js';
+import { createListener, limitBodies } from './app.js';
 import { apiApp } from './api/index.js';
 import { ensureDefaults } from './api/datastores.js';
 import { recoverOfferings } from './api/offerings.js';
@@ -62,6 +62,7 @@ async function runServer(cfg: Config, specs: LayerSpec[], opts: ServingOptions =
   const server = createServer(
     createListener(ctx, { collectMetrics: collect ? () => collect(metrics.snapshot()) : undefined, api: opts.api, apiPort: opts.apiPort }),
   );
+  limitBodies(server, cfg);
   await listen(server, cfg.port, cfg.host);
   return { ctx, server, holder };
 }
@@ -205,6 +206,7 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
   let apiPort: number | undefined;
   if (hooks.api) {
     apiServer = createServer(getRequestListener(hooks.api.fetch));
+    limitBodies(apiServer, cfg);
     await listen(apiServer, 0, '127.0.0.1');
     apiPort = (apiServer.address() as AddressInfo).port;
   }

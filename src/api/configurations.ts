@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { CONFIGURATION_STATUSES, LAYER_NAME, PYRAMID_TYPE, SERVICE_TYPE, now, type Configuration, type State } from '../state/model.js';
-import { badRequest, body, byCreation, conflict, datastoreOf, find, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
+import { badRequest, body, byCreation, conflict, datastoreOf, find, mergeTags, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 
 const levelId = z.string().regex(/^(1?[0-9]|2[01])$/, 'a level id of PM, "0" to "21"');
 
@@ -145,7 +145,7 @@ export function configurationRoutes(ctx: ApiContext): Hono {
     const conf = await ctx.store.update((s) => {
       const cur = s.configurations[id];
       if (b.name !== undefined) cur.name = b.name;
-      if (b.tags !== undefined) cur.tags = { ...cur.tags, ...b.tags };
+      if (b.tags !== undefined) cur.tags = mergeTags(cur.tags, b.tags);
       if (b.type_infos) Object.assign(cur.type_infos, b.type_infos);
       if (b.getfeatureinfo) cur.getfeatureinfo = b.getfeatureinfo;
       cur.update = now();

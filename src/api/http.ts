@@ -77,10 +77,75 @@ function issues(err: z.ZodError): string[] {
   return err.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message));
 }
 
+/** Largest JSON body when the API app sets none (TUILE_JSON_MAX_BYTES). */
+export const JSON_MAX_BYTES = 2 ** 20;
+
+/** The context variable in which the API app puts the configured limit of JSON bodies. */
+export const JSON_LIMIT_KEY = 'jsonMaxBytes';
+
+export function payloadTooLarge(max: number, what: string): ApiError {
+  return new ApiError(413, 'payload_too_large', [`${what} may not exceed ${max} bytes`]);
+}
+
+/** Past a limit, the rest of a body is still read (up to this much) so that the client gets the 413. */
+export const DRAIN_BYTES = 16 * 2 ** 20;
+
+/**
+ * Reads what is left of a refused request's body (up to a bound): a client still sending when the
+ * answer comes would otherwise see its connection reset instead of the answer.
+ */
+export async function drainBody(c: Context): Promise<void> {
+  const body = c.req.raw.body;
+  if (!body || c.req.raw.bodyUsed || body.locked) return;
+  let n = 0;
+  try {
+    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+      n += chunk.length;
+      if (n > DRAIN_BYTES) break;
+    }
+  } catch {
+    // the client went away: nothing to answer
+  }
+}
+
+/**
+ * The body as text, at most `max` bytes: 413 as soon as its declared length or the bytes read go over, so a
+ * huge body is never held whole (a 600 MB one used to end in a 500 from V8's string limit).
+ */
+async function boundedText(c: Context, max: number): Promise<string> {
+  const declared = Number(c.req.header('content-length'));
+  if (Number.isFinite(declared) && declared > max) {
+    await drainBody(c);
+    throw payloadTooLarge(max, 'a JSON body');
+  }
+  const stream = c.req.raw.body;
+  if (!stream) return '';
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.length;
+      // past the limit, read on (up to DRAIN_BYTES) and drop, so that a client still sending gets the answer
+      if (n > max + DRAIN_BYTES) break;
+      if (n <= max) chunks.push(value);
+    }
+  } catch {
+    // the client went away: nobody reads the answer
+  } finally {
+    reader.releaseLock();
+  }
+  if (n > max) throw payloadTooLarge(max, 'a JSON body');
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** The JSON body, checked against a schema: 400 with every problem listed otherwise. */
 export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
   let raw: unknown;
-  const text = await c.req.text();
+  const max = (c.get(JSON_LIMIT_KEY as never) as number | undefined) ?? JSON_MAX_BYTES;
+  const text = await boundedText(c, max);
   if (text.trim() === '') raw = {};
   else {
     try {
@@ -121,7 +186,19 @@ export function byCreation<T extends Entity>(list: T[]): T[] {
   return list.sort((a, b) => a.creation.localeCompare(b.creation) || a._id.localeCompare(b._id));
 }
 
-export const tagsSchema = z.record(z.string().max(256), z.string().max(1024));
+/** Tags an entity may carry: a handful in practice; every state write copies them all. */
+export const MAX_TAGS = 100;
+
+export const tagsSchema = z
+  .record(z.string().max(256), z.string().max(1024))
+  .refine((t) => Object.keys(t).length <= MAX_TAGS, { message: `at most ${MAX_TAGS} tags` });
+
+/** Tags added to an entity's (PATCH): 400 when the result would carry more than MAX_TAGS. */
+export function mergeTags(current: Record<string, string>, added: Record<string, string>): Record<string, string> {
+  const merged = { ...current, ...added };
+  if (Object.keys(merged).length > MAX_TAGS) throw badRequest(`tags: at most ${MAX_TAGS} tags (this would make ${Object.keys(merged).length})`);
+  return merged;
+}
 export const uuid = z.uuid();
 
 /** The base URL clients reach this server at (configured, or from the request). */

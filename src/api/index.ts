@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { configurationRoutes } from './configurations.js';
 import { datastoreRoutes } from './datastores.js';
-import { ApiError, ROUTES, toApiError, type ApiContext } from './http.js';
+import { ApiError, JSON_LIMIT_KEY, ROUTES, toApiError, type ApiContext } from './http.js';
 import { keyRoutes } from './keys.js';
 import { offeringRoutes } from './offerings.js';
 import { permissionRoutes } from './permissions.js';
@@ -48,7 +48,11 @@ function openapi(version: string) {
         '409': { $ref: '#/components/responses/Error' },
       },
     };
-    if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } };
+    if (r.body) {
+      op.requestBody = { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } };
+      // bodies over TUILE_JSON_MAX_BYTES, or slower than TUILE_BODY_TIMEOUT
+      op.responses = { ...(op.responses as object), '408': { $ref: '#/components/responses/Error' }, '413': { $ref: '#/components/responses/Error' } };
+    }
     if (r.path.endsWith('/data') && r.method === 'post') {
       op.requestBody = {
         required: true,
@@ -57,7 +61,7 @@ function openapi(version: string) {
           'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
         },
       };
-      op.responses = { ...(op.responses as object), '413': { $ref: '#/components/responses/Error' } };
+      op.responses = { ...(op.responses as object), '408': { $ref: '#/components/responses/Error' }, '413': { $ref: '#/components/responses/Error' } };
     }
     (paths[path] ??= {})[r.method] = op;
   }
@@ -96,11 +100,14 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
   app.onError((err, c) => {
     const e = toApiError(err);
     // a client that went away mid-request is not a server error worth a log line
-    if (e.status === 500 && err.message !== 'aborted') console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+    if (e.status === 500 && err.message !== 'aborted' && !c.req.raw.signal.aborted) console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+    // a body refused for its size is not read further: the connection goes with the answer
+    if (e.status === 413) c.header('Connection', 'close');
     return c.json({ error: e.error, error_description: e.descriptions }, e.status);
   });
   app.get('/api/openapi.json', (c) => c.json(openapi(version)));
   app.use('/api/*', async (c, next) => {
+    c.set(JSON_LIMIT_KEY as never, ctx.config.jsonMaxBytes as never);
     const auth = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
     if (!tokenMatches(m?.[1], adminToken)) {

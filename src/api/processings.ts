@@ -14,7 +14,7 @@ import {
   type State,
   type StoredData,
 } from '../state/model.js';
-import { tilesAt } from './uploads.js';
+import { tilesAt } from '../checks.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 
 const level = z.coerce.number().int().min(0).max(21);

@@ -8,7 +8,7 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { STORED_DATA_STATUSES, now, type State, type StoredData } from '../state/model.js';
-import { body, byCreation, conflict, datastoreOf, find, page, pageQuery, query, route, tagsSchema, type ApiContext } from './http.js';
+import { body, byCreation, conflict, datastoreOf, find, mergeTags, page, pageQuery, query, route, tagsSchema, type ApiContext } from './http.js';
 
 const patchSchema = z.strictObject({
   name: z.string().min(1).max(255).optional(),
@@ -63,7 +63,7 @@ export function storedDataRoutes(ctx: ApiContext): Hono {
     const sd = await ctx.store.update((s) => {
       const sd = s.stored_data[id];
       if (b.name !== undefined) sd.name = b.name;
-      if (b.tags !== undefined) sd.tags = { ...sd.tags, ...b.tags };
+      if (b.tags !== undefined) sd.tags = mergeTags(sd.tags, b.tags);
       sd.update = now();
       return sd;
     });

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, posix, relative } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -14,23 +14,23 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { errorMessage } from '../errors.js';
-import { crsFromEpsg, parseCrs, sameCrs } from '../geo/crs.js';
-import { uploadFiles } from '../jobs.js';
-import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from '../geo/tms.js';
-import { footprint3857, suggestedResolution, unionBbox } from '../pyramid/build.js';
-import { GeoTiffSource } from '../raster/geotiff.js';
+import { checkIsolated } from '../checks.js';
+import { parseCrs } from '../geo/crs.js';
 import { UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
-  ApiError,
   badRequest,
   body,
   byCreation,
   conflict,
+  DRAIN_BYTES,
   datastoreOf,
+  drainBody,
   find,
+  mergeTags,
   notFound,
   page,
   pageQuery,
+  payloadTooLarge,
   query,
   route,
   tagsSchema,
@@ -78,21 +78,23 @@ function uploadView(u: Upload) {
   return rest;
 }
 
-/** Tiles of the bottom level `z` over an extent in EPSG:3857. */
-export function tilesAt(b: Bbox, z: number): number {
-  const l = tileLimitsForBounds(PM, z, b);
-  return l ? (l.maxX - l.minX + 1) * (l.maxY - l.minY + 1) : 0;
-}
-
 function root(ctx: ApiContext, u: Upload): string {
   return join(dataPaths(ctx.config.dataDir).upload(u._id), 'data');
 }
 
-/** Past the limit, the rest of a body is still read (up to this much) so that the client gets the 413. */
-const DRAIN_BYTES = 16 * 2 ** 20;
+/**
+ * Pushes in flight per upload, and the uploads whose close or delete is being committed. Both are decided in
+ * the request's own tick, ahead of the state commit: a push that started is waited for by nothing, so a close
+ * or a delete is refused while one is in flight, and a push is refused once a close or delete has begun
+ * (otherwise its file would land, unchecked, in a CLOSED upload, or in a folder being removed).
+ */
+const pushes = new Map<string, number>();
+const sealing = new Set<string>();
 
-function tooLarge(max: number): ApiError {
-  return new ApiError(413, 'payload_too_large', [`a file may not exceed ${max} bytes`]);
+function refuseWhilePushing(id: string, what: string): void {
+  const n = pushes.get(id) ?? 0;
+  if (n > 0) throw conflict(`upload ${id} has ${n} push(es) in flight: ${what} it once they are answered`);
+  if (sealing.has(id)) throw conflict(`upload ${id} is being closed or deleted`);
 }
 
 /**
@@ -118,31 +120,13 @@ async function copyBounded(input: AsyncIterable<Buffer>, file: string, max: numb
     ws.end();
     await Promise.race([finished(ws), failed]).catch(() => {});
   }
-  if (over) throw tooLarge(max);
-}
-
-/**
- * Reads what is left of a refused request's body (up to a bound): a client still sending when the
- * answer comes would otherwise see its connection reset instead of the answer.
- */
-async function drain(c: Context): Promise<void> {
-  const body = c.req.raw.body;
-  if (!body || c.req.raw.bodyUsed || body.locked) return;
-  let n = 0;
-  try {
-    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-      n += chunk.length;
-      if (n > DRAIN_BYTES) break;
-    }
-  } catch {
-    // the client went away: nothing to answer
-  }
+  if (over) throw payloadTooLarge(max, 'a file');
 }
 
 /** Streams the request's file (multipart field `file`, or the raw body) to `target`, through a temporary file. */
 async function receive(c: Context, target: string, max: number): Promise<number> {
   const declared = Number(c.req.header('content-length'));
-  if (Number.isFinite(declared) && declared > max + DRAIN_BYTES) throw tooLarge(max);
+  if (Number.isFinite(declared) && declared > max + DRAIN_BYTES) throw payloadTooLarge(max, 'a file');
   const stream = c.req.raw.body;
   if (!stream) throw badRequest('no file: send it as the multipart field "file" or as the body');
   const tmp = join(dirname(target), `.${randomUUID().slice(0, 8)}.part`);
@@ -230,53 +214,15 @@ async function dirSize(dir: string): Promise<number> {
   return sum(await tree(dir));
 }
 
-/** Runs the checks of a CHECKING upload and commits CLOSED or UNSTABLE. */
+/** Runs the checks of a CHECKING upload (in a child process: src/checks.ts) and commits CLOSED or UNSTABLE. */
 export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
   const u = ctx.store.state.uploads[id];
   if (!u || u.status !== 'CHECKING') return;
-  const logs: string[] = [];
-  let ok = true;
-  const fail = (line: string) => {
-    ok = false;
-    logs.push(`ERROR ${line}`);
-  };
-  const files = await uploadFiles(root(ctx, u));
-  let declared = null;
-  try {
-    declared = parseCrs(u.srs);
-  } catch (err) {
-    fail(`declared srs ${u.srs}: ${errorMessage(err)}`);
-  }
-  if (files.length === 0) fail('the upload holds no GeoTIFF file (.tif, .tiff)');
-  const boxes: Bbox[] = [];
-  let finest = Infinity;
-  for (const f of files) {
-    const name = relative(root(ctx, u), f);
-    try {
-      const src = await GeoTiffSource.open(f, { maxPixels: ctx.config.maxPixels });
-      const info = src.info;
-      await src.close();
-      const box = footprint3857(info);
-      boxes.push(box);
-      finest = Math.min(finest, suggestedResolution(info, box));
-      if (declared && !sameCrs(info.crs, declared)) {
-        // an EPSG code in the file that names the declared CRS also counts as equal
-        const same = info.crs.epsg !== undefined && declared.epsg !== undefined && sameCrs(crsFromEpsg(info.crs.epsg), declared);
-        if (!same) fail(`${name}: its CRS (${info.crs.name}) is not the declared ${u.srs}`);
-      }
-      const validity = [info.nodata !== null ? `nodata ${info.nodata}` : '', info.alphaSample !== null ? 'alpha' : '', info.hasMask ? 'mask' : ''].filter(Boolean).join(', ') || 'all pixels valid';
-      logs.push(`INFO ${name}: ${info.width}x${info.height} px, ${info.bands} band(s), ${info.crs.name}, ${validity}`);
-    } catch (err) {
-      fail(`${name}: ${errorMessage(err)}`);
-    }
-  }
-  let footprint: Upload['footprint'];
-  if (ok && boxes.length > 0) {
-    const b = unionBbox(boxes);
-    footprint = { ...b, level: levelForResolution(PM, finest) };
-    const n = tilesAt(b, footprint.level);
-    if (n > ctx.config.maxTiles) fail(`the delivery makes ${n} tiles at level ${footprint.level}, over the limit of ${ctx.config.maxTiles}`);
-  }
+  const { config } = ctx;
+  const { ok, logs, footprint } = await checkIsolated(
+    { root: root(ctx, u), srs: u.srs, maxPixels: config.maxPixels, maxTiles: config.maxTiles },
+    { timeoutMs: config.checkTimeout * 1000, memoryMB: config.checkMemoryMB },
+  );
   const size = await dirSize(root(ctx, u));
   await ctx.store.update((s) => {
     const cur = s.uploads[id];
@@ -337,21 +283,28 @@ export function uploadRoutes(ctx: ApiContext): Hono {
       const u = s.uploads[id];
       if (b.name !== undefined) u.name = b.name;
       if (b.description !== undefined) u.description = b.description;
-      if (b.tags !== undefined) u.tags = { ...u.tags, ...b.tags };
+      if (b.tags !== undefined) u.tags = mergeTags(u.tags, b.tags);
       u.update = now();
       return u;
     });
     return c.json(uploadView(u));
   });
 
-  route(app, P, { method: 'delete', path: `${U}/:upload`, summary: 'Delete an upload and its files', tag: 'uploads', status: 204 }, async (c) => {
+  route(app, P, { method: 'delete', path: `${U}/:upload`, summary: 'Delete an upload and its files (409 while a push is in flight)', tag: 'uploads', status: 204 }, async (c) => {
     const id = get(c)._id;
-    await ctx.store.update((s) => {
-      const using = Object.values(s.executions).filter((e) => e.inputs.upload.includes(id) && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status));
-      if (using.length > 0) throw conflict(`upload ${id} is an input of execution(s) ${using.map((e) => e._id).join(', ')} that have not run`);
-      delete s.uploads[id];
-    });
-    await rm(dataPaths(ctx.config.dataDir).upload(id), { recursive: true, force: true });
+    refuseWhilePushing(id, 'delete');
+    sealing.add(id);
+    try {
+      await ctx.store.update((s) => {
+        if (!s.uploads[id]) throw notFound('upload', id);
+        const using = Object.values(s.executions).filter((e) => e.inputs.upload.includes(id) && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status));
+        if (using.length > 0) throw conflict(`upload ${id} is an input of execution(s) ${using.map((e) => e._id).join(', ')} that have not run`);
+        delete s.uploads[id];
+      });
+      await rm(dataPaths(ctx.config.dataDir).upload(id), { recursive: true, force: true });
+    } finally {
+      sealing.delete(id);
+    }
     return c.body(null, 204);
   });
 
@@ -359,14 +312,24 @@ export function uploadRoutes(ctx: ApiContext): Hono {
     let size: number;
     let u: Upload;
     let path: string;
+    let counted = false;
     try {
       u = get(c);
       if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be pushed only while it is OPEN`);
+      if (sealing.has(u._id)) throw conflict(`upload ${u._id} is being closed or deleted: files can be pushed only while it is OPEN`);
       path = uploadPath(query(c, pathQuery).path);
+      pushes.set(u._id, (pushes.get(u._id) ?? 0) + 1);
+      counted = true;
       size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
     } catch (err) {
-      await drain(c);
+      await drainBody(c);
       throw err;
+    } finally {
+      if (counted) {
+        const left = pushes.get(u!._id)! - 1;
+        if (left > 0) pushes.set(u!._id, left);
+        else pushes.delete(u!._id);
+      }
     }
     const total = await dirSize(root(ctx, u));
     await ctx.store.update((s) => {
@@ -380,7 +343,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'delete', path: `${U}/:upload/data`, summary: 'Remove the file at ?path=', tag: 'uploads', query: pathQuery, status: 204 }, async (c) => {
     const u = get(c);
-    if (u.status !== 'OPEN') throw conflict(`upload ${u._id} is ${u.status}: files can be removed only while it is OPEN`);
+    if (u.status !== 'OPEN' || sealing.has(u._id)) throw conflict(`upload ${u._id} is ${sealing.has(u._id) ? 'being closed or deleted' : u.status}: files can be removed only while it is OPEN`);
     const path = uploadPath(query(c, pathQuery).path);
     const target = join(root(ctx, u), path);
     if (!existsSync(target)) throw notFound('file', path);
@@ -390,18 +353,26 @@ export function uploadRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${U}/:upload/tree`, summary: 'The files of an upload', tag: 'uploads' }, async (c) => c.json(await tree(root(ctx, get(c)))));
 
-  route(app, P, { method: 'post', path: `${U}/:upload/close`, summary: 'Close and check (CHECKING, then CLOSED or UNSTABLE)', tag: 'uploads' }, async (c) => {
+  route(app, P, { method: 'post', path: `${U}/:upload/close`, summary: 'Close and check (CHECKING, then CLOSED or UNSTABLE; 409 while a push is in flight)', tag: 'uploads' }, async (c) => {
     const id = get(c)._id;
-    const u = await ctx.store.update((s) => {
-      const u = s.uploads[id];
-      if (u.status !== 'OPEN') throw conflict(`upload ${id} is ${u.status}, not OPEN`);
-      const t = now();
-      u.status = 'CHECKING';
-      u.update = t;
-      u.last_event = { title: 'closing', date: t };
-      u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
-      return u;
-    });
+    refuseWhilePushing(id, 'close');
+    sealing.add(id);
+    let u: Upload;
+    try {
+      u = await ctx.store.update((s) => {
+        const u = s.uploads[id];
+        if (!u) throw notFound('upload', id);
+        if (u.status !== 'OPEN') throw conflict(`upload ${id} is ${u.status}, not OPEN`);
+        const t = now();
+        u.status = 'CHECKING';
+        u.update = t;
+        u.last_event = { title: 'closing', date: t };
+        u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
+        return u;
+      });
+    } finally {
+      sealing.delete(id);
+    }
     void runChecks(ctx, id).catch((err) => console.error(`tuile: checks of upload ${id}: ${errorMessage(err)}`));
     return c.json(uploadView(u));
   });
@@ -453,9 +424,9 @@ export function uploadRoutes(ctx: ApiContext): Hono {
   return app;
 }
 
-/** After a restart: uploads caught CHECKING are checked again. */
+/** After a restart: uploads caught CHECKING are checked again, in the background (start-up never waits on them). */
 export async function recoverChecks(ctx: ApiContext): Promise<void> {
   for (const u of Object.values(ctx.store.state.uploads)) {
-    if (u.status === 'CHECKING') await runChecks(ctx, u._id);
+    if (u.status === 'CHECKING') void runChecks(ctx, u._id).catch((err) => console.error(`tuile: checks of upload ${u._id}: ${errorMessage(err)}`));
   }
 }

@@ -10,6 +10,7 @@ import { crsFromGeoKeys, type Crs } from '../geo/crs.js';
 import { releaseBuffer, spareBuffer } from './buffers.js';
 import { readGeoTransform } from './georef.js';
 import { bandRanges, nodataMask, rangeOf, scaleToBytes, type ScaleRange } from './scale.js';
+import { checkImageBlocks, checkTiffStructure } from './tiffcheck.js';
 import type { SourceWindow } from './resample.js';
 
 // geotiff.js's CommonJS build, required: its ES module graph takes ~20 ms longer to load, in each thread of a build
@@ -283,6 +284,7 @@ export class GeoTiffSource {
       throw new TuileError('InvalidInput', `${path}: cannot read file (${errorMessage(err)})`);
     }
     if (size === 0) throw new TuileError('InvalidInput', `${path}: empty file`);
+    await checkTiffStructure(path, size);
     let tiff: GeoTIFF;
     let image: GeoTIFFImage;
     let count: number;
@@ -294,7 +296,9 @@ export class GeoTiffSource {
       throw new TuileError('InvalidInput', `${path}: not a readable TIFF (${errorMessage(err)})`);
     }
     try {
-      return await GeoTiffSource.describe(path, tiff, image, count, opts);
+      const source = await GeoTiffSource.describe(path, tiff, image, count, opts);
+      await checkImageBlocks(image, path, size);
+      return source;
     } catch (err) {
       await tiff.close();
       if (err instanceof TuileError) throw err;

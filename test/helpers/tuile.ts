@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ROOT } from './fixtures.js';
+import { afterAll, beforeAll } from 'vitest';
+import { ROOT, tempDir } from './fixtures.js';
 
 export const TOKEN = 'test-admin-token-0123456789';
 
@@ -166,4 +167,24 @@ export class Api {
       getfeatureinfo: { stored_data: true },
     };
   }
+}
+
+/**
+ * A tuile on a new temporary data folder for the tests of the file or describe block it is called in: started
+ * before them (`ready` gets it and a client of its API), stopped and its folder removed after.
+ */
+export function withTuile(prefix: string, env: Record<string, string>, ready: (t: TuileProcess, api: Api) => void): { dataDir: string } {
+  const data = tempDir(prefix);
+  let t: TuileProcess | undefined;
+  beforeAll(async () => {
+    t = await startTuile(data.path, env);
+    const api = new Api(t.base);
+    await api.init();
+    ready(t, api);
+  });
+  afterAll(async () => {
+    await t?.stop();
+    data.cleanup();
+  });
+  return { dataDir: data.path };
 }
