@@ -43,10 +43,15 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
     const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile(z, x, y))?.data ?? null);
     if (data) return { data, etag: `"${holder}-${z}-${x}-${y}"`, mime, blank: false };
   }
+  return blankTile(layer);
+}
+
+/** The layer's tile with no data (transparent png/webp, nodata-coloured jpeg). */
+export async function blankTile(layer: Layer): Promise<ServedTile> {
   return {
     data: await blankImage(layer.format, layer.bands, layer.nodata),
     etag: `"blank-${layer.format}-${layer.bands}-${layer.nodata.join('.')}"`,
-    mime,
+    mime: FORMATS[layer.format].mime,
     blank: true,
   };
 }

@@ -77,7 +77,7 @@ function resourceTemplate(base: string, layer: Layer): string {
 
 function layerElement(base: string, l: Layer, keyQuery: string): Record<string, unknown> {
   const wgs = l.bboxLonLat;
-  const b = l.chain.descriptor.bbox;
+  const b = l.bbox;
   const mime = FORMATS[l.format].mime;
   const template = resourceTemplate(base, l);
   return {

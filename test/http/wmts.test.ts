@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mercatorToLonLat, PM, tileBounds, type TileLimits } from '../../src/geo/tms.js';
+import { mercatorToLonLat, PM, tileBounds, tileLimitsForBounds, type Bbox, type TileLimits } from '../../src/geo/tms.js';
 import type { PyramidDescriptor } from '../../src/pyramid/descriptor.js';
 import { INFO_FORMATS, renderFeatureInfo } from '../../src/protocols/wmts.js';
 import { decodeTile } from '../../src/tiles/codec.js';
@@ -171,6 +171,38 @@ async function owsError(path: string): Promise<OwsError> {
   return { status: r.status, code: ex['@exceptionCode'], locator: ex['@locator'], text: ex.ExceptionText, raw };
 }
 
+/**
+ * The advertised box lies in the pyramid's extent, every tile under it at every level is inside that
+ * level's limits (what GDAL asks for when it exports the whole layer), and it keeps every stored tile's data.
+ */
+function expectBoxAgreesWithLimits(desc: PyramidDescriptor, box: Bbox): void {
+  const eps = 1e-6;
+  expect(box.minX).toBeGreaterThanOrEqual(desc.bbox.minX - eps);
+  expect(box.maxX).toBeLessThanOrEqual(desc.bbox.maxX + eps);
+  expect(box.minY).toBeGreaterThanOrEqual(desc.bbox.minY - eps);
+  expect(box.maxY).toBeLessThanOrEqual(desc.bbox.maxY + eps);
+  for (const lv of desc.levels) {
+    const under = tileLimitsForBounds(PM, lv.limits.z, box)!;
+    expect(under.minX, `level ${lv.id}`).toBeGreaterThanOrEqual(lv.limits.minX);
+    expect(under.maxX, `level ${lv.id}`).toBeLessThanOrEqual(lv.limits.maxX);
+    expect(under.minY, `level ${lv.id}`).toBeGreaterThanOrEqual(lv.limits.minY);
+    expect(under.maxY, `level ${lv.id}`).toBeLessThanOrEqual(lv.limits.maxY);
+  }
+  const bottom = limitsOf(desc, desc.bottom);
+  const stored = [...srv.ctx.holder.current.layers.values()].find((l) => l.chain.descriptor.id === desc.id)!.chain;
+  for (let y = bottom.minY; y <= bottom.maxY; y++) {
+    for (let x = bottom.minX; x <= bottom.maxX; x++) {
+      if (!stored.locate(desc.bottom, x, y)) continue;
+      const t = tileBounds(PM, { z: desc.bottom, x, y });
+      // the part of a data tile inside the pyramid's extent is inside the box
+      expect(Math.max(t.minX, desc.bbox.minX)).toBeGreaterThanOrEqual(box.minX - eps);
+      expect(Math.min(t.maxX, desc.bbox.maxX)).toBeLessThanOrEqual(box.maxX + eps);
+      expect(Math.max(t.minY, desc.bbox.minY)).toBeGreaterThanOrEqual(box.minY - eps);
+      expect(Math.min(t.maxY, desc.bbox.maxY)).toBeLessThanOrEqual(box.maxY + eps);
+    }
+  }
+}
+
 function limitsOf(desc: PyramidDescriptor, z: number): TileLimits {
   return desc.levels.find((l) => l.limits.z === z)!.limits;
 }
@@ -273,14 +305,14 @@ describe('GetCapabilities', () => {
     ];
     for (const [id, desc, mime, ext] of cases) {
       const l = byId(id);
-      const w = desc.bboxLonLat;
-      expect(l['ows:WGS84BoundingBox']['ows:LowerCorner'].split(' ').map(Number)).toEqual([w.minX, w.minY]);
-      expect(l['ows:WGS84BoundingBox']['ows:UpperCorner'].split(' ').map(Number)).toEqual([w.maxX, w.maxY]);
-      expect(w.minX).toBeGreaterThanOrEqual(-180);
-      expect(w.maxX).toBeLessThanOrEqual(180);
-      expect(w.minY).toBeLessThan(w.maxY);
       expect(l['ows:BoundingBox']['@crs']).toBe('urn:ogc:def:crs:EPSG::3857');
-      expect(l['ows:BoundingBox']['ows:LowerCorner'].split(' ').map(Number)).toEqual([desc.bbox.minX, desc.bbox.minY]);
+      const [minX, minY] = l['ows:BoundingBox']['ows:LowerCorner'].split(' ').map(Number);
+      const [maxX, maxY] = l['ows:BoundingBox']['ows:UpperCorner'].split(' ').map(Number);
+      expectBoxAgreesWithLimits(desc, { minX, minY, maxX, maxY });
+      // the WGS84 box is the same box in lon/lat
+      const [w0, w1] = [mercatorToLonLat(minX, minY), mercatorToLonLat(maxX, maxY)];
+      l['ows:WGS84BoundingBox']['ows:LowerCorner'].split(' ').forEach((v: string, k: number) => expect(Number(v)).toBeCloseTo(w0[k], 9));
+      l['ows:WGS84BoundingBox']['ows:UpperCorner'].split(' ').forEach((v: string, k: number) => expect(Number(v)).toBeCloseTo(w1[k], 9));
       expect(l.Style['@isDefault']).toBe('true');
       expect(l.Style['ows:Identifier']).toBe('normal');
       expect(l.Format).toBe(mime);
@@ -714,10 +746,15 @@ describe('GDAL WMTS driver', () => {
     return JSON.parse(stdout);
   }
 
+  /** The layer's box as the capabilities advertise it (the registry's, which the test above checks). */
+  function advertised(desc: PyramidDescriptor): Bbox {
+    return [...srv.ctx.holder.current.layers.values()].find((l) => l.chain.descriptor.id === desc.id)!.bbox;
+  }
+
   /** The geotransform GDAL derives from the layer's BoundingBox at the resolution of tile matrix z. */
   function expectedGeo(desc: PyramidDescriptor, z: number): { gt: number[]; size: [number, number] } {
     const res = PM.levels[z].resolution;
-    const b = desc.bbox;
+    const b = advertised(desc);
     const x0 = PM.originX + Math.floor((b.minX - PM.originX) / res + 1e-10) * res;
     const y0 = PM.originY + Math.ceil((b.maxY - PM.originY) / res - 1e-10) * res;
     return { gt: [x0, res, 0, y0, 0, -res], size: [Math.floor(0.5 + (b.maxX - x0) / res), Math.floor(0.5 + (y0 - b.minY) / res)] };
@@ -795,7 +832,7 @@ describe('GDAL WMTS driver', () => {
   function insideLayer(desc: PyramidDescriptor, z: number, x: number, y: number, n: number, out: number): (px: number, py: number) => boolean {
     const tl = tileBounds(PM, { z, x, y });
     const res = (n * 256 * PM.levels[z].resolution) / out;
-    const b = desc.bbox;
+    const b = advertised(desc);
     return (px, py) => {
       const cx = tl.minX + (px + 0.5) * res;
       const cy = tl.maxY - (py + 0.5) * res;
