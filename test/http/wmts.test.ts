@@ -1,5 +1,6 @@
 // WMTS 1.0.0 over real HTTP: capabilities in the XSD's element order, KVP and RESTful GetTile against the
-// XYZ and TMS routes, every exception with its code, locator and status, GetFeatureInfo in four formats,
+// XYZ and TMS routes, every exception with its code, locator and status, GetFeatureInfo in four formats
+// (GeoJSON and GML as features),
 // and GDAL's WMTS driver as a real client.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -11,7 +12,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mercatorToLonLat, PM, tileBounds, tileLimitsForBounds, type Bbox, type TileLimits } from '../../src/geo/tms.js';
 import type { PyramidDescriptor } from '../../src/pyramid/descriptor.js';
-import { INFO_FORMATS, renderFeatureInfo } from '../../src/protocols/wmts.js';
+import { EXTRA_INFO_FORMATS, INFO_FORMATS, renderFeatureInfo } from '../../src/protocols/featureinfo.js';
 import { decodeTile } from '../../src/tiles/codec.js';
 import type { RawTile } from '../../src/tiles/merge.js';
 import { assemble, compare } from '../helpers/images.js';
@@ -56,6 +57,7 @@ const parser = new XMLParser({
   parseAttributeValue: false,
   isArray: (name, jpath) => ARRAYS.has(name) && !(name === 'TileMatrixSet' && String(jpath).endsWith('TileMatrixSetLink.TileMatrixSet')) && !(name === 'TileMatrix' && String(jpath).endsWith('TileMatrixLimits.TileMatrix')),
 });
+const gmlParser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', parseTagValue: false, parseAttributeValue: false });
 const ordered = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', preserveOrder: true });
 
 type Json = any;
@@ -316,7 +318,7 @@ describe('GetCapabilities', () => {
       expect(l.Style['@isDefault']).toBe('true');
       expect(l.Style['ows:Identifier']).toBe('normal');
       expect(l.Format).toBe(mime);
-      expect(l.InfoFormat).toEqual(['text/plain', 'application/json', 'text/html', 'text/xml']);
+      expect(l.InfoFormat).toEqual(['text/plain', 'application/json', 'text/html', 'application/vnd.ogc.gml']);
       expect(l.TileMatrixSetLink.TileMatrixSet).toBe('PM');
       const limits = l.TileMatrixSetLink.TileMatrixSetLimits.TileMatrixLimits.map((t: Json) => ({
         z: Number(t.TileMatrix),
@@ -336,7 +338,7 @@ describe('GetCapabilities', () => {
         ['FeatureInfo', 'text/plain', `${base}/{J}/{I}.txt`],
         ['FeatureInfo', 'application/json', `${base}/{J}/{I}.json`],
         ['FeatureInfo', 'text/html', `${base}/{J}/{I}.html`],
-        ['FeatureInfo', 'text/xml', `${base}/{J}/{I}.xml`],
+        ['FeatureInfo', 'application/vnd.ogc.gml', `${base}/{J}/{I}.gml`],
       ]);
     }
     expect(byId('north')['ows:Title']).toBe('North relief');
@@ -555,6 +557,8 @@ describe('GetFeatureInfo', () => {
     ['text/plain', 'txt'],
     ['application/json', 'json'],
     ['text/html', 'html'],
+    ['application/vnd.ogc.gml', 'gml'],
+    // accepted as before, not advertised: the same GML
     ['text/xml', 'xml'],
   ] as const;
 
@@ -570,20 +574,37 @@ describe('GetFeatureInfo', () => {
     expect(r.headers.get('content-type')).toBe(`${mime}; charset=utf-8`);
     const out: Record<string, string> = {};
     switch (mime) {
-      case 'application/json':
-        for (const [k, v] of Object.entries(JSON.parse(body))) out[k] = Array.isArray(v) ? v.join(' ') : String(v);
+      case 'application/json': {
+        // a GeoJSON FeatureCollection of one point at the pixel centre, in lon/lat, the CRS named
+        const fc = JSON.parse(body);
+        expect(fc.type).toBe('FeatureCollection');
+        expect(fc.crs).toEqual({ type: 'name', properties: { name: 'urn:ogc:def:crs:OGC:1.3:CRS84' } });
+        expect(fc.features).toHaveLength(1);
+        const f = fc.features[0];
+        expect(f.type).toBe('Feature');
+        expect(f.geometry.type).toBe('Point');
+        expect(f.geometry.coordinates).toEqual([f.properties.lon, f.properties.lat]);
+        f.properties.values.forEach((v: number, b: number) => expect(f.properties[`band_${b + 1}`]).toBe(v));
+        for (const [k, v] of Object.entries(f.properties)) if (!k.startsWith('band_')) out[k] = Array.isArray(v) ? v.join(' ') : String(v);
         break;
+      }
       case 'text/html':
         expect(body).toMatch(/^<!DOCTYPE html>/);
         for (const m of body.matchAll(/<tr><th>([^<]*)<\/th><td>([^<]*)<\/td><\/tr>/g)) out[m[1]] = m[2];
         break;
+      case 'application/vnd.ogc.gml':
       case 'text/xml': {
-        const fi = parser.parse(body).FeatureInfo;
-        for (const [k, v] of Object.entries(fi)) if (k !== 'values') out[k] = String(v);
-        out.values = ((fi.values?.value ?? []) as Json[]).map((v, b) => {
-          expect(v['@band']).toBe(String(b + 1));
-          return v['#text'];
-        }).join(' ');
+        // MapServer's GML: msGMLOutput / {layer}_layer / {layer}_feature, a gml:Point at x,y in EPSG:3857
+        const root = gmlParser.parse(body).msGMLOutput;
+        expect(root['@xmlns:gml']).toBe('http://www.opengis.net/gml');
+        const layerEl = Object.keys(root).find((k) => k.endsWith('_layer'))!;
+        const feature = root[layerEl][layerEl.replace(/_layer$/, '_feature')];
+        expect(root[layerEl]['gml:name']).toBe(feature.layer);
+        const point = feature.geometry['gml:Point'];
+        expect(point['@srsName']).toBe('EPSG:3857');
+        expect(point['gml:coordinates']).toBe(`${feature.x},${feature.y}`);
+        for (const [k, v] of Object.entries(feature)) if (k !== 'geometry' && k !== 'gml:boundedBy' && !k.startsWith('band_')) out[k] = String(v);
+        String(feature.values).split(' ').filter(Boolean).forEach((v, b) => expect(String(feature[`band_${b + 1}`])).toBe(v));
         break;
       }
       default:
@@ -659,15 +680,21 @@ describe('GetFeatureInfo', () => {
     // layer names cannot hold specials (LAYER_NAME), so the renderer is fed one directly
     const evil = `<b>"Tom" & 'Jerry'</b>`;
     const info = { layer: evil, tilematrixset: 'PM', tilematrix: '6', row: 1, col: 2, i: 3, j: 4, x: 5, y: 6, values: [7, 8, 9], alpha: 255, nodata: false };
-    for (const f of INFO_FORMATS) {
+    for (const f of [...INFO_FORMATS, ...EXTRA_INFO_FORMATS]) {
       const body = await renderFeatureInfo(info, f).text();
-      if (f.mime === 'application/json') expect(JSON.parse(body).layer).toBe(evil);
+      if (f.mime === 'application/json') expect(JSON.parse(body).features[0].properties.layer).toBe(evil);
       else if (f.mime === 'text/plain') expect(body).toContain(`layer = ${evil}`);
       else {
         expect(body, f.mime).not.toContain('<b>');
         expect(body, f.mime).toContain('&lt;b&gt;');
       }
-      if (f.mime === 'text/xml') expect(parser.parse(body).FeatureInfo.layer).toBe(evil);
+      if (f.mime.includes('xml') || f.mime.includes('gml')) {
+        const layerEl = gmlParser.parse(body).msGMLOutput;
+        const name = Object.keys(layerEl).find((k) => k.endsWith('_layer'))!;
+        // the element names are made XML-safe; the name itself is kept, escaped, in gml:name
+        expect(name).toMatch(/^[A-Za-z_][A-Za-z0-9_.-]*$/);
+        expect(layerEl[name]['gml:name']).toBe(evil);
+      }
       if (f.mime === 'text/html') expect(body).toContain('<tr><th>values</th><td>7 8 9</td></tr>');
     }
     // and the exception path echoes the request's layer escaped
