@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { compress } from 'hono/compress';
 import { cors } from 'hono/cors';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
-import type { ServerContext } from './protocols/tile.js';
+import { CORS_EXPOSE, CORS_HEADERS, type ServerContext } from './protocols/tile.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
 import { wmtsRoutes } from './protocols/wmts.js';
@@ -54,11 +54,17 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
     origin: '*',
     allowMethods: ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowHeaders: ['Authorization', 'Content-Type', 'apikey', 'If-None-Match'],
-    exposeHeaders: ['ETag', 'Content-Length', 'Content-Range'],
+    exposeHeaders: CORS_EXPOSE,
   });
   const compressMw = compress();
   app.use('*', async (c, next) => {
-    if (c.req.method !== 'OPTIONS' && isTileRequest(c.req.url)) return next();
+    if (c.req.method !== 'OPTIONS' && isTileRequest(c.req.url)) {
+      await next();
+      // tile errors (ExceptionReport, JSON, TileMapServerError) get the tiles' CORS headers, set in place:
+      // the body is not touched, so the tiles' direct write stays as it is
+      if (!c.res.headers.has('Access-Control-Allow-Origin')) for (const [k, v] of Object.entries(CORS_HEADERS)) c.res.headers.set(k, v);
+      return;
+    }
     // a preflight is answered by the CORS middleware itself: its response must be returned
     return corsMw(c, async () => {
       await compressMw(c, next);
@@ -110,7 +116,7 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
       (err) => {
         // the path only: a query may carry an apikey, which is never logged
         console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
-        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json', ...CORS_HEADERS });
         res.end(JSON.stringify({ error: 'internal_error', error_description: [(err as Error).message] }));
       },
     );
