@@ -33,14 +33,22 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------- Web Mercator (PM) and the view
 const HALF = 20037508.342789244;
 const resAt = (z) => (2 * HALF) / 256 / 2 ** z;
-const Z = 7; // the layer's bottom level: the view shows its tiles 1:1
-const RES = resAt(Z);
+const Z = 7; // the layer's bottom level
 const W = 768;
 const H = 512;
-// a view over northern France, its corner on the level's pixel grid
-const X0 = -HALF + Math.round((290000 - (W / 2) * RES + HALF) / RES) * RES;
-const Y1 = HALF - Math.round((HALF - (6219000 + (H / 2) * RES)) / RES) * RES;
-const VIEW = { x0: X0, y0: Y1 - H * RES, x1: X0 + W * RES, y1: Y1 };
+
+/** A W x H view at the resolution of level z centred near (cx, cy), its corner on the level's pixel grid. */
+function makeView(name, z, cx, cy, kernel) {
+  const res = resAt(z);
+  const x0 = -HALF + Math.round((cx - (W / 2) * res + HALF) / res) * res;
+  const y1 = HALF - Math.round((HALF - (cy + (H / 2) * res)) / res) * res;
+  return { name, z, res, kernel, x0, y0: y1 - H * res, x1: x0 + W * res, y1, ref: null, tiles: null };
+}
+
+// northern France at the bottom level, the tiles 1:1; the layer's clipped box is added once published
+const VIEW = makeView('view', Z, 290000, 6219000, 'cubic');
+const RES = VIEW.res;
+const VIEWS = [VIEW];
 
 // ---------------------------------------------------------------- results
 const results = []; // { client, version, checks: [{ what, ok, detail }] }
@@ -189,6 +197,15 @@ async function publish(base) {
   return sd;
 }
 
+/** The whole layer at level 5, on the centre of the box the WMTS capabilities advertise. */
+async function wholeView(base) {
+  const caps = await (await fetch(`${base}/wmts/1.0.0/WMTSCapabilities.xml`)).text();
+  const layer = caps.split('<Layer>').find((l) => l.includes(`<ows:Identifier>${LAYER}</ows:Identifier>`));
+  const box = /<ows:BoundingBox[^>]*>\s*<ows:LowerCorner>(\S+) (\S+)<\/ows:LowerCorner>\s*<ows:UpperCorner>(\S+) (\S+)</.exec(layer).slice(1).map(Number);
+  // upper levels are 2x2 averages of the bottom one: the reference averages too
+  return makeView('whole layer', 5, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 'average');
+}
+
 /** The archive of the layer's pyramid: a root pyramid (no parent), so the archive holds the whole layer. */
 function archiveOf(dataDir) {
   for (const dir of readdirSync(join(dataDir, 'pyramids'))) {
@@ -249,10 +266,11 @@ async function grey(file) {
 }
 
 /**
- * PSNR of a render against a reference over the pixels where the reference has data, two pixels in from
- * its edge (resampling mixes data and nodata there). Renders without alpha (a map on white) count as data.
+ * PSNR of a render against a reference over the pixels opaque in the reference and in `also` (the tiles),
+ * two pixels in from their edge: resampling mixes data and nodata there, into partly transparent pixels
+ * that each client blends over its own background. Renders without alpha (a map on white) count as data.
  */
-function psnr(render, ref) {
+function psnr(render, ref, also) {
   if (render.width !== ref.width || render.height !== ref.height) return { psnr: 0, n: 0, detail: `size ${render.width}x${render.height}, not ${ref.width}x${ref.height}` };
   let se = 0;
   let n = 0;
@@ -260,7 +278,10 @@ function psnr(render, ref) {
   for (let y = 2; y < ref.height - 2; y++) {
     for (let x = 2; x < w - 2; x++) {
       let inside = true;
-      for (const [dx, dy] of [[0, 0], [-2, 0], [2, 0], [0, -2], [0, 2]]) if (ref.a[(y + dy) * w + x + dx] < 255) inside = false;
+      for (const [dx, dy] of [[0, 0], [-2, 0], [2, 0], [0, -2], [0, 2]]) {
+        const k = (y + dy) * w + x + dx;
+        if (ref.a[k] < 255 || (also && also.a[k] < 255)) inside = false;
+      }
       if (!inside) continue;
       const d = render.v[y * w + x] - ref.v[y * w + x];
       se += d * d;
@@ -272,17 +293,14 @@ function psnr(render, ref) {
 }
 
 // ---------------------------------------------------------------- main
-const renders = {}; // name -> file
-let refImg;
-let tilesImg;
-
-async function compareRender(c, name, file) {
-  renders[name] = file;
+/** Compares a render of `view` with the view's gdalwarp of the delivery and with its GDAL WMTS render. */
+async function compareRender(c, name, file, view = VIEW) {
   const img = await grey(file);
-  const a = psnr(img, refImg);
-  const b = tilesImg ? psnr(img, tilesImg) : null;
-  c.check(`${name} render vs gdalwarp of the delivery`, a.psnr >= MIN_PSNR && a.n > 10_000, `${a.psnr.toFixed(1)} dB over ${a.n} px${a.detail ? `, ${a.detail}` : ''}`);
-  if (b) c.check(`${name} render vs the tiles`, b.psnr >= MIN_PSNR && b.n > 10_000, `${b.psnr.toFixed(1)} dB`);
+  const where = view === VIEW ? '' : ` (${view.name})`;
+  const a = psnr(img, view.ref, view.tiles);
+  const b = view.tiles && view.tiles.file !== file ? psnr(img, view.tiles) : null;
+  c.check(`${name}${where} render vs gdalwarp of the delivery`, a.psnr >= MIN_PSNR && a.n > 10_000, `${a.psnr.toFixed(1)} dB over ${a.n} px${a.detail ? `, ${a.detail}` : ''}`);
+  if (b) c.check(`${name}${where} render vs the tiles`, b.psnr >= MIN_PSNR && b.n > 10_000, `${b.psnr.toFixed(1)} dB`);
 }
 
 async function main() {
@@ -303,20 +321,27 @@ async function main() {
     const gdalEnv = { ...process.env, GDAL_DEFAULT_WMS_CACHE_PATH: join(OUT, 'gdal-cache'), NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' };
     const gdal = (tool, args) => run(tool, args, { env: gdalEnv, maxBuffer: 64 << 20, timeout: 300_000 });
 
-    // the reference: the delivery warped by GDAL onto the view (the layer was built bicubic)
-    const ref = join(OUT, 'reference.tif');
-    await gdal('gdalwarp', ['-q', '-overwrite', '-t_srs', 'EPSG:3857', '-te', String(VIEW.x0), String(VIEW.y0), String(VIEW.x1), String(VIEW.y1), '-ts', String(W), String(H), '-r', 'cubic', DELIVERY, ref]);
-    await gdal('gdal_translate', ['-q', '-of', 'PNG', ref, join(OUT, 'reference.png')]);
-    refImg = await grey(join(OUT, 'reference.png'));
+    VIEWS.push(await wholeView(base));
+    // the references: the delivery warped by GDAL onto each view (the layer was built bicubic), and the
+    // tiles as GDAL's WMTS driver assembles them on it
+    for (const v of VIEWS) {
+      const slug = v.name.replace(/\W+/g, '-');
+      const ref = join(OUT, `reference-${slug}.tif`);
+      await gdal('gdalwarp', ['-q', '-overwrite', '-t_srs', 'EPSG:3857', '-te', String(v.x0), String(v.y0), String(v.x1), String(v.y1), '-ts', String(W), String(H), '-r', v.kernel, DELIVERY, ref]);
+      await gdal('gdal_translate', ['-q', '-of', 'PNG', ref, join(OUT, `reference-${slug}.png`)]);
+      v.ref = await grey(join(OUT, `reference-${slug}.png`));
+    }
 
     // GDAL
     const gdalVersion = (await gdal('gdalinfo', ['--version'])).stdout.trim();
     const g = client('GDAL', gdalVersion.replace(/^GDAL ([^,]+),.*/, '$1'));
     await attempt(g, 'WMTS view (gdal_translate -projwin, RESTful capabilities)', async () => {
-      const f = join(OUT, 'gdal-wmts.png');
-      await gdal('gdal_translate', ['-q', '-of', 'PNG', '-projwin', ...projwin, '-outsize', String(W), String(H), `WMTS:${caps},layer=${LAYER}`, f]);
-      tilesImg = await grey(f);
-      await compareRender(g, 'WMTS', f);
+      for (const v of VIEWS) {
+        const f = join(OUT, `gdal-wmts-${v.name.replace(/\W+/g, '-')}.png`);
+        await gdal('gdal_translate', ['-q', '-of', 'PNG', '-projwin', ...[v.x0, v.y1, v.x1, v.y0].map(String), '-outsize', String(W), String(H), `WMTS:${caps},layer=${LAYER}`, f]);
+        v.tiles = { ...(await grey(f)), file: f };
+        await compareRender(g, 'WMTS', f, v);
+      }
     });
     for (const [what, ds] of [
       ['whole layer gdal_translate, RESTful capabilities', `WMTS:${caps},layer=${LAYER}`],
@@ -424,7 +449,8 @@ async function qgisClient(base, probe) {
   }
   let rep;
   try {
-    rep = await python('qgis_client.py', { base, layer: LAYER, out: OUT, ...VIEW, w: W, h: H, z: Z, px: probe.x, py: probe.y }, ['xvfb-run', '-a']);
+    const { x0, y0, x1, y1 } = VIEW;
+    rep = await python('qgis_client.py', { base, layer: LAYER, out: OUT, x0, y0, x1, y1, w: W, h: H, z: Z, px: probe.x, py: probe.y }, ['xvfb-run', '-a']);
   } catch (err) {
     return void client('QGIS (PyQGIS)', '?').check('run', false, (err.stderr || err.message).toString().slice(-500));
   }
@@ -456,7 +482,7 @@ async function browsers(base, origin) {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--no-first-run', '--disable-background-networking', '--disable-component-update'],
   });
   try {
-    for (const [name, lib] of [
+    for (const view of VIEWS) for (const [name, lib] of [
       ['ol-wmts', 'OpenLayers'],
       ['leaflet-xyz', 'Leaflet'],
       ['leaflet-tms', 'Leaflet'],
@@ -469,7 +495,7 @@ async function browsers(base, origin) {
       page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
       page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
       page.on('response', (r) => r.status() >= 400 && problems.push(`${r.status()} ${r.url()}`));
-      const q = new URLSearchParams({ client: name, tuile: base, layer: LAYER, x0: String(VIEW.x0), y1: String(VIEW.y1), res: String(RES), w: String(W), h: String(H), z: String(Z), pmtiles: `${origin}/archive.pmtiles` });
+      const q = new URLSearchParams({ client: name, tuile: base, layer: LAYER, x0: String(view.x0), y1: String(view.y1), res: String(view.res), w: String(W), h: String(H), z: String(view.z), bottom: String(Z), pmtiles: `${origin}/archive.pmtiles` });
       let state = { error: 'did not finish', version: '' };
       try {
         await page.goto(`${origin}/pages/map.html?${q}`);
@@ -483,10 +509,11 @@ async function browsers(base, origin) {
       const c = existing ? { r: existing, check: (w, ok, d = '') => { existing.checks.push({ what: w, ok: !!ok, detail: String(d) }); log(`${ok ? 'ok  ' : 'FAIL'} ${lib}: ${w} ${d}`); } } : client(`${lib} (Chromium)`, state.version);
       if (state.version) c.r.version = state.version;
       const label = { 'ol-wmts': 'WMTS from the capabilities', 'leaflet-xyz': 'XYZ', 'leaflet-tms': 'TMS', 'maplibre-xyz': 'XYZ', 'maplibre-pmtiles': 'pmtiles:// (the layer\'s root archive)' }[name];
-      c.check(`${label}: draws, no console error`, !state.error && state.tiles > 0 && state.tileErrors === 0 && problems.length === 0, [state.error, `${state.tiles} tiles`, ...problems].filter(Boolean).join('; '));
-      const shot = join(OUT, `browser-${name}.png`);
+      const where = view === VIEW ? '' : ` (${view.name})`;
+      c.check(`${label}${where}: draws, no console error`, !state.error && state.tiles > 0 && state.tileErrors === 0 && problems.length === 0, [state.error, `${state.tiles} tiles`, ...problems].filter(Boolean).join('; '));
+      const shot = join(OUT, `browser-${name}-${view.name.replace(/\W+/g, '-')}.png`);
       await page.locator('#map').screenshot({ path: shot }).catch(() => {});
-      if (existsSync(shot)) await compareRender(c, label, shot);
+      if (existsSync(shot)) await compareRender(c, label, shot, view);
       await page.close();
     }
   } finally {

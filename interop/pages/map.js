@@ -11,7 +11,8 @@ const y1 = Number(q.get('y1'));
 const res = Number(q.get('res'));
 const w = Number(q.get('w'));
 const h = Number(q.get('h'));
-const z = Number(q.get('z'));
+const z = Number(q.get('z')); // the view's level
+const bottom = Number(q.get('bottom')); // the layer's deepest level
 const R = 6378137;
 const state = (window.interop = { done: false, error: null, tiles: 0, tileErrors: 0, version: '' });
 const el = document.getElementById('map');
@@ -50,7 +51,7 @@ function leaflet(tms) {
   const map = L.map(el, { zoomControl: false, attributionControl: false, fadeAnimation: false, zoomAnimation: false, inertia: false });
   const url = tms ? `${tuile}/tms/1.0.0/${layer}/{z}/{x}/{y}.png` : `${tuile}/tiles/${layer}/{z}/{x}/{y}.png`;
   // bounds from the WMTS capabilities' WGS84 box: Leaflet asks only for tiles under it
-  const t = L.tileLayer(url, { tms, crossOrigin: 'anonymous', minZoom: 0, maxZoom: z, bounds: L.latLngBounds(bounds.sw, bounds.ne) });
+  const t = L.tileLayer(url, { tms, crossOrigin: 'anonymous', minZoom: 0, maxZoom: bottom, bounds: L.latLngBounds(bounds.sw, bounds.ne) });
   t.on('tileload', () => state.tiles++);
   t.on('tileerror', () => state.tileErrors++);
   t.on('load', () => (state.done = true));
@@ -66,7 +67,7 @@ function maplibre(pmtilesUrl) {
     maplibregl.addProtocol('pmtiles', protocol.tile);
     source = { type: 'raster', url: `pmtiles://${pmtilesUrl}`, tileSize: 256 };
   } else {
-    source = { type: 'raster', tiles: [`${tuile}/tiles/${layer}/{z}/{x}/{y}.png`], tileSize: 256, minzoom: 0, maxzoom: z, bounds: [bounds.sw[1], bounds.sw[0], bounds.ne[1], bounds.ne[0]] };
+    source = { type: 'raster', tiles: [`${tuile}/tiles/${layer}/{z}/{x}/{y}.png`], tileSize: 256, minzoom: 0, maxzoom: bottom, bounds: [bounds.sw[1], bounds.sw[0], bounds.ne[1], bounds.ne[0]] };
   }
   const map = new maplibregl.Map({
     container: el,
