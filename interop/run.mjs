@@ -21,6 +21,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
 const OUT = process.env.OUT ? resolve(process.env.OUT) : mkdtempSync(join(tmpdir(), 'tuile-interop-'));
 const DELIVERY = join(ROOT, 'data/demo/france_relief_north_2154.tif');
+const SOUTH = join(ROOT, 'data/demo/france_relief_south_2154.tif');
 const LAYER = 'interop';
 const TOKEN = 'interop-admin-token-0123456789';
 const PYTHON = '/usr/bin/python3';
@@ -206,27 +207,51 @@ async function wholeView(base) {
   return makeView('whole layer', 5, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 'average');
 }
 
-/** The archive of the layer's pyramid: a root pyramid (no parent), so the archive holds the whole layer. */
-function archiveOf(dataDir) {
+/** The archives of the pyramids: the root one (no parent: it holds the whole layer) and a chained one. */
+function archivesOf(dataDir) {
+  const out = {};
   for (const dir of readdirSync(join(dataDir, 'pyramids'))) {
     const p = join(dataDir, 'pyramids', dir);
     if (!existsSync(join(p, 'pyramid.json'))) continue;
     const desc = JSON.parse(readFileSync(join(p, 'pyramid.json'), 'utf8'));
-    if (desc.parents.length === 0) return join(p, 'tiles.pmtiles');
+    out[desc.parents.length === 0 ? 'root' : 'chained'] = join(p, 'tiles.pmtiles');
   }
-  throw new Error('no root pyramid');
+  if (!out.root) throw new Error('no root pyramid');
+  return out;
+}
+
+/** The tutorial's step 4: the south delivery built as a pyramid chained on the north (not published). */
+async function chainSouth(base, north) {
+  const [ds] = await api(base, 'GET', '/api/datastores');
+  const d = `/api/datastores/${ds._id}`;
+  const u = await api(base, 'POST', `${d}/uploads`, { name: 'south', description: 'interop', type: 'RASTER', srs: 'EPSG:2154' });
+  const form = new FormData();
+  form.append('file', new Blob([readFileSync(SOUTH)]), 'south.tif');
+  await api(base, 'POST', `${d}/uploads/${u._id}/data?path=data/south.tif`, form);
+  await api(base, 'POST', `${d}/uploads/${u._id}/close`);
+  await until(base, `${d}/uploads/${u._id}`, ['CLOSED']);
+  const [p] = await api(base, 'GET', `${d}/processings`);
+  const x = await api(base, 'POST', `${d}/processings/executions`, {
+    processing: p._id,
+    inputs: { upload: [u._id], stored_data: [north] },
+    output: { stored_data: { name: 'north+south', storage_tags: ['PYRAMIDE'] } },
+    parameters: {},
+  });
+  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
+  await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
 }
 
 // ---------------------------------------------------------------- the pages' origin (another port)
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.png': 'image/png', '.map': 'application/json', '.pmtiles': 'application/octet-stream' };
 
 /** Pages, node_modules and the archive (with Range, which the pmtiles reader needs), from 127.0.0.1. */
-async function startStatic(archive) {
+async function startStatic(archives) {
   const roots = { '/pages/': join(ROOT, 'interop/pages/'), '/node_modules/': join(ROOT, 'node_modules/') };
   const server = createServer((req, res) => {
     const path = decodeURIComponent(req.url.split('?')[0]);
     let file = null;
-    if (path === '/archive.pmtiles') file = archive;
+    if (path === '/archive.pmtiles') file = archives.root;
+    if (path === '/chained.pmtiles' && archives.chained) file = archives.chained;
     for (const [prefix, dir] of Object.entries(roots)) if (path.startsWith(prefix)) file = join(dir, path.slice(prefix.length));
     if (!file || file.includes('..') || !existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end();
@@ -311,10 +336,11 @@ async function main() {
   const base = tuile.base;
   let statics;
   try {
-    await publish(base);
+    const north = await publish(base);
     log(`layer ${LAYER} published on ${base}`);
-    const archive = archiveOf(dataDir);
-    statics = await startStatic(archive);
+    await chainSouth(base, north).catch((err) => log(`the chained pyramid could not be built: ${err.message}`));
+    const archives = archivesOf(dataDir);
+    statics = await startStatic(archives);
     const caps = `${base}/wmts/1.0.0/WMTSCapabilities.xml`;
     const kvpCaps = `${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`;
     const projwin = [VIEW.x0, VIEW.y1, VIEW.x1, VIEW.y0].map(String);
@@ -387,7 +413,7 @@ async function main() {
     // PyQGIS
     await qgisClient(base, probe);
     // browsers
-    await browsers(base, statics.origin);
+    await browsers(base, statics.origin, !!archives.chained);
   } finally {
     await statics?.close();
     tuile.proc.kill('SIGTERM');
@@ -474,47 +500,79 @@ async function qgisClient(base, probe) {
   c.check('identify, html mode', (h.results ?? []).join('').includes(`<td>${probe.value}</td>`), h.error ?? '');
 }
 
-async function browsers(base, origin) {
+/** One page of interop/pages drawing `name` on `view`; resolves with its state, problems and screenshot. */
+async function browserRender(browser, base, origin, view, name, archive = 'archive.pmtiles') {
+  const page = await browser.newPage({ viewport: { width: W + 20, height: H + 20 }, deviceScaleFactor: 1 });
+  const problems = [];
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  page.on('response', (r) => r.status() >= 400 && problems.push(`${r.status()} ${r.url()}`));
+  const q = new URLSearchParams({ client: name, tuile: base, layer: LAYER, x0: String(view.x0), y1: String(view.y1), res: String(view.res), w: String(W), h: String(H), z: String(view.z), bottom: String(Z), pmtiles: `${origin}/${archive}` });
+  let state = { error: 'did not finish', version: '', tiles: 0, tileErrors: 0 };
+  try {
+    await page.goto(`${origin}/pages/map.html?${q}`);
+    await page.waitForFunction(() => window.interop?.done, null, { timeout: 60_000 });
+    await sleep(300);
+    state = await page.evaluate(() => ({ ...window.interop }));
+  } catch (err) {
+    problems.push(err.message.split('\n')[0]);
+  }
+  const shot = join(OUT, `browser-${name}-${archive.replace(/\W+/g, '-')}-${view.name.replace(/\W+/g, '-')}.png`);
+  await page.locator('#map').screenshot({ path: shot }).catch(() => {});
+  await page.close();
+  const ok = !state.error && state.tiles > 0 && state.tileErrors === 0 && problems.length === 0;
+  return { state, ok, detail: [state.error, `${state.tiles} tiles`, ...problems].filter(Boolean).join('; '), shot: existsSync(shot) ? shot : null };
+}
+
+/** Share of the reference's data pixels that a render on white draws (not white). */
+async function drawnShare(file, view) {
+  const img = await grey(file);
+  let data = 0;
+  let drawn = 0;
+  for (let i = 0; i < img.v.length; i++) {
+    if (view.ref.a[i] < 255) continue;
+    data++;
+    if (img.v[i] !== 255) drawn++;
+  }
+  return data ? drawn / data : 0;
+}
+
+const LABELS = { 'ol-wmts': 'WMTS from the capabilities', 'leaflet-xyz': 'XYZ', 'leaflet-tms': 'TMS', 'maplibre-xyz': 'XYZ', 'maplibre-pmtiles': "pmtiles:// (the layer's root archive)" };
+const LIBS = { 'ol-wmts': 'OpenLayers', 'leaflet-xyz': 'Leaflet', 'leaflet-tms': 'Leaflet', 'maplibre-xyz': 'MapLibre GL JS', 'maplibre-pmtiles': 'MapLibre GL JS' };
+
+async function browsers(base, origin, chained) {
   if (!existsSync(CHROMIUM)) return void client('Chromium', 'not installed').check('run', false, `${CHROMIUM} missing`);
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--no-first-run', '--disable-background-networking', '--disable-component-update'],
   });
+  const clients = {};
+  const clientOf = (lib, version) => (clients[lib] ??= client(`${lib} (Chromium)`, version));
   try {
-    for (const view of VIEWS) for (const [name, lib] of [
-      ['ol-wmts', 'OpenLayers'],
-      ['leaflet-xyz', 'Leaflet'],
-      ['leaflet-tms', 'Leaflet'],
-      ['maplibre-xyz', 'MapLibre GL JS'],
-      ['maplibre-pmtiles', 'MapLibre GL JS'],
-    ]) {
-      const page = await browser.newPage({ viewport: { width: W + 20, height: H + 20 }, deviceScaleFactor: 1 });
-      const problems = [];
-      page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
-      page.on('response', (r) => r.status() >= 400 && problems.push(`${r.status()} ${r.url()}`));
-      const q = new URLSearchParams({ client: name, tuile: base, layer: LAYER, x0: String(view.x0), y1: String(view.y1), res: String(view.res), w: String(W), h: String(H), z: String(view.z), bottom: String(Z), pmtiles: `${origin}/archive.pmtiles` });
-      let state = { error: 'did not finish', version: '' };
-      try {
-        await page.goto(`${origin}/pages/map.html?${q}`);
-        await page.waitForFunction(() => window.interop?.done, null, { timeout: 60_000 });
-        await sleep(300);
-        state = await page.evaluate(() => ({ ...window.interop }));
-      } catch (err) {
-        problems.push(err.message.split('\n')[0]);
-      }
-      const existing = results.find((r) => r.client === `${lib} (Chromium)`);
-      const c = existing ? { r: existing, check: (w, ok, d = '') => { existing.checks.push({ what: w, ok: !!ok, detail: String(d) }); log(`${ok ? 'ok  ' : 'FAIL'} ${lib}: ${w} ${d}`); } } : client(`${lib} (Chromium)`, state.version);
-      if (state.version) c.r.version = state.version;
-      const label = { 'ol-wmts': 'WMTS from the capabilities', 'leaflet-xyz': 'XYZ', 'leaflet-tms': 'TMS', 'maplibre-xyz': 'XYZ', 'maplibre-pmtiles': 'pmtiles:// (the layer\'s root archive)' }[name];
+    for (const view of VIEWS) {
       const where = view === VIEW ? '' : ` (${view.name})`;
-      c.check(`${label}${where}: draws, no console error`, !state.error && state.tiles > 0 && state.tileErrors === 0 && problems.length === 0, [state.error, `${state.tiles} tiles`, ...problems].filter(Boolean).join('; '));
-      const shot = join(OUT, `browser-${name}-${view.name.replace(/\W+/g, '-')}.png`);
-      await page.locator('#map').screenshot({ path: shot }).catch(() => {});
-      if (existsSync(shot)) await compareRender(c, label, shot, view);
-      await page.close();
+      for (const name of Object.keys(LABELS)) {
+        const r = await browserRender(browser, base, origin, view, name);
+        const c = clientOf(LIBS[name], r.state.version);
+        if (r.state.version) c.r.version = r.state.version;
+        c.check(`${LABELS[name]}${where}: draws, no console error`, r.ok, r.detail);
+        if (r.shot) await compareRender(c, LABELS[name], r.shot, view);
+      }
+      if (!chained) continue;
+      // the README's warning: a chained pyramid's archive, read alone, holds only its own tiles
+      const root = await browserRender(browser, base, origin, view, 'maplibre-pmtiles');
+      const alone = await browserRender(browser, base, origin, view, 'maplibre-pmtiles', 'chained.pmtiles');
+      const c = clientOf('MapLibre GL JS');
+      if (alone.shot && root.shot) {
+        const [a, b] = [await drawnShare(alone.shot, view), await drawnShare(root.shot, view)];
+        c.check(
+          `pmtiles:// on a chained pyramid's archive${where} holds only its own tiles`,
+          alone.ok && a < b - 0.05,
+          `draws ${(a * 100).toFixed(0)} % of the north's pixels in view, the root archive ${(b * 100).toFixed(0)} %`,
+        );
+      } else c.check(`pmtiles:// on a chained pyramid's archive${where}`, false, alone.detail);
     }
   } finally {
     await browser.close();
