@@ -85,5 +85,60 @@ if rl is not None:
         except Exception:  # noqa: BLE001
             entry['error'] = traceback.format_exc()
 
+
+# Each feature format alone: QGIS keeps one feature format per layer (the last listed), so the
+# capabilities are served again from here with only GeoJSON, then only GML, among the InfoFormats.
+def only(fmt, text):
+    keep = []
+    for line in text.splitlines():
+        if ('<InfoFormat>' in line or 'resourceType="FeatureInfo"' in line) and ('application/json' in line or 'application/vnd.ogc.gml' in line) and fmt not in line:
+            continue
+        keep.append(line)
+    return '\n'.join(keep).encode()
+
+
+try:
+    import http.server
+    import threading
+    import urllib.request
+    caps_text = urllib.request.urlopen(f"{base}/wmts/1.0.0/WMTSCapabilities.xml").read().decode()
+    variants = {'/geojson.xml': only('application/json', caps_text), '/gml.xml': only('application/vnd.ogc.gml', caps_text)}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = variants.get(self.path.split('?')[0])
+            self.send_response(200 if body else 404)
+            self.send_header('Content-Type', 'application/xml')
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    for name, path in (('feature-geojson', '/geojson.xml'), ('feature-gml', '/gml.xml')):
+        entry = report['identify'][name] = {}
+        try:
+            rl = QgsRasterLayer(wmts_uri(f"http://127.0.0.1:{httpd.server_address[1]}{path}"), f"{layer} {name}", 'wms')
+            if not rl.isValid():
+                entry['error'] = rl.error().summary()
+                continue
+            r = rl.dataProvider().identify(QgsPointXY(args['px'], args['py']), QgsRaster.IdentifyFormatFeature, box, w, h)
+            entry['valid'] = r.isValid()
+            values = []
+            for v in r.results().values():
+                for store in v:
+                    for f in store.features():
+                        values.append({k.name(): (None if f[k.name()] is None else str(f[k.name()])) for k in f.fields()}
+                                      | {'_geometry': f.geometry().asWkt(3)})
+            entry['results'] = values
+        except Exception:  # noqa: BLE001
+            entry['error'] = traceback.format_exc()
+    httpd.shutdown()
+except Exception:  # noqa: BLE001
+    report['identify']['variants-error'] = traceback.format_exc()
+
 print(json.dumps(report))
 app.exitQgis()

@@ -490,9 +490,15 @@ async function qgisClient(base, probe) {
     c.check(`${what}: opens`, l.valid, l.error ?? '');
     if (l.render) await compareRender(c, `${what}`, l.render);
   }
-  const f = rep.identify.feature ?? {};
-  const feat = (f.results ?? [])[0];
-  c.check('identify, feature mode (GeoJSON)', feat && Number(feat.band_1) === probe.value && /POINT/i.test(feat._geometry ?? ''), feat ? `band_1 ${feat.band_1}, ${feat._geometry}, tile pixel ${probe.value}` : f.error ?? 'no feature');
+  for (const [key, what] of [
+    ['feature', 'identify, feature mode (the capabilities as served)'],
+    ['feature-geojson', 'identify, feature mode, GeoJSON'],
+    ['feature-gml', 'identify, feature mode, GML'],
+  ]) {
+    const f = rep.identify[key] ?? {};
+    const feat = (f.results ?? [])[0];
+    c.check(what, feat && Number(feat.band_1) === probe.value && /POINT/i.test(feat._geometry ?? ''), feat ? `band_1 ${feat.band_1}, ${feat._geometry}, tile pixel ${probe.value}` : (f.error ?? rep.identify['variants-error'] ?? 'no feature'));
+  }
   const t = rep.identify.text ?? {};
   const text = (t.results ?? []).join('\n');
   c.check('identify, text mode', new RegExp(`values = ${probe.value}\\b`).test(text), text ? text.split('\n').find((l) => l.startsWith('values')) : t.error ?? 'no text');

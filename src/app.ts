@@ -111,7 +111,7 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
     }
     fast(req, res).then(
       (done) => {
-        if (!done) void full(req, res);
+        if (!done) void full(req, usualHeaderCase(res));
       },
       (err) => {
         // the path only: a query may carry an apikey, which is never logged
@@ -121,6 +121,33 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
       },
     );
   };
+}
+
+const USUAL_NAMES: Record<string, string> = { etag: 'ETag', 'www-authenticate': 'WWW-Authenticate' };
+
+/** A header name in its usual case: content-type -> Content-Type, etag -> ETag. */
+function usualCase(name: string): string {
+  return USUAL_NAMES[name] ?? name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+/**
+ * Header names written in their usual case, not in the lower case of fetch's Headers. HTTP names are
+ * case-insensitive, but QGIS 3.22 looks "Content-Type" up verbatim in a GetFeatureInfo answer: without
+ * it, it parses GeoJSON as GML and its Identify in feature mode fails.
+ */
+function usualHeaderCase(res: ServerResponse): ServerResponse {
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.writeHead = ((status: number, ...rest: unknown[]) => {
+    const at = typeof rest[0] === 'string' ? 1 : 0; // writeHead(status, [statusMessage], [headers])
+    const headers = rest[at];
+    if (headers && typeof headers === 'object' && !Array.isArray(headers)) {
+      const named: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(headers)) named[usualCase(k)] = v;
+      rest[at] = named;
+    }
+    return writeHead(status, ...rest);
+  }) as ServerResponse['writeHead'];
+  return res;
 }
 
 /** Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). */

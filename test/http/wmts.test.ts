@@ -4,6 +4,7 @@
 // and GDAL's WMTS driver as a real client.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -673,6 +674,21 @@ describe('GetFeatureInfo', () => {
     for (const [mime] of FORMATS) {
       const info = await readInfo(kvpInfo('north', 7, blank!.y, blank!.x, 10, 20, mime), mime);
       expect(info, mime).toMatchObject({ values: '', alpha: '0', nodata: 'true' });
+    }
+  });
+
+  it('writes header names in their usual case: QGIS 3.22 looks Content-Type up verbatim to tell GeoJSON from GML', async () => {
+    const t = await dataTile('north', northDesc, 6, 'png');
+    for (const path of [kvpInfo('north', 6, t.y, t.x, 1, 2, 'application/json'), `/wmts/1.0.0/north/normal/PM/6/${t.y}/${t.x}/2/1.json`, kvpInfo('north', 6, t.y, t.x, 999, 2, 'application/json')]) {
+      const names = await new Promise<string[]>((resolve, reject) => {
+        get(srv.url + path, (res) => {
+          res.resume();
+          resolve(res.rawHeaders.filter((_, k) => k % 2 === 0));
+        }).on('error', reject);
+      });
+      expect(names, path).toContain('Content-Type');
+      expect(names, path).toContain('Access-Control-Allow-Origin');
+      expect(names.filter((n) => n === n.toLowerCase()), path).toEqual([]);
     }
   });
 
