@@ -42,20 +42,23 @@ for name, uri in sources.items():
             continue
         e = rl.extent()
         entry['extent'] = [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()]
-        settings = QgsMapSettings()
-        settings.setLayers([rl])
-        settings.setDestinationCrs(QgsCoordinateReferenceSystem('EPSG:3857'))
-        settings.setExtent(box)
-        settings.setOutputSize(QSize(w, h))
-        settings.setOutputDpi(96)
-        settings.setBackgroundColor(QColor(255, 255, 255))
-        job = QgsMapRendererSequentialJob(settings)
-        job.start()
-        job.waitForFinished()
-        png = f"{out}/qgis-{name}.png"
-        job.renderedImage().save(png)
-        entry['render'] = png
-        entry['renderErrors'] = [f"{x.layerID}: {x.message}" for x in job.errors()]
+        entry['renders'] = {}
+        entry['renderErrors'] = []
+        for view in [{'name': 'view', 'x0': args['x0'], 'y0': args['y0'], 'x1': args['x1'], 'y1': args['y1']}] + args.get('views', []):
+            settings = QgsMapSettings()
+            settings.setLayers([rl])
+            settings.setDestinationCrs(QgsCoordinateReferenceSystem('EPSG:3857'))
+            settings.setExtent(QgsRectangle(view['x0'], view['y0'], view['x1'], view['y1']))
+            settings.setOutputSize(QSize(w, h))
+            settings.setOutputDpi(96)
+            settings.setBackgroundColor(QColor(255, 255, 255))
+            job = QgsMapRendererSequentialJob(settings)
+            job.start()
+            job.waitForFinished()
+            png = f"{out}/qgis-{name}-{view['name'].replace(' ', '-')}.png"
+            job.renderedImage().save(png)
+            entry['renders'][view['name']] = png
+            entry['renderErrors'] += [f"{x.layerID}: {x.message}" for x in job.errors()]
         opened[name] = rl
     except Exception:  # noqa: BLE001 - the report says what failed
         entry['error'] = traceback.format_exc()

@@ -476,7 +476,8 @@ async function qgisClient(base, probe) {
   let rep;
   try {
     const { x0, y0, x1, y1 } = VIEW;
-    rep = await python('qgis_client.py', { base, layer: LAYER, out: OUT, x0, y0, x1, y1, w: W, h: H, z: Z, px: probe.x, py: probe.y }, ['xvfb-run', '-a']);
+    const views = VIEWS.filter((v) => v !== VIEW).map((v) => ({ name: v.name, x0: v.x0, y0: v.y0, x1: v.x1, y1: v.y1 }));
+    rep = await python('qgis_client.py', { base, layer: LAYER, out: OUT, x0, y0, x1, y1, views, w: W, h: H, z: Z, px: probe.x, py: probe.y }, ['xvfb-run', '-a']);
   } catch (err) {
     return void client('QGIS (PyQGIS)', '?').check('run', false, (err.stderr || err.message).toString().slice(-500));
   }
@@ -488,7 +489,8 @@ async function qgisClient(base, probe) {
   ]) {
     const l = rep.layers[name];
     c.check(`${what}: opens`, l.valid, l.error ?? '');
-    if (l.render) await compareRender(c, `${what}`, l.render);
+    for (const v of VIEWS) if (l.renders?.[v.name]) await compareRender(c, what, l.renders[v.name], v);
+    if (l.renderErrors?.length) c.check(`${what}: render errors`, false, l.renderErrors.join('; '));
   }
   for (const [key, what] of [
     ['feature', 'identify, feature mode (the capabilities as served)'],
