@@ -115,8 +115,8 @@ export function limitsBounds(tms: TileMatrixSet, l: TileLimits): Bbox {
 /**
  * A box clipped to the tiles of every level: the extent a layer may advertise. Clients such as GDAL size
  * their raster from the box and ask for every tile under it at every level, so each of those tiles must
- * lie inside the level's limits. Data never lies outside the limits, so the clip loses none. The box
- * unchanged when the clip would leave nothing (limits that do not meet it).
+ * lie inside the level's limits. Data never lies outside the limits, so the clip loses none. Limits that
+ * do not meet the box leave it unchanged.
  */
 export function clipToLimits(tms: TileMatrixSet, b: Bbox, levels: readonly TileLimits[]): Bbox {
   let out = { ...b };
