@@ -9,13 +9,14 @@
 // Installs what it lacks from Debian (qgis python3-qgis xvfb gdal-bin chromium python3-owslib) when
 // run as root; a client whose packages are missing is reported as not run. Exit code 1 when a check fails.
 import { execFile, spawn } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
+import { archivesOf, chainSouth, publish, startTuile } from './tuile.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
@@ -23,7 +24,6 @@ const OUT = process.env.OUT ? resolve(process.env.OUT) : mkdtempSync(join(tmpdir
 const DELIVERY = join(ROOT, 'data/demo/france_relief_north_2154.tif');
 const SOUTH = join(ROOT, 'data/demo/france_relief_south_2154.tif');
 const LAYER = 'interop';
-const TOKEN = 'interop-admin-token-0123456789';
 const PYTHON = '/usr/bin/python3';
 const CHROMIUM = '/usr/bin/chromium';
 const MIN_PSNR = 35;
@@ -109,95 +109,6 @@ async function ensurePackages() {
   if (code !== 0) log(`apt-get install exited ${code}: the clients needing ${missing.join(' ')} may not run`);
 }
 
-// ---------------------------------------------------------------- tuile and its management API
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function startTuile(dataDir) {
-  const port = await freePort();
-  let out = '';
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), TUILE_DATA_DIR: dataDir, TUILE_DEMO: '0', TUILE_WORKERS: '2', TUILE_ADMIN_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  proc.stdout.on('data', (d) => (out += d));
-  proc.stderr.on('data', (d) => (out += d));
-  const deadline = Date.now() + 120_000;
-  while (!/tuile: serving \d+ layer/.test(out)) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`tuile did not start:\n${out}`);
-    await sleep(100);
-  }
-  return { base: `http://127.0.0.1:${port}`, proc, output: () => out };
-}
-
-async function api(base, method, path, body) {
-  const headers = { Authorization: `Bearer ${TOKEN}` };
-  let payload = body;
-  if (body !== undefined && !(body instanceof FormData)) {
-    headers['Content-Type'] = 'application/json';
-    payload = JSON.stringify(body);
-  }
-  const r = await fetch(base + path, { method, headers, body: payload });
-  const text = await r.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  if (r.status >= 400) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-  return json;
-}
-
-async function until(base, path, want) {
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    const e = await api(base, 'GET', path);
-    if (want.includes(e.status)) return e;
-    if (['UNSTABLE', 'FAILURE', 'ABORTED'].includes(e.status) || Date.now() > deadline) throw new Error(`${path}: ${e.status}`);
-    await sleep(200);
-  }
-}
-
-/** The tutorial's steps 1-3: the north delivery uploaded, built (png, bicubic, levels 0-7), published. */
-async function publish(base) {
-  const [ds] = await api(base, 'GET', '/api/datastores');
-  const d = `/api/datastores/${ds._id}`;
-  const u = await api(base, 'POST', `${d}/uploads`, { name: 'north', description: 'interop', type: 'RASTER', srs: 'EPSG:2154' });
-  const form = new FormData();
-  form.append('file', new Blob([readFileSync(DELIVERY)]), 'north.tif');
-  await api(base, 'POST', `${d}/uploads/${u._id}/data?path=data/north.tif`, form);
-  await api(base, 'POST', `${d}/uploads/${u._id}/close`);
-  await until(base, `${d}/uploads/${u._id}`, ['CLOSED']);
-  const [p] = await api(base, 'GET', `${d}/processings`);
-  const x = await api(base, 'POST', `${d}/processings/executions`, {
-    processing: p._id,
-    inputs: { upload: [u._id] },
-    output: { stored_data: { name: 'north', storage_tags: ['PYRAMIDE'] } },
-    parameters: { tms: 'PM', compression: 'png', interpolation: 'bicubic', bottom: Z },
-  });
-  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
-  const done = await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
-  const sd = done.output.stored_data._id;
-  const c = await api(base, 'POST', `${d}/configurations`, {
-    type: 'WMTS-TMS',
-    name: 'interop',
-    layer_name: LAYER,
-    type_infos: { title: 'France relief (interop)', abstract: '', keywords: ['relief'], used_data: [{ stored_data: sd, bottom_level: String(Z), top_level: '0' }] },
-    getfeatureinfo: { stored_data: true },
-  });
-  const [e] = await api(base, 'GET', `${d}/endpoints`);
-  const o = await api(base, 'POST', `${d}/configurations/${c._id}/offerings`, { endpoint: e._id, open: true });
-  await until(base, `${d}/offerings/${o._id}`, ['PUBLISHED']);
-  return sd;
-}
-
 /** The whole layer at level 5, on the centre of the box the WMTS capabilities advertise. */
 async function wholeView(base) {
   const caps = await (await fetch(`${base}/wmts/1.0.0/WMTSCapabilities.xml`)).text();
@@ -205,40 +116,6 @@ async function wholeView(base) {
   const box = /<ows:BoundingBox[^>]*>\s*<ows:LowerCorner>(\S+) (\S+)<\/ows:LowerCorner>\s*<ows:UpperCorner>(\S+) (\S+)</.exec(layer).slice(1).map(Number);
   // upper levels are 2x2 averages of the bottom one: the reference averages too
   return makeView('whole layer', 5, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 'average');
-}
-
-/** The archives of the pyramids: the root one (no parent: it holds the whole layer) and a chained one. */
-function archivesOf(dataDir) {
-  const out = {};
-  for (const dir of readdirSync(join(dataDir, 'pyramids'))) {
-    const p = join(dataDir, 'pyramids', dir);
-    if (!existsSync(join(p, 'pyramid.json'))) continue;
-    const desc = JSON.parse(readFileSync(join(p, 'pyramid.json'), 'utf8'));
-    out[desc.parents.length === 0 ? 'root' : 'chained'] = join(p, 'tiles.pmtiles');
-  }
-  if (!out.root) throw new Error('no root pyramid');
-  return out;
-}
-
-/** The tutorial's step 4: the south delivery built as a pyramid chained on the north (not published). */
-async function chainSouth(base, north) {
-  const [ds] = await api(base, 'GET', '/api/datastores');
-  const d = `/api/datastores/${ds._id}`;
-  const u = await api(base, 'POST', `${d}/uploads`, { name: 'south', description: 'interop', type: 'RASTER', srs: 'EPSG:2154' });
-  const form = new FormData();
-  form.append('file', new Blob([readFileSync(SOUTH)]), 'south.tif');
-  await api(base, 'POST', `${d}/uploads/${u._id}/data?path=data/south.tif`, form);
-  await api(base, 'POST', `${d}/uploads/${u._id}/close`);
-  await until(base, `${d}/uploads/${u._id}`, ['CLOSED']);
-  const [p] = await api(base, 'GET', `${d}/processings`);
-  const x = await api(base, 'POST', `${d}/processings/executions`, {
-    processing: p._id,
-    inputs: { upload: [u._id], stored_data: [north] },
-    output: { stored_data: { name: 'north+south', storage_tags: ['PYRAMIDE'] } },
-    parameters: {},
-  });
-  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
-  await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
 }
 
 // ---------------------------------------------------------------- the pages' origin (another port)
@@ -336,9 +213,9 @@ async function main() {
   const base = tuile.base;
   let statics;
   try {
-    const north = await publish(base);
+    const north = await publish(base, { layer: LAYER, bottom: Z, delivery: DELIVERY });
     log(`layer ${LAYER} published on ${base}`);
-    await chainSouth(base, north).catch((err) => log(`the chained pyramid could not be built: ${err.message}`));
+    await chainSouth(base, north, SOUTH).catch((err) => log(`the chained pyramid could not be built: ${err.message}`));
     const archives = archivesOf(dataDir);
     statics = await startStatic(archives);
     const caps = `${base}/wmts/1.0.0/WMTSCapabilities.xml`;
