@@ -9,7 +9,7 @@ import { cors } from 'hono/cors';
 import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
 import type { Config } from './config.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
-import type { ServerContext } from './protocols/tile.js';
+import { CORS_EXPOSE, CORS_HEADERS, type ServerContext } from './protocols/tile.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
 import { wmtsRoutes } from './protocols/wmts.js';
@@ -56,11 +56,17 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
     origin: '*',
     allowMethods: ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowHeaders: ['Authorization', 'Content-Type', 'apikey', 'If-None-Match'],
-    exposeHeaders: ['ETag', 'Content-Length', 'Content-Range'],
+    exposeHeaders: CORS_EXPOSE,
   });
   const compressMw = compress();
   app.use('*', async (c, next) => {
-    if (c.req.method !== 'OPTIONS' && isTileRequest(c.req.url)) return next();
+    if (c.req.method !== 'OPTIONS' && isTileRequest(c.req.url)) {
+      await next();
+      // tile errors (ExceptionReport, JSON, TileMapServerError) get the tiles' CORS headers, set in place:
+      // the body is not touched, so the tiles' direct write stays as it is
+      if (!c.res.headers.has('Access-Control-Allow-Origin')) for (const [k, v] of Object.entries(CORS_HEADERS)) c.res.headers.set(k, v);
+      return;
+    }
     // a preflight is answered by the CORS middleware itself: its response must be returned
     return corsMw(c, async () => {
       await compressMw(c, next);
@@ -107,16 +113,43 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
     }
     fast(req, res).then(
       (done) => {
-        if (!done) void full(req, res);
+        if (!done) void full(req, usualHeaderCase(res));
       },
       (err) => {
         // the path only: a query may carry an apikey, which is never logged
         console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
-        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json', ...CORS_HEADERS });
         res.end(JSON.stringify({ error: 'internal_error', error_description: [(err as Error).message] }));
       },
     );
   };
+}
+
+const USUAL_NAMES: Record<string, string> = { etag: 'ETag', 'www-authenticate': 'WWW-Authenticate' };
+
+/** A header name in its usual case: content-type -> Content-Type, etag -> ETag. */
+function usualCase(name: string): string {
+  return USUAL_NAMES[name] ?? name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+/**
+ * Header names written in their usual case, not in the lower case of fetch's Headers. HTTP names are
+ * case-insensitive, but QGIS 3.22 looks "Content-Type" up verbatim in a GetFeatureInfo answer: without
+ * it, it parses GeoJSON as GML and its Identify in feature mode fails.
+ */
+function usualHeaderCase(res: ServerResponse): ServerResponse {
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.writeHead = ((status: number, ...rest: unknown[]) => {
+    const at = typeof rest[0] === 'string' ? 1 : 0; // writeHead(status, [statusMessage], [headers])
+    const headers = rest[at];
+    if (headers && typeof headers === 'object' && !Array.isArray(headers)) {
+      const named: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(headers)) named[usualCase(k)] = v;
+      rest[at] = named;
+    }
+    return writeHead(status, ...rest);
+  }) as ServerResponse['writeHead'];
+  return res;
 }
 
 /** A push of an upload's file: the one API body that is not JSON, bounded by its own limit. */

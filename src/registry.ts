@@ -3,7 +3,7 @@
 
 import { resolve } from 'node:path';
 import { errorMessage, TuileError } from './errors.js';
-import { getTms, type Bbox, type TileLimits, type TileMatrixSet } from './geo/tms.js';
+import { clipToLimits, getTms, mercatorToLonLat, type Bbox, type TileLimits, type TileMatrixSet } from './geo/tms.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { TileFormat } from './tiles/codec.js';
 import { LAYER_NAME, hashKey, pyramidFolder, type State } from './state/model.js';
@@ -37,6 +37,8 @@ export interface Layer {
   nodata: number[];
   /** served levels, top first, with their tile limits (y from the top) */
   levels: TileLimits[];
+  /** The extent every protocol advertises, in the set's CRS: the pyramid's, clipped to the served limits. */
+  bbox: Bbox;
   bboxLonLat: Bbox;
   featureInfo: boolean;
   open: boolean;
@@ -91,6 +93,7 @@ export async function openLayer(spec: LayerSpec, reuse?: PyramidChain): Promise<
   const bottom = spec.bottom ?? d.bottom;
   const levels = d.levels.map((l) => l.limits).filter((l) => l.z >= top && l.z <= bottom);
   if (levels.length === 0) throw new TuileError('InvalidInput', `${spec.dir}: no level between ${top} and ${bottom}`);
+  const bbox = clipToLimits(tms, d.bbox, levels);
   return {
     name: spec.name,
     title: spec.title ?? spec.name,
@@ -102,13 +105,20 @@ export async function openLayer(spec: LayerSpec, reuse?: PyramidChain): Promise<
     bands: d.bands,
     nodata: d.nodata,
     levels,
-    bboxLonLat: d.bboxLonLat,
+    bbox,
+    bboxLonLat: tms.crs === 'EPSG:3857' ? lonLatBox(bbox) : d.bboxLonLat,
     featureInfo: spec.featureInfo ?? true,
     open: spec.open ?? true,
     available: spec.available ?? true,
     offeringId: spec.offeringId,
     grants: grantMap(spec.grants ?? []),
   };
+}
+
+function lonLatBox(b: Bbox): Bbox {
+  const [minX, minY] = mercatorToLonLat(b.minX, b.minY);
+  const [maxX, maxY] = mercatorToLonLat(b.maxX, b.maxY);
+  return { minX, minY, maxX, maxY };
 }
 
 /**

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   PM,
+  clipToLimits,
   flipY,
+  limitsBounds,
   levelForResolution,
   lonLatToMercator,
   mercatorToLonLat,
@@ -52,6 +54,33 @@ describe('PM tile matrix set', () => {
     expect(tileLimitsForBounds(PM, 2, PM.extent)).toEqual({ z: 2, minX: 0, maxX: 3, minY: 0, maxY: 3 });
     expect(tileLimitsForBounds(PM, 2, { minX: -1e9, minY: -1e9, maxX: 1e9, maxY: 1e9 })).toEqual({ z: 2, minX: 0, maxX: 3, minY: 0, maxY: 3 });
     expect(tileLimitsForBounds(PM, 3, { minX: 3e7, minY: 0, maxX: 4e7, maxY: 1 })).toBeUndefined();
+  });
+
+  it('clips a box to the tiles of every level, so that the tiles under it are all inside the limits', () => {
+    // limits from a box at three levels, one of them narrowed on the west as a build leaves nodata tiles out
+    const box = { minX: -646460.63, minY: 5786084.87, maxX: 1220173.91, maxY: 6652335.17 };
+    const levels = [5, 6, 7].map((z) => tileLimitsForBounds(PM, z, box)!);
+    levels[2] = { ...levels[2], minX: levels[2].minX + 1 };
+    const clipped = clipToLimits(PM, box, levels);
+    expect(clipped.minX).toBeCloseTo(limitsBounds(PM, levels[2]).minX, 6);
+    expect([clipped.maxX, clipped.minY, clipped.maxY]).toEqual([box.maxX, box.minY, box.maxY]);
+    for (const l of levels) {
+      const under = tileLimitsForBounds(PM, l.z, clipped)!;
+      expect(under.minX).toBeGreaterThanOrEqual(l.minX);
+      expect(under.maxX).toBeLessThanOrEqual(l.maxX);
+      expect(under.minY).toBeGreaterThanOrEqual(l.minY);
+      expect(under.maxY).toBeLessThanOrEqual(l.maxY);
+    }
+    // a box inside the limits is kept; limits that miss the box leave it as it was
+    expect(clipToLimits(PM, box, [5, 6].map((z) => tileLimitsForBounds(PM, z, box)!))).toEqual(box);
+    expect(clipToLimits(PM, box, [{ z: 7, minX: 0, maxX: 0, minY: 0, maxY: 0 }])).toEqual(box);
+    // limitsBounds is the union of the tiles' bounds
+    const l = { z: 3, minX: 2, maxX: 4, minY: 1, maxY: 5 };
+    const e = limitsBounds(PM, l);
+    expect(e.minX).toBe(tileBounds(PM, { z: 3, x: 2, y: 1 }).minX);
+    expect(e.maxY).toBe(tileBounds(PM, { z: 3, x: 2, y: 1 }).maxY);
+    expect(e.maxX).toBe(tileBounds(PM, { z: 3, x: 4, y: 5 }).maxX);
+    expect(e.minY).toBe(tileBounds(PM, { z: 3, x: 4, y: 5 }).minY);
   });
 
   it('converts lon/lat to Web Mercator and back', () => {

@@ -105,6 +105,28 @@ export function tileLimitsForBounds(tms: TileMatrixSet, z: number, b: Bbox): Til
   return { z, minX, maxX, minY, maxY };
 }
 
+/** The extent of a level's tile limits in the set's CRS. */
+export function limitsBounds(tms: TileMatrixSet, l: TileLimits): Bbox {
+  const tl = tileBounds(tms, { z: l.z, x: l.minX, y: l.minY });
+  const br = tileBounds(tms, { z: l.z, x: l.maxX, y: l.maxY });
+  return { minX: tl.minX, minY: br.minY, maxX: br.maxX, maxY: tl.maxY };
+}
+
+/**
+ * A box clipped to the tiles of every level: the extent a layer may advertise. Clients such as GDAL size
+ * their raster from the box and ask for every tile under it at every level, so each of those tiles must
+ * lie inside the level's limits. Data never lies outside the limits, so the clip loses none. Limits that
+ * do not meet the box leave it unchanged.
+ */
+export function clipToLimits(tms: TileMatrixSet, b: Bbox, levels: readonly TileLimits[]): Bbox {
+  let out = { ...b };
+  for (const l of levels) {
+    const e = limitsBounds(tms, l);
+    out = { minX: Math.max(out.minX, e.minX), minY: Math.max(out.minY, e.minY), maxX: Math.min(out.maxX, e.maxX), maxY: Math.min(out.maxY, e.maxY) };
+  }
+  return out.minX < out.maxX && out.minY < out.maxY ? out : b;
+}
+
 /** The level whose resolution is nearest (in log scale) to res. */
 export function levelForResolution(tms: TileMatrixSet, res: number): number {
   let best = 0;

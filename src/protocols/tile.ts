@@ -43,10 +43,15 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
     const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile(z, x, y))?.data ?? null);
     if (data) return { data, etag: `"${holder}-${z}-${x}-${y}"`, mime, blank: false };
   }
+  return blankTile(layer);
+}
+
+/** The layer's tile with no data (transparent png/webp, nodata-coloured jpeg). */
+export async function blankTile(layer: Layer): Promise<ServedTile> {
   return {
     data: await blankImage(layer.format, layer.bands, layer.nodata),
     etag: `"blank-${layer.format}-${layer.bands}-${layer.nodata.join('.')}"`,
-    mime,
+    mime: FORMATS[layer.format].mime,
     blank: true,
   };
 }
@@ -54,14 +59,25 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
 /** A tile index in a URL: a non-negative integer in canonical form, small enough for any level. */
 export const TILE_INDEX = /^(0|[1-9]\d{0,8})$/;
 
+/** Response headers a browser may read across origins. */
+export const CORS_EXPOSE = ['ETag', 'Content-Length', 'Content-Range'];
+
+/**
+ * The CORS headers of every diffusion answer, errors and 304 included: without them a browser hides the
+ * status (MapLibre logs "blocked by CORS policy" for each tile outside the limits, Chromium ERR_BLOCKED_BY_ORB).
+ */
+export const CORS_HEADERS: Readonly<Record<string, string>> = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Expose-Headers': CORS_EXPOSE.join(', '),
+};
+
 /** Headers of a tile answer. CORS is set here, not by the middleware, which tile answers skip (app.ts). */
 export function tileHeaders(tile: ServedTile, maxAge: number): Record<string, string> {
   return {
     'Content-Type': tile.mime,
     ETag: tile.etag,
     'Cache-Control': `public, max-age=${maxAge}`,
-    'Access-Control-Allow-Origin': '*',
-    'Access-Control-Expose-Headers': 'ETag, Content-Length',
+    ...CORS_HEADERS,
   };
 }
 

@@ -1,5 +1,6 @@
 // TMS 1.0.0 (OSGeo Tile Map Service Specification): TileMapService, TileMap, and tiles with rows counted
-// from the bottom. Errors: 404 outside a layer's limits, an XML TileMapServerError otherwise.
+// from the bottom. A TileMap covers its whole grid, as MapProxy's and GeoWebCache's global grids do: every
+// tile of a served level is 200, blank outside the data. Errors: an XML TileMapServerError.
 
 import { XMLBuilder } from 'fast-xml-parser';
 import { Hono } from 'hono';
@@ -7,7 +8,7 @@ import { TuileError } from '../errors.js';
 import { flipY } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
-import { apiKeyOf, baseUrl, denial, formatFromExtension, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, blankTile, denial, formatFromExtension, levelOf, serveTile, TILE_INDEX as INDEX, tileResponse, type ServerContext } from './tile.js';
 
 const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
 const XML = { 'Content-Type': 'application/xml; charset=utf-8' };
@@ -20,10 +21,15 @@ function error(message: string, status: 400 | 401 | 403 | 404): Response {
   return new Response(doc({ TileMapServerError: { Message: message } }), { status, headers: XML });
 }
 
+/**
+ * The TileMap of a layer. Its BoundingBox is the grid's extent, not the data's: GDAL's TMS reader ignores
+ * Origin and numbers tiles from the BoundingBox's corner, at every level (its DataWindow), so only the
+ * grid's own corner gives it the tiles' real indices. The data's extent is in the WMTS capabilities.
+ */
 function tileMap(base: string, layer: Layer): string {
   const f = FORMATS[layer.format];
-  const b = layer.chain.descriptor.bbox;
   const tms = layer.tms;
+  const b = tms.extent;
   return doc({
     TileMap: {
       '@version': '1.0.0',
@@ -91,12 +97,17 @@ export function tmsRoutes(ctx: ServerContext): Hono {
     const zi = Number(z);
     if (zi >= layer.tms.levels.length) return error(`level ${zi} does not exist`, 404);
     const row = Number(m[1]);
-    if (row >= layer.tms.levels[zi].matrixHeight) return error(`row ${row} does not exist at level ${zi}`, 404);
+    const col = Number(x);
+    const matrix = layer.tms.levels[zi];
+    if (row >= matrix.matrixHeight) return error(`row ${row} does not exist at level ${zi}`, 404);
+    if (col >= matrix.matrixWidth) return error(`column ${col} does not exist at level ${zi}`, 404);
     try {
-      return await serveTile(ctx, c.req.raw, layer, zi, Number(x), flipY(layer.tms, zi, row));
+      return await serveTile(ctx, c.req.raw, layer, zi, col, flipY(layer.tms, zi, row));
     } catch (err) {
-      if (err instanceof TuileError && err.code === 'OutOfRange') return error(err.message, 404);
-      throw err;
+      if (!(err instanceof TuileError && err.code === 'OutOfRange')) throw err;
+      // the TileMap advertises the whole grid at its levels: outside the data's limits, a blank tile
+      if (!levelOf(layer, zi)) return error(err.message, 404);
+      return tileResponse(c.req.raw, await blankTile(layer), ctx.config.tileMaxAge);
     }
   });
   return app;

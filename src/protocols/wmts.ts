@@ -7,7 +7,7 @@ import { mercatorToLonLat, PM, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer, Registry } from '../registry.js';
 import { FORMATS, pixelAt } from '../tiles/codec.js';
 import { exceptionResponse, OwsException } from './ows.js';
-import { escapeHtml } from './viewer.js';
+import { findInfoFormat, INFO_FORMATS, renderFeatureInfo, type FeatureInfo, type InfoFormat } from './featureinfo.js';
 import { apiKeyOf, baseUrl, denial, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
 
 const VERSION = '1.0.0';
@@ -15,19 +15,6 @@ const VERSION = '1.0.0';
 export const STYLE = 'normal';
 /** Tile matrices advertised when no layer is published (DESIGN 3: level ids "0".."21"). */
 const DEFAULT_MATRICES = 22;
-
-export interface InfoFormat {
-  mime: string;
-  /** extension of the RESTful FeatureInfo resource */
-  ext: string;
-}
-
-export const INFO_FORMATS: InfoFormat[] = [
-  { mime: 'text/plain', ext: 'txt' },
-  { mime: 'application/json', ext: 'json' },
-  { mime: 'text/html', ext: 'html' },
-  { mime: 'text/xml', ext: 'xml' },
-];
 
 // suppressBooleanAttributes is on by default and would print isDefault="true" as a bare (non-XML) attribute
 const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
@@ -77,7 +64,7 @@ function resourceTemplate(base: string, layer: Layer): string {
 
 function layerElement(base: string, l: Layer, keyQuery: string): Record<string, unknown> {
   const wgs = l.bboxLonLat;
-  const b = l.chain.descriptor.bbox;
+  const b = l.bbox;
   const mime = FORMATS[l.format].mime;
   const template = resourceTemplate(base, l);
   return {
@@ -285,26 +272,7 @@ async function getTile(ctx: ServerContext, req: Request, reg: Registry, p: Param
 }
 
 // ---------------------------------------------------------------------------------------------------
-// GetFeatureInfo: the pixel values at (I, J) of the tile (07-057r7 7.3). Every format carries the same
-// fields: layer, tilematrixset, tilematrix, row, col, i, j, x and y (pixel centre in the set's CRS), lon
-// and lat (when the CRS is EPSG:3857), values (one per band; empty where there is no data), alpha, nodata.
-
-export interface FeatureInfo {
-  layer: string;
-  tilematrixset: string;
-  tilematrix: string;
-  row: number;
-  col: number;
-  i: number;
-  j: number;
-  x: number;
-  y: number;
-  lon?: number;
-  lat?: number;
-  values: number[];
-  alpha: number;
-  nodata: boolean;
-}
+// GetFeatureInfo: the pixel values at (I, J) of the tile (07-057r7 7.3), rendered by featureinfo.ts.
 
 function pixelIndex(p: Params, name: 'I' | 'J', size: number): number {
   const v = p(name)!;
@@ -316,7 +284,7 @@ function pixelIndex(p: Params, name: 'I' | 'J', size: number): number {
 
 function infoFormat(layer: Layer, value: string): InfoFormat {
   if (!layer.featureInfo) throw new OwsException('InvalidParameterValue', `layer '${layer.name}' is not queryable: it offers no InfoFormat`, 'INFOFORMAT');
-  const f = INFO_FORMATS.find((x) => x.mime === value);
+  const f = findInfoFormat('mime', value);
   if (!f) throw new OwsException('InvalidParameterValue', `unknown InfoFormat '${value}' (formats: ${INFO_FORMATS.map((x) => x.mime).join(', ')})`, 'INFOFORMAT');
   return f;
 }
@@ -350,44 +318,13 @@ async function featureInfo(ctx: ServerContext, t: TileAddress, i: number, j: num
   return info;
 }
 
-function infoFields(info: FeatureInfo): [string, string][] {
-  return Object.entries(info).map(([k, v]) => [k, Array.isArray(v) ? v.join(' ') : String(v)]);
-}
-
-
-export function renderFeatureInfo(info: FeatureInfo, format: InfoFormat): Response {
-  const type = (mime: string) => ({ 'Content-Type': `${mime}; charset=utf-8` });
-  switch (format.mime) {
-    case 'application/json':
-      return new Response(JSON.stringify(info), { headers: type('application/json') });
-    case 'text/html': {
-      const rows = infoFields(info)
-        .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
-        .join('\n');
-      const title = escapeHtml(`GetFeatureInfo ${info.layer}`);
-      return new Response(`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${title}</title></head><body>\n<table>\n${rows}\n</table>\n</body></html>\n`, {
-        headers: type('text/html'),
-      });
-    }
-    case 'text/xml': {
-      const { values, ...rest } = info;
-      const body = doc({
-        FeatureInfo: { ...rest, values: { value: values.map((v, b) => ({ '@band': b + 1, '#text': v })) } },
-      });
-      return new Response(body, { headers: type('text/xml') });
-    }
-    default:
-      return new Response(infoFields(info).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n', { headers: type('text/plain') });
-  }
-}
-
 async function getFeatureInfo(ctx: ServerContext, reg: Registry, p: Params): Promise<Response> {
   requirePresent(p, INFO_PARAMS);
   const t = tileAddress(reg, p);
   const format = infoFormat(t.layer, p('INFOFORMAT')!);
   const j = pixelIndex(p, 'J', t.layer.tms.tileSize);
   const i = pixelIndex(p, 'I', t.layer.tms.tileSize);
-  return renderFeatureInfo(await featureInfo(ctx, t, i, j), format);
+  return renderFeatureInfo(await featureInfo(ctx, t, i, j), format, t.layer.tms.crs);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -482,7 +419,7 @@ export function wmtsRoutes(ctx: ServerContext): Hono {
     guarded(() => {
       const { layer, style, tms, z, row, col, j, file } = c.req.param();
       const [i, ext] = splitExtension(file);
-      const f = INFO_FORMATS.find((x) => x.ext === ext);
+      const f = findInfoFormat('ext', ext);
       const p = restParams({
         LAYER: layer,
         STYLE: style,

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PM } from '../../src/geo/tms.js';
 import { PMTilesReader } from '../../src/pyramid/pmtiles.js';
 import { decodeTile } from '../../src/tiles/codec.js';
 import { miriamJpeg, northPng, startServer, type TestServer } from '../helpers/server.js';
@@ -47,7 +48,7 @@ describe('XYZ and TMS tiles', () => {
     expect(Buffer.from(await tms.arrayBuffer()).equals(want)).toBe(true);
   });
 
-  it('answer 404 outside the limits and 400 for malformed indices', async () => {
+  it('answer 404 outside the limits (TMS: outside the grid) and 400 for malformed indices', async () => {
     const l6 = levels.find((l) => l.id === '6')!.limits;
     for (const path of [`/tiles/north/6/${l6.maxX + 1}/${l6.minY}.png`, `/tiles/north/9/0/0.png`, `/tiles/nope/6/0/0.png`, `/tiles/north/6/${l6.minX}/${l6.minY}.jpg`]) {
       const r = await fetch(srv.url + path);
@@ -57,9 +58,15 @@ describe('XYZ and TMS tiles', () => {
     for (const path of ['/tiles/north/6/-1/3.png', '/tiles/north/6/x/3.png', '/tiles/north/6/1/99999999999999.png']) {
       expect((await fetch(srv.url + path)).status, path).toBe(400);
     }
-    const r = await fetch(`${srv.url}/tms/1.0.0/north/6/${l6.maxX + 1}/0.png`);
-    expect(r.status).toBe(404);
-    expect(await r.text()).toMatch(/<TileMapServerError>/);
+    // TMS: the TileMap is the whole grid, so a served level's tiles outside the limits are blank, not missing
+    const outside = await fetch(`${srv.url}/tms/1.0.0/north/6/${l6.maxX + 1}/0.png`);
+    expect(outside.status).toBe(200);
+    expect((await decodeTile(new Uint8Array(await outside.arrayBuffer()))).alpha.every((a) => a === 0)).toBe(true);
+    for (const path of ['/tms/1.0.0/north/9/0/0.png', '/tms/1.0.0/north/6/64/0.png', '/tms/1.0.0/north/6/0/64.png', `/tms/1.0.0/north/6/${l6.minX}/0.jpg`]) {
+      const r = await fetch(srv.url + path);
+      expect(r.status, path).toBe(404);
+      expect(await r.text()).toMatch(/<TileMapServerError>/);
+    }
   });
 
   it('answer a 200 blank tile inside the limits where there is no data', async () => {
@@ -85,6 +92,15 @@ describe('XYZ and TMS tiles', () => {
     const tm = parser.parse(await (await fetch(`${srv.url}/tms/1.0.0/north`)).text()).TileMap;
     expect(tm.SRS).toBe('EPSG:3857');
     expect(tm.TileFormat['@extension']).toBe('png');
+    // the grid's extent and its bottom-left origin: GDAL numbers tiles from the BoundingBox's corner
+    expect([tm.BoundingBox['@minx'], tm.BoundingBox['@miny'], tm.BoundingBox['@maxx'], tm.BoundingBox['@maxy']].map(Number)).toEqual([
+      PM.extent.minX,
+      PM.extent.minY,
+      PM.extent.maxX,
+      PM.extent.maxY,
+    ]);
+    expect([tm.Origin['@x'], tm.Origin['@y']].map(Number)).toEqual([PM.extent.minX, PM.extent.minY]);
+    expect([tm.TileSets.TileSet].flat().map((t: Record<string, string>) => t['@href'])).toEqual(levels.map((l) => `${srv.url}/tms/1.0.0/north/${l.id}`));
     expect([tm.TileSets.TileSet].flat().map((t: Record<string, string>) => Number(t['@order']))).toEqual(levels.map((l) => Number(l.id)));
   });
 });

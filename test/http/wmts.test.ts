@@ -1,17 +1,19 @@
 // WMTS 1.0.0 over real HTTP: capabilities in the XSD's element order, KVP and RESTful GetTile against the
-// XYZ and TMS routes, every exception with its code, locator and status, GetFeatureInfo in four formats,
+// XYZ and TMS routes, every exception with its code, locator and status, GetFeatureInfo in four formats
+// (GeoJSON and GML as features),
 // and GDAL's WMTS driver as a real client.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mercatorToLonLat, PM, tileBounds, type TileLimits } from '../../src/geo/tms.js';
+import { mercatorToLonLat, PM, tileBounds, tileLimitsForBounds, type Bbox, type TileLimits } from '../../src/geo/tms.js';
 import type { PyramidDescriptor } from '../../src/pyramid/descriptor.js';
-import { INFO_FORMATS, renderFeatureInfo } from '../../src/protocols/wmts.js';
+import { EXTRA_INFO_FORMATS, INFO_FORMATS, renderFeatureInfo } from '../../src/protocols/featureinfo.js';
 import { decodeTile } from '../../src/tiles/codec.js';
 import type { RawTile } from '../../src/tiles/merge.js';
 import { assemble, compare } from '../helpers/images.js';
@@ -56,6 +58,7 @@ const parser = new XMLParser({
   parseAttributeValue: false,
   isArray: (name, jpath) => ARRAYS.has(name) && !(name === 'TileMatrixSet' && String(jpath).endsWith('TileMatrixSetLink.TileMatrixSet')) && !(name === 'TileMatrix' && String(jpath).endsWith('TileMatrixLimits.TileMatrix')),
 });
+const gmlParser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', parseTagValue: false, parseAttributeValue: false });
 const ordered = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', preserveOrder: true });
 
 type Json = any;
@@ -171,6 +174,38 @@ async function owsError(path: string): Promise<OwsError> {
   return { status: r.status, code: ex['@exceptionCode'], locator: ex['@locator'], text: ex.ExceptionText, raw };
 }
 
+/**
+ * The advertised box lies in the pyramid's extent, every tile under it at every level is inside that
+ * level's limits (what GDAL asks for when it exports the whole layer), and it keeps every stored tile's data.
+ */
+function expectBoxAgreesWithLimits(desc: PyramidDescriptor, box: Bbox): void {
+  const eps = 1e-6;
+  expect(box.minX).toBeGreaterThanOrEqual(desc.bbox.minX - eps);
+  expect(box.maxX).toBeLessThanOrEqual(desc.bbox.maxX + eps);
+  expect(box.minY).toBeGreaterThanOrEqual(desc.bbox.minY - eps);
+  expect(box.maxY).toBeLessThanOrEqual(desc.bbox.maxY + eps);
+  for (const lv of desc.levels) {
+    const under = tileLimitsForBounds(PM, lv.limits.z, box)!;
+    expect(under.minX, `level ${lv.id}`).toBeGreaterThanOrEqual(lv.limits.minX);
+    expect(under.maxX, `level ${lv.id}`).toBeLessThanOrEqual(lv.limits.maxX);
+    expect(under.minY, `level ${lv.id}`).toBeGreaterThanOrEqual(lv.limits.minY);
+    expect(under.maxY, `level ${lv.id}`).toBeLessThanOrEqual(lv.limits.maxY);
+  }
+  const bottom = limitsOf(desc, desc.bottom);
+  const stored = [...srv.ctx.holder.current.layers.values()].find((l) => l.chain.descriptor.id === desc.id)!.chain;
+  for (let y = bottom.minY; y <= bottom.maxY; y++) {
+    for (let x = bottom.minX; x <= bottom.maxX; x++) {
+      if (!stored.locate(desc.bottom, x, y)) continue;
+      const t = tileBounds(PM, { z: desc.bottom, x, y });
+      // the part of a data tile inside the pyramid's extent is inside the box
+      expect(Math.max(t.minX, desc.bbox.minX)).toBeGreaterThanOrEqual(box.minX - eps);
+      expect(Math.min(t.maxX, desc.bbox.maxX)).toBeLessThanOrEqual(box.maxX + eps);
+      expect(Math.max(t.minY, desc.bbox.minY)).toBeGreaterThanOrEqual(box.minY - eps);
+      expect(Math.min(t.maxY, desc.bbox.maxY)).toBeLessThanOrEqual(box.maxY + eps);
+    }
+  }
+}
+
 function limitsOf(desc: PyramidDescriptor, z: number): TileLimits {
   return desc.levels.find((l) => l.limits.z === z)!.limits;
 }
@@ -273,18 +308,18 @@ describe('GetCapabilities', () => {
     ];
     for (const [id, desc, mime, ext] of cases) {
       const l = byId(id);
-      const w = desc.bboxLonLat;
-      expect(l['ows:WGS84BoundingBox']['ows:LowerCorner'].split(' ').map(Number)).toEqual([w.minX, w.minY]);
-      expect(l['ows:WGS84BoundingBox']['ows:UpperCorner'].split(' ').map(Number)).toEqual([w.maxX, w.maxY]);
-      expect(w.minX).toBeGreaterThanOrEqual(-180);
-      expect(w.maxX).toBeLessThanOrEqual(180);
-      expect(w.minY).toBeLessThan(w.maxY);
       expect(l['ows:BoundingBox']['@crs']).toBe('urn:ogc:def:crs:EPSG::3857');
-      expect(l['ows:BoundingBox']['ows:LowerCorner'].split(' ').map(Number)).toEqual([desc.bbox.minX, desc.bbox.minY]);
+      const [minX, minY] = l['ows:BoundingBox']['ows:LowerCorner'].split(' ').map(Number);
+      const [maxX, maxY] = l['ows:BoundingBox']['ows:UpperCorner'].split(' ').map(Number);
+      expectBoxAgreesWithLimits(desc, { minX, minY, maxX, maxY });
+      // the WGS84 box is the same box in lon/lat
+      const [w0, w1] = [mercatorToLonLat(minX, minY), mercatorToLonLat(maxX, maxY)];
+      l['ows:WGS84BoundingBox']['ows:LowerCorner'].split(' ').forEach((v: string, k: number) => expect(Number(v)).toBeCloseTo(w0[k], 9));
+      l['ows:WGS84BoundingBox']['ows:UpperCorner'].split(' ').forEach((v: string, k: number) => expect(Number(v)).toBeCloseTo(w1[k], 9));
       expect(l.Style['@isDefault']).toBe('true');
       expect(l.Style['ows:Identifier']).toBe('normal');
       expect(l.Format).toBe(mime);
-      expect(l.InfoFormat).toEqual(['text/plain', 'application/json', 'text/html', 'text/xml']);
+      expect(l.InfoFormat).toEqual(['text/plain', 'application/json', 'text/html', 'application/vnd.ogc.gml']);
       expect(l.TileMatrixSetLink.TileMatrixSet).toBe('PM');
       const limits = l.TileMatrixSetLink.TileMatrixSetLimits.TileMatrixLimits.map((t: Json) => ({
         z: Number(t.TileMatrix),
@@ -304,7 +339,7 @@ describe('GetCapabilities', () => {
         ['FeatureInfo', 'text/plain', `${base}/{J}/{I}.txt`],
         ['FeatureInfo', 'application/json', `${base}/{J}/{I}.json`],
         ['FeatureInfo', 'text/html', `${base}/{J}/{I}.html`],
-        ['FeatureInfo', 'text/xml', `${base}/{J}/{I}.xml`],
+        ['FeatureInfo', 'application/vnd.ogc.gml', `${base}/{J}/{I}.gml`],
       ]);
     }
     expect(byId('north')['ows:Title']).toBe('North relief');
@@ -523,6 +558,8 @@ describe('GetFeatureInfo', () => {
     ['text/plain', 'txt'],
     ['application/json', 'json'],
     ['text/html', 'html'],
+    ['application/vnd.ogc.gml', 'gml'],
+    // accepted as before, not advertised: the same GML
     ['text/xml', 'xml'],
   ] as const;
 
@@ -538,20 +575,37 @@ describe('GetFeatureInfo', () => {
     expect(r.headers.get('content-type')).toBe(`${mime}; charset=utf-8`);
     const out: Record<string, string> = {};
     switch (mime) {
-      case 'application/json':
-        for (const [k, v] of Object.entries(JSON.parse(body))) out[k] = Array.isArray(v) ? v.join(' ') : String(v);
+      case 'application/json': {
+        // a GeoJSON FeatureCollection of one point at the pixel centre, in lon/lat, the CRS named
+        const fc = JSON.parse(body);
+        expect(fc.type).toBe('FeatureCollection');
+        expect(fc.crs).toEqual({ type: 'name', properties: { name: 'urn:ogc:def:crs:OGC:1.3:CRS84' } });
+        expect(fc.features).toHaveLength(1);
+        const f = fc.features[0];
+        expect(f.type).toBe('Feature');
+        expect(f.geometry.type).toBe('Point');
+        expect(f.geometry.coordinates).toEqual([f.properties.lon, f.properties.lat]);
+        f.properties.values.forEach((v: number, b: number) => expect(f.properties[`band_${b + 1}`]).toBe(v));
+        for (const [k, v] of Object.entries(f.properties)) if (!k.startsWith('band_')) out[k] = Array.isArray(v) ? v.join(' ') : String(v);
         break;
+      }
       case 'text/html':
         expect(body).toMatch(/^<!DOCTYPE html>/);
         for (const m of body.matchAll(/<tr><th>([^<]*)<\/th><td>([^<]*)<\/td><\/tr>/g)) out[m[1]] = m[2];
         break;
+      case 'application/vnd.ogc.gml':
       case 'text/xml': {
-        const fi = parser.parse(body).FeatureInfo;
-        for (const [k, v] of Object.entries(fi)) if (k !== 'values') out[k] = String(v);
-        out.values = ((fi.values?.value ?? []) as Json[]).map((v, b) => {
-          expect(v['@band']).toBe(String(b + 1));
-          return v['#text'];
-        }).join(' ');
+        // MapServer's GML: msGMLOutput / {layer}_layer / {layer}_feature, a gml:Point at x,y in EPSG:3857
+        const root = gmlParser.parse(body).msGMLOutput;
+        expect(root['@xmlns:gml']).toBe('http://www.opengis.net/gml');
+        const layerEl = Object.keys(root).find((k) => k.endsWith('_layer'))!;
+        const feature = root[layerEl][layerEl.replace(/_layer$/, '_feature')];
+        expect(root[layerEl]['gml:name']).toBe(feature.layer);
+        const point = feature.geometry['gml:Point'];
+        expect(point['@srsName']).toBe('EPSG:3857');
+        expect(point['gml:coordinates']).toBe(`${feature.x},${feature.y}`);
+        for (const [k, v] of Object.entries(feature)) if (k !== 'geometry' && k !== 'gml:boundedBy' && !k.startsWith('band_')) out[k] = String(v);
+        String(feature.values).split(' ').filter(Boolean).forEach((v, b) => expect(String(feature[`band_${b + 1}`])).toBe(v));
         break;
       }
       default:
@@ -623,19 +677,40 @@ describe('GetFeatureInfo', () => {
     }
   });
 
+  it('writes header names in their usual case: QGIS 3.22 looks Content-Type up verbatim to tell GeoJSON from GML', async () => {
+    const t = await dataTile('north', northDesc, 6, 'png');
+    for (const path of [kvpInfo('north', 6, t.y, t.x, 1, 2, 'application/json'), `/wmts/1.0.0/north/normal/PM/6/${t.y}/${t.x}/2/1.json`, kvpInfo('north', 6, t.y, t.x, 999, 2, 'application/json')]) {
+      const names = await new Promise<string[]>((resolve, reject) => {
+        get(srv.url + path, (res) => {
+          res.resume();
+          resolve(res.rawHeaders.filter((_, k) => k % 2 === 0));
+        }).on('error', reject);
+      });
+      expect(names, path).toContain('Content-Type');
+      expect(names, path).toContain('Access-Control-Allow-Origin');
+      expect(names.filter((n) => n === n.toLowerCase()), path).toEqual([]);
+    }
+  });
+
   it('escapes what it echoes in html and xml', async () => {
     // layer names cannot hold specials (LAYER_NAME), so the renderer is fed one directly
     const evil = `<b>"Tom" & 'Jerry'</b>`;
     const info = { layer: evil, tilematrixset: 'PM', tilematrix: '6', row: 1, col: 2, i: 3, j: 4, x: 5, y: 6, values: [7, 8, 9], alpha: 255, nodata: false };
-    for (const f of INFO_FORMATS) {
+    for (const f of [...INFO_FORMATS, ...EXTRA_INFO_FORMATS]) {
       const body = await renderFeatureInfo(info, f).text();
-      if (f.mime === 'application/json') expect(JSON.parse(body).layer).toBe(evil);
+      if (f.mime === 'application/json') expect(JSON.parse(body).features[0].properties.layer).toBe(evil);
       else if (f.mime === 'text/plain') expect(body).toContain(`layer = ${evil}`);
       else {
         expect(body, f.mime).not.toContain('<b>');
         expect(body, f.mime).toContain('&lt;b&gt;');
       }
-      if (f.mime === 'text/xml') expect(parser.parse(body).FeatureInfo.layer).toBe(evil);
+      if (f.mime.includes('xml') || f.mime.includes('gml')) {
+        const layerEl = gmlParser.parse(body).msGMLOutput;
+        const name = Object.keys(layerEl).find((k) => k.endsWith('_layer'))!;
+        // the element names are made XML-safe; the name itself is kept, escaped, in gml:name
+        expect(name).toMatch(/^[A-Za-z_][A-Za-z0-9_.-]*$/);
+        expect(layerEl[name]['gml:name']).toBe(evil);
+      }
       if (f.mime === 'text/html') expect(body).toContain('<tr><th>values</th><td>7 8 9</td></tr>');
     }
     // and the exception path echoes the request's layer escaped
@@ -714,10 +789,15 @@ describe('GDAL WMTS driver', () => {
     return JSON.parse(stdout);
   }
 
+  /** The layer's box as the capabilities advertise it (the registry's, which the test above checks). */
+  function advertised(desc: PyramidDescriptor): Bbox {
+    return [...srv.ctx.holder.current.layers.values()].find((l) => l.chain.descriptor.id === desc.id)!.bbox;
+  }
+
   /** The geotransform GDAL derives from the layer's BoundingBox at the resolution of tile matrix z. */
   function expectedGeo(desc: PyramidDescriptor, z: number): { gt: number[]; size: [number, number] } {
     const res = PM.levels[z].resolution;
-    const b = desc.bbox;
+    const b = advertised(desc);
     const x0 = PM.originX + Math.floor((b.minX - PM.originX) / res + 1e-10) * res;
     const y0 = PM.originY + Math.ceil((b.maxY - PM.originY) / res - 1e-10) * res;
     return { gt: [x0, res, 0, y0, 0, -res], size: [Math.floor(0.5 + (b.maxX - x0) / res), Math.floor(0.5 + (y0 - b.minY) / res)] };
@@ -795,7 +875,7 @@ describe('GDAL WMTS driver', () => {
   function insideLayer(desc: PyramidDescriptor, z: number, x: number, y: number, n: number, out: number): (px: number, py: number) => boolean {
     const tl = tileBounds(PM, { z, x, y });
     const res = (n * 256 * PM.levels[z].resolution) / out;
-    const b = desc.bbox;
+    const b = advertised(desc);
     return (px, py) => {
       const cx = tl.minX + (px + 0.5) * res;
       const cy = tl.maxY - (py + 0.5) * res;
