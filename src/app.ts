@@ -8,6 +8,7 @@ import { compress } from 'hono/compress';
 import { cors } from 'hono/cors';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { ServerContext } from './protocols/tile.js';
+import { endpointView } from './registry.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
 import { wmtsRoutes } from './protocols/wmts.js';
@@ -24,6 +25,23 @@ export interface AppOptions {
   apiPort?: number;
 }
 
+/** Where the private endpoint's layers are served: the same protocols under this path. */
+export const PRIVATE = '/private';
+
+/** The context of one endpoint's protocols: its layers only, and links under its path. */
+function endpointContext(ctx: ServerContext, priv: boolean): ServerContext {
+  return { ...ctx, holder: endpointView(ctx.holder, priv), prefix: priv ? PRIVATE : '' };
+}
+
+/** The protocols of one endpoint, on their paths. */
+function protocolRoutes(app: Hono, ctx: ServerContext): void {
+  app.route('/wmts', wmtsRoutes(ctx));
+  app.route('/tms', tmsRoutes(ctx));
+  app.route('/tiles', xyzRoutes(ctx));
+  app.route('/ogcapi', ogcapiRoutes(ctx));
+  app.route('/', viewerRoutes(ctx));
+}
+
 const TILE_PATHS = [
   /^\/tiles\/[^/]+\/\d+\/\d+\/[^/]+$/,
   /^\/tms\/1\.0\.0\/[^/]+\/\d+\/\d+\/[^/]+$/,
@@ -35,7 +53,8 @@ const TILE_PATHS = [
 export function isTileRequest(url: string): boolean {
   const start = url.indexOf('/', url.indexOf('//') + 2);
   const q = url.indexOf('?', start);
-  const path = q < 0 ? url.slice(start) : url.slice(start, q);
+  let path = q < 0 ? url.slice(start) : url.slice(start, q);
+  if (path.startsWith(PRIVATE + '/')) path = path.slice(PRIVATE.length);
   if (path === '/wmts') return q >= 0 && /[?&]request=gettile(&|$)/i.test(url.slice(q));
   return TILE_PATHS.some((re) => re.test(path));
 }
@@ -76,11 +95,10 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
     app.all('/api', (c) => api.fetch(c.req.raw));
     app.all('/api/*', (c) => api.fetch(c.req.raw));
   }
-  app.route('/wmts', wmtsRoutes(ctx));
-  app.route('/tms', tmsRoutes(ctx));
-  app.route('/tiles', xyzRoutes(ctx));
-  app.route('/ogcapi', ogcapiRoutes(ctx));
-  app.route('/', viewerRoutes(ctx));
+  const priv = new Hono({ strict: false });
+  protocolRoutes(priv, endpointContext(ctx, true));
+  app.route(PRIVATE, priv);
+  protocolRoutes(app, endpointContext(ctx, false));
   app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
   app.onError((err, c) => {
     console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
@@ -96,7 +114,8 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
 export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req: IncomingMessage, res: ServerResponse) => void {
   const app = createApp(ctx, opts);
   const full = getRequestListener(app.fetch);
-  const fast = tileFastPath(ctx);
+  // the fast path knows open-endpoint URLs only: private ones take the application
+  const fast = tileFastPath(endpointContext(ctx, false));
   const apiPort = opts.apiPort;
   return (req, res) => {
     if (apiPort && (req.url === '/api' || req.url?.startsWith('/api/') || req.url?.startsWith('/api?'))) {

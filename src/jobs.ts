@@ -16,7 +16,7 @@ import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/bui
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
-import { PYRAMID_TYPE, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
+import { PYRAMID_TYPE, SERVER, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
 import type { StateStore } from './state/store.js';
 
 type ToChild = { type: 'run'; options: Omit<BuildOptions, 'onProgress' | 'signal'> };
@@ -173,6 +173,7 @@ export class JobRunner {
       e.update = e.start;
       e.progress = 0;
       e.folder = folder;
+      e.last_event = { title: 'started', date: e.start, initiator: SERVER };
       const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
       log(e, `PROGRESS: building ${options.inputs.length} file(s) into stored data ${e.output.stored_data}${how}`);
       const sd = s.stored_data[e.output.stored_data];
@@ -225,6 +226,7 @@ export class JobRunner {
         e.finish = t;
         e.update = t;
         e.progress = 100;
+        e.last_event = { title: 'succeeded', date: t, initiator: SERVER };
         // what the build used, inherited from the parent or defaulted, next to what was asked
         const inv = Object.entries(KERNEL_NAMES).find(([n, k]) => k === d.interpolation && n.length <= 7 && ['nn', 'linear', 'bicubic', 'lanczos'].includes(n));
         e.parameters = { tms: d.tms, compression: d.tileFormat, interpolation: inv?.[0] ?? d.interpolation, bottom: d.bottom, top: d.top, ...(d.quality ? { quality: d.quality } : {}), ...e.parameters };
@@ -266,6 +268,7 @@ export class JobRunner {
       e.status = status;
       e.finish = t;
       e.update = t;
+      e.last_event = { title: status === 'ABORTED' ? 'aborted' : 'failed', date: t, initiator: SERVER };
       log(e, line);
       const sd = s.stored_data[e.output.stored_data];
       if (sd && sd.status !== 'GENERATED') {

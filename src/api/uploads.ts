@@ -19,7 +19,7 @@ import { uploadFiles } from '../jobs.js';
 import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from '../geo/tms.js';
 import { footprint3857, suggestedResolution, unionBbox } from '../pyramid/build.js';
 import { GeoTiffSource } from '../raster/geotiff.js';
-import { UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
+import { RASTER_CHECK, UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
   ApiError,
   badRequest,
@@ -36,8 +36,6 @@ import {
   tagsSchema,
   type ApiContext,
 } from './http.js';
-
-const RASTER_CHECK = { _id: 'b7d3c1e2-4f5a-4c6b-9d8e-0a1b2c3d4e5f', name: 'Contrôle des rasters (GeoTIFF, géoréférencement, SRS, taille)' };
 
 const createSchema = z.strictObject({
   name: z.string().min(1).max(255),

@@ -249,7 +249,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
       if (no) return no;
       if (c.req.param('tms') !== o.id) return notFound(c, `collection '${layer.name}' is tiled in ${o.id} only`);
       const f = FORMATS[layer.format];
-      const b = layer.chain.descriptor.bbox;
+      const b = layer.bbox;
       const path = tilesetPath(base, layer, o);
       return {
         title: layer.title,

@@ -22,7 +22,7 @@ function error(message: string, status: 400 | 401 | 403 | 404): Response {
 
 function tileMap(base: string, layer: Layer): string {
   const f = FORMATS[layer.format];
-  const b = layer.chain.descriptor.bbox;
+  const b = layer.bbox;
   const tms = layer.tms;
   return doc({
     TileMap: {
@@ -30,6 +30,16 @@ function tileMap(base: string, layer: Layer): string {
       '@tilemapservice': `${base}/tms/1.0.0/`,
       Title: layer.title,
       Abstract: layer.abstract,
+      // TMS 1.0.0: Metadata* and Attribution come before SRS
+      Metadata: layer.metadata.length ? layer.metadata.map((m) => ({ '@type': m.type, '@mime-type': m.format, '@href': m.url })) : undefined,
+      Attribution: layer.attribution
+        ? {
+            Title: layer.attribution.title,
+            Logo: layer.attribution.logo
+              ? { '@width': layer.attribution.logo.width, '@height': layer.attribution.logo.height, '@href': layer.attribution.logo.url, '@mime-type': layer.attribution.logo.format }
+              : undefined,
+          }
+        : undefined,
       SRS: tms.crs,
       BoundingBox: { '@minx': b.minX, '@miny': b.minY, '@maxx': b.maxX, '@maxy': b.maxY },
       Origin: { '@x': tms.extent.minX, '@y': tms.extent.minY },

@@ -169,7 +169,7 @@ const VIEWER_SCRIPT = `
 `;
 
 function viewerPage(l: Layer, key?: string): string {
-  const b = l.chain.descriptor.bbox;
+  const b = l.bbox;
   // relative URLs: the page works behind a proxy that mounts tuile under a path prefix
   const cfg = {
     layer: l.name,
