@@ -11,7 +11,7 @@ import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dataPaths } from './config.js';
-import { TuileError, errorMessage } from './errors.js';
+import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { KERNEL_NAMES } from './raster/resample.js';
@@ -163,7 +163,7 @@ export class JobRunner {
     try {
       options = await this.buildOptions(s0, e0, out);
     } catch (err) {
-      await this.finish(id, 'FAILURE', `FAILURE: ${errorMessage(err)}`);
+      await this.finish(id, 'FAILURE', `FAILURE: ${withoutPaths(errorMessage(err), this.opts.dataDir)}`);
       return;
     }
     await this.store.update((s) => {
@@ -179,6 +179,7 @@ export class JobRunner {
       const sd = s.stored_data[e.output.stored_data];
       sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
       sd.update = e.start;
+      sd.last_event = { title: e.inject ? 'modifying' : 'generating', date: e.start, initiator: SERVER };
       if (!e.inject && e.inputs.stored_data[0]) sd.parent = e.inputs.stored_data[0];
     });
 
@@ -234,6 +235,7 @@ export class JobRunner {
         if (!sd) return; // deleted meanwhile: nothing to describe
         sd.status = 'GENERATED';
         sd.update = t;
+        sd.last_event = { title: 'generated', date: t, initiator: SERVER };
         // its own archives: a chained pyramid's parent counts once, as its own stored data
         sd.size = outcome.result.bytes + (e.inject ? (sd.size ?? 0) : 0);
         sd.folder = folder;
@@ -256,7 +258,7 @@ export class JobRunner {
       ? 'ABORTED: stopped on request; nothing was kept'
       : this.stopping
         ? 'FAILURE: the server stopped during the execution; the build was interrupted and nothing was kept'
-        : `FAILURE: ${outcome.type === 'error' ? outcome.message : 'build failed'}`;
+        : `FAILURE: ${outcome.type === 'error' ? withoutPaths(outcome.message, this.opts.dataDir) : 'build failed'}`;
     await this.finish(id, aborted ? 'ABORTED' : 'FAILURE', line);
   }
 

@@ -131,7 +131,7 @@ export function configurationRoutes(ctx: ApiContext): Hono {
     const conf = await ctx.store.update((s) => {
       validate(s, d, b);
       const t = now();
-      const conf: Configuration = { _id: randomUUID(), datastore: d, ...b, status: 'UNPUBLISHED', creation: t, update: t, last_event: { title: 'creation', date: t } };
+      const conf: Configuration = { _id: randomUUID(), datastore: d, ...b, status: 'UNPUBLISHED', creation: t, update: t, last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } } };
       s.configurations[conf._id] = conf;
       return conf;
     });
@@ -168,7 +168,7 @@ export function configurationRoutes(ctx: ApiContext): Hono {
         const published = Object.values(s.offerings).some((o) => o.configuration === id);
         if (published && b.layer_name !== cur.layer_name) throw conflict(`layer_name cannot change while configuration ${id} has offerings`);
         const t = now();
-        Object.assign(cur, b, { update: t, last_event: { title: 'replaced', date: t } });
+        Object.assign(cur, b, { update: t, last_event: { title: 'replaced', date: t, initiator: { _id: s.admin_user } } });
         return cur;
       });
       return c.json(configurationView(conf));

@@ -290,7 +290,7 @@ export function offeringRoutes(ctx: ApiContext): Hono {
       if (o.status === 'UNPUBLISHING') throw conflict(`offering ${id} is already being unpublished`);
       o.status = 'UNPUBLISHING';
       o.update = now();
-      o.last_event = { title: 'unpublishing', date: o.update };
+      o.last_event = { title: 'unpublishing', date: o.update, initiator: { _id: s.admin_user } };
     });
     // the registry drops the layer with the commit above; the offering goes with the next one
     await ctx.store.update((s) => {

@@ -13,13 +13,13 @@ import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, withoutPaths } from '../errors.js';
 import { crsFromEpsg, parseCrs, sameCrs } from '../geo/crs.js';
 import { uploadFiles } from '../jobs.js';
 import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from '../geo/tms.js';
 import { footprint3857, suggestedResolution, unionBbox } from '../pyramid/build.js';
 import { GeoTiffSource } from '../raster/geotiff.js';
-import { RASTER_CHECK, UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
+import { RASTER_CHECK, SERVER, UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
   ApiError,
   badRequest,
@@ -204,9 +204,10 @@ function fileError(err: unknown): unknown {
   return err;
 }
 
+/** A node of an upload's tree, typed as the Entrepôt types them. */
 interface TreeNode {
   name: string;
-  type: 'file' | 'directory';
+  type: 'FILE' | 'DIRECTORY';
   size?: number;
   children?: TreeNode[];
 }
@@ -217,8 +218,8 @@ async function tree(dir: string): Promise<TreeNode[]> {
   for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     if (e.name.endsWith('.part')) continue;
     const p = join(dir, e.name);
-    if (e.isDirectory()) out.push({ name: e.name, type: 'directory', children: await tree(p) });
-    else if (e.isFile()) out.push({ name: e.name, type: 'file', size: (await stat(p)).size });
+    if (e.isDirectory()) out.push({ name: e.name, type: 'DIRECTORY', children: await tree(p) });
+    else if (e.isFile()) out.push({ name: e.name, type: 'FILE', size: (await stat(p)).size });
   }
   return out;
 }
@@ -265,7 +266,7 @@ export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
       const validity = [info.nodata !== null ? `nodata ${info.nodata}` : '', info.alphaSample !== null ? 'alpha' : '', info.hasMask ? 'mask' : ''].filter(Boolean).join(', ') || 'all pixels valid';
       logs.push(`INFO ${name}: ${info.width}x${info.height} px, ${info.bands} band(s), ${info.crs.name}, ${validity}`);
     } catch (err) {
-      fail(`${name}: ${errorMessage(err)}`);
+      fail(`${name}: ${withoutPaths(errorMessage(err), ctx.config.dataDir)}`);
     }
   }
   let footprint: Upload['footprint'];
@@ -290,7 +291,7 @@ export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
     cur.size = size;
     cur.footprint = ok ? footprint : undefined;
     cur.update = t;
-    cur.last_event = { title: ok ? 'checks passed' : 'checks failed', date: t };
+    cur.last_event = { title: ok ? 'checks passed' : 'checks failed', date: t, initiator: SERVER };
   });
 }
 
@@ -310,7 +311,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
     }
     const u = await ctx.store.update((s) => {
       const t = now();
-      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t } };
+      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } } };
       s.uploads[u._id] = u;
       return u;
     });
@@ -396,7 +397,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
       const t = now();
       u.status = 'CHECKING';
       u.update = t;
-      u.last_event = { title: 'closing', date: t };
+      u.last_event = { title: 'closing', date: t, initiator: { _id: s.admin_user } };
       u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
       return u;
     });
@@ -411,7 +412,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
       if (u.status !== 'CLOSED' && u.status !== 'UNSTABLE') throw conflict(`upload ${id} is ${u.status}: only CLOSED or UNSTABLE uploads open again`);
       u.status = 'OPEN';
       u.update = now();
-      u.last_event = { title: 'reopened', date: u.update };
+      u.last_event = { title: 'reopened', date: u.update, initiator: { _id: s.admin_user } };
       return u;
     });
     return c.json(uploadView(u));

@@ -145,3 +145,147 @@ describe('the "au fur et à mesure" raster update tutorial, its bodies unedited'
     expect(layer['ows:Abstract']).toBe('Données SCAN 1000 sur toute la Corse');
   });
 });
+
+describe('what the offerings and permissions guides state', () => {
+  const me = () => ids['{user}'];
+  let privateOffering = '';
+  let permission = '';
+
+  it('a permission is created for users and answered as an array, in the Entrepôt\'s shape', async () => {
+    const r = await api.call('POST', `${api.d}/permissions`, body('permission-account.json', ids));
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(Array.isArray(r.body)).toBe(true);
+    // the tutorial names two users; here both are the one user there is, who gets one permission
+    expect(r.body).toHaveLength(1);
+    const p = r.body[0];
+    expect(p).toMatchObject({
+      licence: 'Accès restreint',
+      end_date: '2023-06-23T14:00:00Z',
+      only_oauth: false,
+      beneficiary: { _id: me() },
+      datastore_author: { _id: api.datastore, technical_name: expect.any(String), name: expect.any(String), active: true },
+    });
+    expect(p.offerings).toEqual([{ type: 'WMTS-TMS', status: 'PUBLISHED', layer_name: 'scan1000_corse', open: true, available: true, _id: ids['{offering}'] }]);
+    // a user or community that does not exist is refused, naming the field
+    const bad = await api.call('POST', `${api.d}/permissions`, { ...body('permission-account.json', ids), users: [me(), '00000000-0000-4000-8000-000000000000'] });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error_description[0]).toMatch(/^users\.1: /);
+    const community = await api.call('POST', `${api.d}/permissions`, { licence: 'x', offerings: [ids['{offering}']], type: 'COMMUNITY', users: [me()] });
+    expect(community.status).toBe(400);
+    const unknownOffering = await api.call('POST', `${api.d}/permissions`, { licence: 'x', offerings: ['00000000-0000-4000-8000-000000000000'] });
+    expect(unknownOffering.status).toBe(400);
+    expect(unknownOffering.body.error_description[0]).toMatch(/^offerings\.0: /);
+  });
+
+  it('an offering on the private endpoint (open:false) joins the permissions it names; its URLs are under /private', async () => {
+    const endpoints = (await api.call('GET', `${api.d}/endpoints`)).body;
+    const priv = endpoints.find((e: any) => !e.open);
+    expect(priv.urls.map((u: any) => u.url)).toEqual([`${t.base}/private/wmts`, `${t.base}/private/tms/1.0.0`]);
+    const perm = (await api.call('POST', `${api.d}/permissions`, { licence: 'partenaires', offerings: [ids['{offering}']], type: 'ACCOUNT', users: [me()] })).body[0];
+    permission = perm._id;
+    const conf = await api.call('POST', `${api.d}/configurations`, { ...body('03-configuration-nord.json', ids, '5'), layer_name: 'scan1000_corse_prive', name: 'privé' });
+    expect(conf.status, JSON.stringify(conf.body)).toBe(201);
+    const o = await api.call('POST', `${api.d}/configurations/${conf.body._id}/offerings`, { ...body('offering-private.json', ids), permissions: [perm._id] });
+    expect(o.status, JSON.stringify(o.body)).toBe(201);
+    privateOffering = o.body._id;
+    expect(o.body.open).toBe(false);
+    expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+    expect((await api.call('GET', `${api.d}/permissions/${perm._id}`)).body.offerings.map((x: any) => x._id)).toEqual([ids['{offering}'], o.body._id]);
+    const urls = (await api.call('GET', `${api.d}/offerings/${o.body._id}`)).body.urls.map((u: any) => u.url);
+    expect(urls.every((u: string) => u.startsWith(`${t.base}/private/`))).toBe(true);
+    // an unknown permission id is the body's mistake
+    const conf2 = await api.call('POST', `${api.d}/configurations`, { ...body('03-configuration-nord.json', ids, '5'), layer_name: 'scan1000_corse_prive2' });
+    const bad = await api.call('POST', `${api.d}/configurations/${conf2.body._id}/offerings`, { ...body('offering-private.json', ids), permissions: ['00000000-0000-4000-8000-000000000000'] });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error_description[0]).toMatch(/^permissions\.0: /);
+  });
+
+  it('the beneficiary sees the permissions in GET /users/me/permissions', async () => {
+    const mine = await api.call('GET', '/api/users/me/permissions?personal=true&community=false');
+    expect(mine.status).toBe(200);
+    const p = mine.body.find((x: any) => x._id === permission);
+    expect(Object.keys(p).sort()).toEqual(['_id', 'licence', 'offerings', 'only_oauth']);
+    expect(p.offerings.map((o: any) => o.layer_name)).toEqual(['scan1000_corse', 'scan1000_corse_prive']);
+    expect((await api.call('GET', '/api/users/me/permissions?personal=false&community=true')).body).toEqual([]);
+    expect((await api.call('GET', `/api/users/me/permissions/${permission}`)).body._id).toBe(permission);
+  });
+
+  it('an offering on the private endpoint is served only under /private, only with a key that has access', async () => {
+    const z = 5;
+    const { x, y } = tileOf(2.35, 48.85, z);
+    const path = `/tiles/scan1000_corse_prive/${z}/${x}/${y}.jpg`;
+    expect((await fetch(`${t.base}/private${path}`)).status).toBe(401);
+    expect((await fetch(`${t.base}${path}`)).status).toBe(404);
+    const ended = (await api.call('GET', `${api.d}/permissions`)).body.find((p: any) => p.end_date === '2023-06-23T14:00:00Z');
+    const key = async (permissionId: string) => {
+      const k = await api.call('POST', '/api/users/me/keys', { name: `k ${permissionId}`, type: 'HASH' });
+      const a = await api.call('POST', `/api/users/me/keys/${k.body._id}/accesses`, { permission: permissionId, offerings: [privateOffering] });
+      return { key: k.body.key as string, access: a.status };
+    };
+    // the tutorial's permission ended in 2023 and never granted this offering
+    expect((await key(ended._id)).access).toBe(400);
+    const good = await key(permission);
+    expect(good.access).toBe(201);
+    expect(await hasData(`${t.base}/private${path}?apikey=${good.key}`)).toBe(true);
+    expect((await fetch(`${t.base}${path}?apikey=${good.key}`)).status).toBe(404);
+    const caps = xml.parse(await (await fetch(`${t.base}/private/wmts?SERVICE=WMTS&REQUEST=GetCapabilities&apikey=${good.key}`)).text());
+    expect([caps.Capabilities.Contents.Layer].flat().map((l: any) => l['ows:Identifier'])).toEqual(['scan1000_corse_prive']);
+  });
+
+  it('open is forced true on the open endpoint', async () => {
+    const conf = await api.call('POST', `${api.d}/configurations`, { ...body('03-configuration-nord.json', ids, '5'), layer_name: 'scan1000_ouvert' });
+    const o = await api.call('POST', `${api.d}/configurations/${conf.body._id}/offerings`, { ...body('04-offering-open.json', ids), open: false });
+    expect(o.status).toBe(201);
+    expect(o.body.open).toBe(true);
+    await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED']);
+    expect((await api.call('PATCH', `${api.d}/offerings/${o.body._id}`, { open: false })).body.open).toBe(true);
+    ids['{offering ouvert}'] = o.body._id;
+    ids['{configuration ouvert}'] = conf.body._id;
+  });
+
+  it('a failed synchronisation: UNSTABLE, why in words without a server path, the previous data still served; then PUBLISHED again', { timeout: 120_000 }, async () => {
+    const { x, y } = tileOf(2.35, 48.85, 5);
+    const tile = `${t.base}/tiles/scan1000_ouvert/5/${x}/${y}.jpg`;
+    const served = (await fetch(tile)).headers.get('etag');
+    const damaged = await execute('02-execution-nord.json');
+    const archive = join(data.path, 'pyramids', damaged._id, 'tiles.pmtiles');
+    const { renameSync } = await import('node:fs');
+    renameSync(archive, `${archive}.away`);
+    const conf = { ...body('03-configuration-nord.json', ids, '5'), layer_name: 'scan1000_ouvert' };
+    conf.type_infos.used_data[0].stored_data = damaged._id;
+    expect((await api.call('PUT', `${api.d}/configurations/${ids['{configuration ouvert}']}`, conf)).status).toBe(200);
+    expect((await api.call('PUT', `${api.d}/offerings/${ids['{offering ouvert}']}`)).status).toBe(200);
+    const o = (await api.until(`${api.d}/offerings/${ids['{offering ouvert}']}`, ['PUBLISHED', 'UNSTABLE'])).entity;
+    expect(o.status).toBe('UNSTABLE');
+    expect(o.last_event.title).toMatch(/^synchronisation failed: the pyramid of stored data .* cannot be opened.*keeps serving its previous data$/);
+    const everything = JSON.stringify([o, (await api.call('GET', `${api.d}/offerings`)).body, (await api.call('GET', `${api.d}/processings/executions?limit=100`)).body]);
+    expect(everything).not.toContain(data.path);
+    expect(everything).not.toContain('tiles.pmtiles');
+    // the previous pyramid (the north) is still what the layer serves
+    const before = await fetch(tile);
+    expect(before.status).toBe(200);
+    expect(before.headers.get('etag')).toBe(served);
+    // repaired, a synchronisation publishes it
+    renameSync(`${archive}.away`, archive);
+    expect((await api.call('PUT', `${api.d}/offerings/${ids['{offering ouvert}']}`)).status).toBe(200);
+    expect((await api.until(`${api.d}/offerings/${ids['{offering ouvert}']}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+    const after = (await fetch(tile)).headers.get('etag');
+    expect(after).not.toBe(served);
+    expect(after).not.toMatch(/blank/);
+  });
+
+  it('a failed first publication: UNSTABLE, nothing served', { timeout: 120_000 }, async () => {
+    const damaged = await execute('02-execution-nord.json');
+    const archive = join(data.path, 'pyramids', damaged._id, 'tiles.pmtiles');
+    (await import('node:fs')).writeFileSync(archive, 'not an archive');
+    const conf = { ...body('03-configuration-nord.json', ids, '5'), layer_name: 'scan1000_casse' };
+    conf.type_infos.used_data[0].stored_data = damaged._id;
+    const c = await api.call('POST', `${api.d}/configurations`, conf);
+    const o = await api.call('POST', `${api.d}/configurations/${c.body._id}/offerings`, body('04-offering-open.json', ids));
+    const settled = (await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity;
+    expect(settled.status).toBe('UNSTABLE');
+    expect(settled.last_event.title).toMatch(/^publication failed: /);
+    expect(settled.last_event.title).not.toContain(data.path);
+    expect((await fetch(`${t.base}/tms/1.0.0/scan1000_casse`)).status).toBe(404);
+  });
+});
