@@ -289,3 +289,117 @@ describe('what the offerings and permissions guides state', () => {
     expect((await fetch(`${t.base}/tms/1.0.0/scan1000_casse`)).status).toBe(404);
   });
 });
+
+describe('lifecycle gaps a user hits', () => {
+  it('processings carry their technical key, priority, required checks and described parameters', async () => {
+    const list = (await api.call('GET', `${api.d}/processings`)).body;
+    const p = list.find((x: any) => x.technical_name === 'raster-to-pyramid');
+    expect(p).toMatchObject({ name: 'Calcul de pyramide raster', priority: 'STANDARD', input_types: { upload: ['RASTER'], stored_data: ['ROK4-PYRAMID-RASTER'] } });
+    expect(p.required_checks).toHaveLength(1);
+    expect(p.parameters.every((x: any) => typeof x.description === 'string' && x.description.length > 0)).toBe(true);
+    expect((await api.call('GET', `${api.d}/processings/${p._id}`)).body).toEqual(p);
+    // the check it requires is the one uploads go through
+    const upload = (await api.call('GET', `${api.d}/uploads/${ids['{upload Corse Nord}']}/checks`)).body;
+    expect(JSON.stringify(upload)).toContain(p.required_checks[0]);
+  });
+
+  it('an execution shows the status and srs of its inputs and output, and who did what', async () => {
+    const list = (await api.call('GET', `${api.d}/processings/executions?limit=100`)).body;
+    const e = list.find((x: any) => x.inputs.stored_data.length === 1);
+    expect(e.processing.technical_name).toBe('raster-to-pyramid');
+    expect(e.inputs.upload[0]).toMatchObject({ _id: ids['{upload Corse Sud}'], status: 'CLOSED', srs: 'EPSG:2154', type: 'RASTER' });
+    expect(e.inputs.stored_data[0]).toMatchObject({ _id: ids['{stored data Corse Nord}'], status: 'GENERATED', srs: 'EPSG:3857' });
+    expect(e.output.stored_data).toMatchObject({ _id: ids['{stored data Corse}'], status: 'GENERATED', srs: 'EPSG:3857' });
+    expect(e.last_event.initiator._id).toBe('tuile');
+    const conf = (await api.call('GET', `${api.d}/configurations/${ids['{configuration}']}`)).body;
+    expect(conf.last_event.initiator._id).toBe(ids['{user}']);
+    const up = (await api.call('GET', `${api.d}/uploads/${ids['{upload Corse Nord}']}`)).body;
+    expect(up.last_event).toMatchObject({ title: 'checks passed', initiator: { _id: 'tuile' } });
+    const tree = (await api.call('GET', `${api.d}/uploads/${ids['{upload Corse Nord}']}/tree`)).body;
+    expect(tree).toEqual([{ name: 'data', type: 'DIRECTORY', children: [{ name: 'scan1000_corse_nord.tif', type: 'FILE', size: readFileSync(fixture('france_relief_north_2154.tif')).length }] }]);
+  });
+
+  it('an execution never launched can be aborted, or deleted with its output; then it no longer holds its inputs', async () => {
+    const u = await deliver('05-upload-sud.json', 'france_relief_south_2154.tif', 'data/sud.tif');
+    const create = async () => {
+      const b = body('02-execution-nord.json', { ...ids, '{upload Corse Nord}': u });
+      const e = await api.call('POST', `${api.d}/processings/executions`, b);
+      expect(e.status, JSON.stringify(e.body)).toBe(201);
+      return e.body;
+    };
+    const a = await create();
+    const aborted = await api.call('POST', `${api.d}/processings/executions/${a._id}/abort`);
+    expect(aborted.status).toBe(200);
+    expect(aborted.body.status).toBe('ABORTED');
+    expect((await api.call('POST', `${api.d}/processings/executions/${a._id}/launch`)).status).toBe(409);
+    const e = await create();
+    // the never-launched execution holds its upload
+    expect((await api.call('DELETE', `${api.d}/uploads/${u}`)).status).toBe(409);
+    expect((await api.call('DELETE', `${api.d}/processings/executions/${e._id}`)).status).toBe(204);
+    expect((await api.call('GET', `${api.d}/processings/executions/${e._id}`)).status).toBe(404);
+    expect((await api.call('GET', `${api.d}/stored_data/${e.output.stored_data._id}`)).status).toBe(404);
+    expect((await api.call('DELETE', `${api.d}/processings/executions/${a._id}`)).status).toBe(204);
+    expect((await api.call('DELETE', `${api.d}/uploads/${u}`)).status).toBe(204);
+  });
+
+  it('a wrong method on a known route is 405 with Allow; an unknown route 404', async () => {
+    const r = await api.call('PATCH', `${api.d}/processings/executions`);
+    expect(r.status).toBe(405);
+    expect(r.headers.get('allow')).toBe('GET, HEAD, POST');
+    expect(r.body.error).toBe('method_not_allowed');
+    const one = await api.call('POST', `${api.d}/offerings/${ids['{offering}']}`);
+    expect(one.status).toBe(405);
+    expect(one.headers.get('allow')).toBe('DELETE, GET, HEAD, PATCH, PUT');
+    expect((await api.call('GET', `${api.d}/nothing-here`)).status).toBe(404);
+  });
+
+  it('an unknown id inside a body is a 400 naming the field', async () => {
+    const nobody = '00000000-0000-4000-8000-000000000000';
+    const cases: [string, string, unknown, RegExp][] = [
+      ['POST', `${api.d}/processings/executions`, body('06-execution-sud.json', { ...ids, '{upload Corse Sud}': nobody }), /^inputs\.upload\.0: /],
+      ['POST', `${api.d}/processings/executions`, body('06-execution-sud.json', { ...ids, '{stored data Corse Nord}': nobody }), /^inputs\.stored_data\.0: /],
+      ['POST', `${api.d}/processings/executions`, body('02-execution-nord.json', { ...ids, "{{ ids.processings['raster-to-pyramid'] }}": nobody }), /^processing: /],
+      ['POST', `${api.d}/configurations`, { ...body('03-configuration-nord.json', { ...ids, '{stored data Corse Nord}': nobody }, '5'), layer_name: 'x_unknown' }, /^type_infos\.used_data\.0\.stored_data: /],
+      ['POST', `${api.d}/configurations/${ids['{configuration}']}/offerings`, { endpoint: nobody }, /^endpoint: /],
+    ];
+    for (const [method, path, b, re] of cases) {
+      const r = await api.call(method, path, b);
+      expect(r.status, `${method} ${path} ${JSON.stringify(r.body)}`).toBe(400);
+      expect(r.body.error_description[0]).toMatch(re);
+    }
+  });
+
+  it('a configuration serves several used_data, one pyramid per level range', { timeout: 120_000 }, async () => {
+    const coarse = await execute('02-execution-nord.json');
+    const conf = body('03-configuration-nord.json', ids, '5');
+    conf.layer_name = 'scan1000_deux';
+    conf.type_infos.used_data = [
+      { bottom_level: '2', top_level: '0', stored_data: coarse._id },
+      { bottom_level: '5', top_level: '3', stored_data: ids['{stored data Corse}'] },
+    ];
+    const overlapping = structuredClone(conf);
+    overlapping.type_infos.used_data[0].bottom_level = '3';
+    const bad = await api.call('POST', `${api.d}/configurations`, overlapping);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error_description[0]).toMatch(/^type_infos\.used_data\.1: levels 3-5 overlap/);
+    const c = await api.call('POST', `${api.d}/configurations`, conf);
+    expect(c.status, JSON.stringify(c.body)).toBe(201);
+    const o = await api.call('POST', `${api.d}/configurations/${c.body._id}/offerings`, body('04-offering-open.json', ids));
+    expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+    // levels 0-5 served; the top ones from the first pyramid, the bottom ones from the second (the south is only there)
+    const caps = xml.parse(await (await fetch(`${t.base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`)).text());
+    const layer = [caps.Capabilities.Contents.Layer].flat().find((l: any) => l['ows:Identifier'] === 'scan1000_deux');
+    expect([layer.TileMatrixSetLink.TileMatrixSetLimits.TileMatrixLimits].flat().map((l: any) => String(l.TileMatrix))).toEqual(['0', '1', '2', '3', '4', '5']);
+    const etag = async (z: number, lon: number, lat: number) => {
+      const { x, y } = tileOf(lon, lat, z);
+      return (await fetch(`${t.base}/tiles/scan1000_deux/${z}/${x}/${y}.jpg`)).headers.get('etag')!;
+    };
+    const sameAs = async (layer: string, z: number, lon: number, lat: number) => {
+      const { x, y } = tileOf(lon, lat, z);
+      return (await fetch(`${t.base}/tiles/${layer}/${z}/${x}/${y}.jpg`)).headers.get('etag')!;
+    };
+    expect(await etag(5, 3.88, 43.61)).toBe(await sameAs('scan1000_corse', 5, 3.88, 43.61));
+    expect(await etag(2, 2.35, 48.85)).not.toBe(await sameAs('scan1000_corse', 2, 2.35, 48.85));
+    expect((await fetch(`${t.base}/tiles/scan1000_deux/6/0/0.jpg`)).status).toBe(404);
+  });
+});
