@@ -49,6 +49,14 @@ const TILE_PATHS = [
   /^\/ogcapi\/collections\/[^/]+\/map\/tiles\/[^/]+\/[^/]+\/\d+\/\d+$/,
 ];
 
+/** The LAYER of a WMTS KVP request (parameter names are case-insensitive). */
+function kvpLayer(url: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q < 0) return undefined;
+  for (const [k, v] of new URLSearchParams(url.slice(q + 1))) if (k.toLowerCase() === 'layer') return v;
+  return undefined;
+}
+
 /** Whether a URL asks for a tile image (any protocol), from its form alone. */
 export function isTileRequest(url: string): boolean {
   const start = url.indexOf('/', url.indexOf('//') + 2);
@@ -65,7 +73,12 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   app.use('*', async (c, next) => {
     await next();
     // the matched route pattern, not the URL: bounded label values
-    ctx.metrics.request(c.req.routePath || 'unmatched', c.res.status);
+    const route = c.req.routePath || 'unmatched';
+    ctx.metrics.request(route, c.res.status);
+    if (c.res.status < 400) {
+      const layer = route.includes(':layer') ? c.req.param('layer') : route.endsWith('/wmts') ? kvpLayer(c.req.url) : undefined;
+      if (layer) ctx.metrics.layer(layer, route);
+    }
   });
   // Tile answers carry their own CORS headers and are never compressed: both middlewares would read the
   // response body, turning @hono/node-server's direct write of the bytes into a stream copy (10x slower).

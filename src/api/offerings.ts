@@ -244,6 +244,34 @@ export function offeringRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${D}/offerings/:offering`, summary: 'An offering with its urls', tag: 'offerings' }, (c) => c.json(view(c, get(c))));
 
+  route(
+    app,
+    P,
+    { method: 'get', path: `${D}/offerings/:offering/stats`, summary: "Requests answered for the offering's layer since the server started, per day and protocol", tag: 'offerings' },
+    async (c) => {
+      const o = get(c);
+      const counts = (await ctx.layerCounts?.()) ?? {};
+      const days = new Map<string, { date: string; total: number; protocols: Record<string, number> }>();
+      for (const [k, n] of Object.entries(counts)) {
+        const [date, protocol, layer] = k.split('\t');
+        if (layer !== o.layer_name) continue;
+        const d = days.get(date) ?? { date, total: 0, protocols: {} };
+        d.total += n;
+        d.protocols[protocol] = (d.protocols[protocol] ?? 0) + n;
+        days.set(date, d);
+      }
+      const list = [...days.values()].sort((a, b) => a.date.localeCompare(b.date));
+      return c.json({
+        _id: o._id,
+        layer_name: o.layer_name,
+        // the counts live in the serving processes' memory, as /metrics does
+        since: new Date(Date.now() - process.uptime() * 1000).toISOString(),
+        total: list.reduce((n, d) => n + d.total, 0),
+        days: list,
+      });
+    },
+  );
+
   route(app, P, { method: 'patch', path: `${D}/offerings/:offering`, summary: 'Open or close, make available or not', tag: 'offerings', body: patchSchema }, async (c) => {
     const id = get(c)._id;
     const b = await body(c, patchSchema);

@@ -403,3 +403,60 @@ describe('lifecycle gaps a user hits', () => {
     expect((await fetch(`${t.base}/tiles/scan1000_deux/6/0/0.jpg`)).status).toBe(404);
   });
 });
+
+describe('offering stats', () => {
+  /** A tile of layer `name` at level 5 over Paris, in each protocol's URL form. */
+  const urls = (name: string) => {
+    const { x, y } = tileOf(2.35, 48.85, 5);
+    return {
+      XYZ: `/tiles/${name}/5/${x}/${y}.jpg`,
+      TMS: `/tms/1.0.0/${name}/5/${x}/${2 ** 5 - 1 - y}.jpg`,
+      WMTS: `/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=${name}&STYLE=normal&FORMAT=image/jpeg&TILEMATRIXSET=PM&TILEMATRIX=5&TILEROW=${y}&TILECOL=${x}`,
+      'OGCAPI-TILES': `/ogcapi/collections/${name}/map/tiles/WebMercatorQuad/5/${y}/${x}`,
+    };
+  };
+  const asked: Record<string, number> = { XYZ: 3, TMS: 2, WMTS: 2, 'OGCAPI-TILES': 1 };
+
+  async function check(base: string, a: Api, offering: string, name: string) {
+    const stats = async () => (await a.call('GET', `${a.d}/offerings/${offering}/stats`)).body;
+    const before = await stats();
+    const today = new Date().toISOString().slice(0, 10);
+    const counted = (s: any, p: string) => s.days.find((d: any) => d.date === today)?.protocols[p] ?? 0;
+    for (const [protocol, url] of Object.entries(urls(name))) {
+      for (let i = 0; i < asked[protocol]; i++) {
+        const r = await fetch(`${base}${url}`);
+        await r.arrayBuffer();
+        expect(r.status, url).toBe(200);
+      }
+    }
+    // a request outside the layer is not an answered request of it
+    expect((await fetch(`${base}/tiles/${name}/20/0/0.jpg`)).status).toBe(404);
+    const after = await stats();
+    expect(after).toMatchObject({ _id: offering, layer_name: name });
+    for (const p of Object.keys(asked)) expect(counted(after, p) - counted(before, p), p).toBe(asked[p]);
+    expect(after.total - before.total).toBe(8);
+  }
+
+  it('counts the answered requests of the layer per day and protocol', async () => {
+    await check(t.base, api, ids['{offering}'], 'scan1000_corse');
+  });
+
+  it('over every serving process', { timeout: 120_000 }, async () => {
+    const dir = tempDir('tuile-entrepot-cluster-');
+    const two = await startTuile(dir.path, { TUILE_WORKERS: '2' });
+    try {
+      const a = new Api(two.base);
+      await a.init();
+      const u = await a.deliver([{ path: 'data/nord.tif', file: fixture('france_relief_north_2154.tif') }]);
+      const e = await a.execute({ upload: [u._id] }, { bottom: 5 });
+      const sd = (await a.until(`${a.d}/processings/executions/${e._id}`, ['SUCCESS'])).entity.output.stored_data._id;
+      const conf = (await a.call('POST', `${a.d}/configurations`, a.configuration('deux', sd, '5'))).body;
+      const o = (await a.call('POST', `${a.d}/configurations/${conf._id}/offerings`, { endpoint: await a.endpoint() })).body;
+      await a.until(`${a.d}/offerings/${o._id}`, ['PUBLISHED']);
+      await check(two.base, a, o._id, 'deux');
+    } finally {
+      await two.stop();
+      dir.cleanup();
+    }
+  });
+});
