@@ -369,6 +369,34 @@ describe('lifecycle gaps a user hits', () => {
     }
   });
 
+  it('attribution (title, url, logo) and several metadata links go into the WMTS capabilities and the TMS TileMap', async () => {
+    const conf = body('03-configuration-nord.json', ids, '5');
+    conf.layer_name = 'scan1000_attribution';
+    conf.metadata.push({ format: 'text/html', url: 'https://example.org/fiche?id=1&lang=fr', type: 'Other' });
+    conf.attribution = { title: 'IGN & partenaires', url: 'https://www.ign.fr/', logo: { format: 'image/png', url: 'https://example.org/logo.png', width: 64, height: 32 } };
+    const c = await api.call('POST', `${api.d}/configurations`, conf);
+    expect(c.status, JSON.stringify(c.body)).toBe(201);
+    expect(c.body.attribution).toEqual(conf.attribution);
+    const o = await api.call('POST', `${api.d}/configurations/${c.body._id}/offerings`, body('04-offering-open.json', ids));
+    await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED']);
+    const caps = xml.parse(await (await fetch(`${t.base}/wmts/1.0.0/WMTSCapabilities.xml`)).text());
+    const layer = [caps.Capabilities.Contents.Layer].flat().find((l: any) => l['ows:Identifier'] === 'scan1000_attribution');
+    const meta = [layer['ows:Metadata']].flat();
+    expect(meta.map((m: any) => [m['@about'], m['@xlink:href'], m['@xlink:title']])).toEqual([
+      [undefined, conf.metadata[0].url, 'application/xml'],
+      [undefined, 'https://example.org/fiche?id=1&lang=fr', 'text/html'],
+      ['attribution', 'https://www.ign.fr/', 'IGN & partenaires'],
+      ['attribution-logo', 'https://example.org/logo.png', 'image/png'],
+    ]);
+    // ows:Metadata comes after ows:BoundingBox and before Style (owsContents.xsd, wmts.xsd)
+    const keys = Object.keys(layer);
+    expect(keys.indexOf('ows:Metadata')).toBe(keys.indexOf('ows:BoundingBox') + 1);
+    const tileMap = xml.parse(await (await fetch(`${t.base}/tms/1.0.0/scan1000_attribution`)).text()).TileMap;
+    expect(tileMap.Attribution).toEqual({ Title: 'IGN & partenaires', Logo: { '@width': '64', '@height': '32', '@href': 'https://example.org/logo.png', '@mime-type': 'image/png' } });
+    expect([tileMap.Metadata].flat()).toHaveLength(2);
+    expect(Object.keys(tileMap).indexOf('Attribution')).toBeLessThan(Object.keys(tileMap).indexOf('SRS'));
+  });
+
   it('a configuration serves several used_data, one pyramid per level range', { timeout: 120_000 }, async () => {
     const coarse = await execute('02-execution-nord.json');
     const conf = body('03-configuration-nord.json', ids, '5');
