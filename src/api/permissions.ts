@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
-import { now, type Permission, type State } from '../state/model.js';
+import { created, now, type Permission, type State } from '../state/model.js';
 import { badRequest, body, byCreation, datastoreOf, find, notFound, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
 
 const endDate = z.iso.datetime({ offset: true });
@@ -86,7 +86,6 @@ export function permissionRoutes(ctx: ApiContext): Hono {
       ids.forEach((id, i) => {
         if (b.type === 'COMMUNITY' || id !== s.admin_user) throw badRequest(`${field}.${i}: no ${b.type === 'COMMUNITY' ? 'community' : 'user'} ${id} here`);
       });
-      const t = now();
       return [...new Set(ids)].map((user) => {
         const p: Permission = {
           _id: randomUUID(),
@@ -96,10 +95,7 @@ export function permissionRoutes(ctx: ApiContext): Hono {
           only_oauth: b.only_oauth,
           offerings: [...new Set(b.offerings)],
           beneficiary: user,
-          creation: t,
-          update: t,
-          tags: {},
-          last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } },
+          ...created(s.admin_user),
         };
         s.permissions[p._id] = p;
         return p;

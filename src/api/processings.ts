@@ -9,6 +9,7 @@ import {
   EXECUTION_STATUSES,
   PYRAMID_TYPE,
   RASTER_TO_PYRAMID,
+  created,
   now,
   type Execution,
   type State,
@@ -149,7 +150,6 @@ export function processingRoutes(ctx: ApiContext): Hono {
           if (p.bottom !== undefined && p.bottom !== Math.max(...levels)) throw badRequest(`parameters.bottom: a chained pyramid keeps its parent's bottom level (${Math.max(...levels)})`);
           if (p.top !== undefined && p.top !== Math.min(...levels)) throw badRequest(`parameters.top: a chained pyramid keeps its parent's top level (${Math.min(...levels)})`);
         }
-        const t = now();
         let outputId: string;
         if ('_id' in out) {
           outputId = out._id;
@@ -164,10 +164,8 @@ export function processingRoutes(ctx: ApiContext): Hono {
             status: 'CREATED',
             srs: 'EPSG:3857',
             storage: { type: 'FILESYSTEM', labels: out.storage_tags },
+            ...created(s.admin_user),
             tags: out.tags,
-            creation: t,
-            update: t,
-            last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } },
           };
           s.stored_data[sd._id] = sd;
           outputId = sd._id;
@@ -182,10 +180,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
           ...(injectInto ? { inject: true } : {}),
           parameters: { ...p },
           logs: [],
-          creation: t,
-          update: t,
-          tags: {},
-          last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } },
+          ...created(s.admin_user),
         };
         s.executions[e._id] = e;
         return e;

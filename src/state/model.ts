@@ -294,6 +294,12 @@ export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
 
+/** What a new entity starts with: made now, by `initiator` (a user id). */
+export function created(initiator: string): Pick<Entity, 'creation' | 'update' | 'tags' | 'last_event'> {
+  const t = now();
+  return { creation: t, update: t, tags: {}, last_event: { title: 'creation', date: t, initiator: { _id: initiator } } };
+}
+
 export function now(): string {
   return new Date().toISOString();
 }

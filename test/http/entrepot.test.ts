@@ -342,6 +342,20 @@ describe('lifecycle gaps a user hits', () => {
     expect((await api.call('DELETE', `${api.d}/uploads/${u}`)).status).toBe(204);
   });
 
+  it('the injection tutorial\'s execution body (output.stored_data.id) updates a pyramid in place', { timeout: 120_000 }, async () => {
+    const target = await execute('02-execution-nord.json');
+    const b = body('injection-execution.json', { ...ids, '{stored data Corse}': target._id });
+    const e = await api.call('POST', `${api.d}/processings/executions`, b);
+    expect(e.status, JSON.stringify(e.body)).toBe(201);
+    expect(e.body.output.stored_data._id).toBe(target._id);
+    expect((await api.call('POST', `${api.d}/processings/executions/${e.body._id}/launch`)).status).toBe(200);
+    expect((await api.until(`${api.d}/processings/executions/${e.body._id}`, ['SUCCESS', 'FAILURE'])).entity.status).toBe('SUCCESS');
+    const after = (await api.call('GET', `${api.d}/stored_data/${target._id}`)).body;
+    expect(after.status).toBe('GENERATED');
+    // the south is in it now: its extent reaches further south
+    expect(Math.min(...after.extent.coordinates[0].map((c: number[]) => c[1]))).toBeLessThan(Math.min(...target.extent.coordinates[0].map((c: number[]) => c[1])));
+  });
+
   it('a wrong method on a known route is 405 with Allow; an unknown route 404', async () => {
     const r = await api.call('PATCH', `${api.d}/processings/executions`);
     expect(r.status).toBe(405);
