@@ -23,6 +23,8 @@ export interface Config {
   maxPixels: number;
   /** most tiles a pyramid's bottom level may have (upload checks and executions) */
   maxTiles: number;
+  /** the contact address uploads and stored data carry, as the platform gives its community's */
+  contact: string;
 }
 
 const DEFAULTS: Config = {
@@ -36,6 +38,7 @@ const DEFAULTS: Config = {
   uploadMaxBytes: 4 * 1024 ** 3,
   maxPixels: 4 * 1024 ** 3,
   maxTiles: 50_000_000,
+  contact: 'tuile@localhost',
 };
 
 const VARS: Record<string, keyof Config> = {
@@ -51,6 +54,7 @@ const VARS: Record<string, keyof Config> = {
   TUILE_UPLOAD_MAX_BYTES: 'uploadMaxBytes',
   TUILE_MAX_PIXELS: 'maxPixels',
   TUILE_MAX_TILES: 'maxTiles',
+  TUILE_CONTACT: 'contact',
 };
 
 function coerce(key: keyof Config, v: unknown, from: string): unknown {
@@ -69,6 +73,9 @@ function coerce(key: keyof Config, v: unknown, from: string): unknown {
       }
       return n;
     }
+    case 'contact':
+      if (typeof v !== 'string' || !/^[^\s@]{1,64}@[^\s@]{1,190}$/.test(v)) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not an e-mail address`);
+      return v;
     case 'demo':
       return !(v === false || v === 0 || v === '0' || v === 'false' || v === 'no');
     default:

@@ -163,6 +163,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
             type: PYRAMID_TYPE,
             status: 'CREATED',
             srs: 'EPSG:3857',
+            contact: ctx.config.contact,
             storage: { type: 'FILESYSTEM', labels: out.storage_tags },
             ...created(s.admin_user),
             tags: out.tags,

@@ -311,7 +311,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
     }
     const u = await ctx.store.update((s) => {
       const t = now();
-      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } } };
+      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', contact: ctx.config.contact, size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } } };
       s.uploads[u._id] = u;
       return u;
     });

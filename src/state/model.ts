@@ -70,6 +70,8 @@ export interface Upload extends Entity {
   type: 'RASTER';
   srs: string;
   status: UploadStatus;
+  /** who to write to about it (TUILE_CONTACT), as the platform gives its community's address */
+  contact?: string;
   /** bytes of the files pushed */
   size: number;
   checks: CheckRun[];
@@ -112,6 +114,7 @@ export interface StoredData extends Entity {
   type: typeof PYRAMID_TYPE;
   status: StoredDataStatus;
   srs: 'EPSG:3857';
+  contact?: string;
   storage: { type: 'FILESYSTEM'; labels: string[] };
   /** the stored data it is chained on (its pyramid reads through the parent's) */
   parent?: string;

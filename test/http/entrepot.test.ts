@@ -44,7 +44,7 @@ let api: Api;
 const ids: Record<string, string> = {};
 
 beforeAll(async () => {
-  t = await startTuile(data.path);
+  t = await startTuile(data.path, { TUILE_CONTACT: 'producteur@example.org' });
   api = new Api(t.base);
   await api.init();
   const endpoints = (await api.call('GET', `${api.d}/endpoints`)).body;
@@ -315,6 +315,8 @@ describe('lifecycle gaps a user hits', () => {
     expect(conf.last_event.initiator._id).toBe(ids['{user}']);
     const up = (await api.call('GET', `${api.d}/uploads/${ids['{upload Corse Nord}']}`)).body;
     expect(up.last_event).toMatchObject({ title: 'checks passed', initiator: { _id: 'tuile' } });
+    expect(up.contact).toBe('producteur@example.org');
+    expect((await api.call('GET', `${api.d}/stored_data/${ids['{stored data Corse}']}`)).body.contact).toBe('producteur@example.org');
     const tree = (await api.call('GET', `${api.d}/uploads/${ids['{upload Corse Nord}']}/tree`)).body;
     expect(tree).toEqual([{ name: 'data', type: 'DIRECTORY', children: [{ name: 'scan1000_corse_nord.tif', type: 'FILE', size: readFileSync(fixture('france_relief_north_2154.tif')).length }] }]);
   });
@@ -498,6 +500,36 @@ describe('offering stats', () => {
       await check(two.base, a, o._id, 'deux');
     } finally {
       await two.stop();
+      dir.cleanup();
+    }
+  });
+});
+
+describe('a data folder made before the private endpoint', () => {
+  it('gets the private endpoint at the next start, its open one and offerings kept', { timeout: 120_000 }, async () => {
+    const dir = tempDir('tuile-entrepot-old-');
+    try {
+      let one = await startTuile(dir.path);
+      await one.stop();
+      // the state as an earlier version wrote it: one datastore, one open endpoint
+      const file = join(dir.path, 'state.json');
+      const state = JSON.parse(readFileSync(file, 'utf8'));
+      const d: any = Object.values(state.datastores)[0];
+      const open = d.endpoints.find((e: string) => state.endpoints[e].open);
+      for (const e of d.endpoints) if (e !== open) delete state.endpoints[e];
+      d.endpoints = [open];
+      (await import('node:fs')).writeFileSync(file, JSON.stringify(state));
+      one = await startTuile(dir.path);
+      try {
+        const a = new Api(one.base);
+        await a.init();
+        const endpoints = (await a.call('GET', `${a.d}/endpoints`)).body;
+        expect(endpoints.map((e: any) => e.open)).toEqual([true, false]);
+        expect(endpoints[0]._id).toBe(open);
+      } finally {
+        await one.stop();
+      }
+    } finally {
       dir.cleanup();
     }
   });
