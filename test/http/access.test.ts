@@ -173,7 +173,9 @@ describe('keys and permissions', () => {
     expect(r.body.error_description[0]).toMatch(/does not grant/);
     const right = (await api.call('GET', '/api/users/me/keys')).body.find((x: any) => x.name === 'right');
     const acc = await api.call('GET', `/api/users/me/keys/${right._id}/accesses`);
-    expect(acc.body[0].offerings.map((o: any) => o.layer_name).sort()).toEqual(['hidden', 'priv']);
+    // one access per offering, each with its permission (the Entrepôt's shape)
+    expect(acc.body.map((x: any) => x.offering.layer_name).sort()).toEqual(['hidden', 'priv']);
+    expect(acc.body.every((x: any) => x.permission.licence === 'test')).toBe(true);
     // a revoked key opens nothing
     expect((await api.call('DELETE', `/api/users/me/keys/${right._id}`)).status).toBe(204);
     expect((await fetch(`${t.base}/private/tiles/priv/5/16/11.png?apikey=${keys.right}`)).status).toBe(403);

@@ -232,6 +232,29 @@ describe('what the offerings and permissions guides state', () => {
     expect([caps.Capabilities.Contents.Layer].flat().map((l: any) => l['ows:Identifier'])).toEqual(['scan1000_corse_prive']);
   });
 
+  it('the keys guide: a HASH key of one\'s choosing, an access through the permission, then the private layer opens with it', async () => {
+    const k = await api.call('POST', '/api/users/me/keys', body('key-hash.json', ids));
+    expect(k.status, JSON.stringify(k.body)).toBe(201);
+    expect(k.body).toMatchObject({ name: 'Ma clé HASH', type: 'HASH', type_infos: { hash: 'masupercle' } });
+    // the same key twice would not say whose it is
+    expect((await api.call('POST', '/api/users/me/keys', body('key-hash.json', ids))).status).toBe(409);
+    const tile = `${t.base}/private/tiles/scan1000_corse_prive/5/16/11.jpg`;
+    expect((await fetch(`${tile}?apikey=masupercle`)).status).toBe(403);
+    const a = await api.call('POST', `/api/users/me/keys/${k.body._id}/accesses`, body('key-access.json', { ...ids, '{permission utilisateur}': permission, '{offering}': privateOffering }));
+    expect(a.status, JSON.stringify(a.body)).toBe(201);
+    const list = (await api.call('GET', `/api/users/me/keys/${k.body._id}/accesses`)).body;
+    expect(list).toEqual([
+      {
+        permission: { licence: 'partenaires', only_oauth: false, _id: permission },
+        offering: { open: false, available: true, layer_name: 'scan1000_corse_prive', type: 'WMTS-TMS', status: 'PUBLISHED', _id: privateOffering },
+      },
+    ]);
+    expect((await fetch(`${tile}?apikey=masupercle`)).status).toBe(200);
+    expect((await fetch(tile, { headers: { apikey: 'masupercle' } })).status).toBe(200);
+    // kept as a hash only
+    expect(JSON.stringify((await api.call('GET', `/api/users/me/keys/${k.body._id}`)).body)).not.toContain('masupercle');
+  });
+
   it('open is forced true on the open endpoint', async () => {
     const conf = await api.call('POST', `${api.d}/configurations`, { ...body('03-configuration-nord.json', ids, '5'), layer_name: 'scan1000_ouvert' });
     const o = await api.call('POST', `${api.d}/configurations/${conf.body._id}/offerings`, { ...body('04-offering-open.json', ids), open: false });
