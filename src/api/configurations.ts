@@ -68,6 +68,8 @@ const patchSchema = z.strictObject({
     })
     .optional(),
   getfeatureinfo: z.strictObject({ stored_data: z.boolean() }).optional(),
+  metadata: z.array(metadataLink).max(32).optional(),
+  attribution: attribution.nullable().optional(),
 });
 
 const listQuery = pageQuery.extend({
@@ -175,7 +177,7 @@ export function configurationRoutes(ctx: ApiContext): Hono {
     },
   );
 
-  route(app, P, { method: 'patch', path: `${D}/:configuration`, summary: 'Change name, tags, title, abstract, keywords, bbox or getfeatureinfo', tag: 'configurations', body: patchSchema }, async (c) => {
+  route(app, P, { method: 'patch', path: `${D}/:configuration`, summary: 'Change name, tags, title, abstract, keywords, bbox, getfeatureinfo, metadata or attribution (null: none)', tag: 'configurations', body: patchSchema }, async (c) => {
     const id = get(c)._id;
     const b = await body(c, patchSchema);
     const conf = await ctx.store.update((s) => {
@@ -184,6 +186,9 @@ export function configurationRoutes(ctx: ApiContext): Hono {
       if (b.tags !== undefined) cur.tags = { ...cur.tags, ...b.tags };
       if (b.type_infos) Object.assign(cur.type_infos, b.type_infos);
       if (b.getfeatureinfo) cur.getfeatureinfo = b.getfeatureinfo;
+      if (b.metadata) cur.metadata = b.metadata;
+      if (b.attribution === null) delete cur.attribution;
+      else if (b.attribution) cur.attribution = b.attribution;
       cur.update = now();
       return cur;
     });

@@ -253,6 +253,14 @@ describe('what the offerings and permissions guides state', () => {
     expect((await fetch(tile, { headers: { apikey: 'masupercle' } })).status).toBe(200);
     // kept as a hash only
     expect(JSON.stringify((await api.call('GET', `/api/users/me/keys/${k.body._id}`)).body)).not.toContain('masupercle');
+    // the viewer of the private endpoint, with the key; its map reads the private capabilities
+    const viewer = await fetch(`${t.base}/private/viewer/scan1000_corse_prive?apikey=masupercle`);
+    expect(viewer.status).toBe(200);
+    expect(await viewer.text()).toContain('../wmts/1.0.0/WMTSCapabilities.xml?apikey=masupercle');
+    expect((await fetch(`${t.base}/private/viewer/scan1000_corse_prive`)).status).toBe(401);
+    expect((await fetch(`${t.base}/viewer/scan1000_corse_prive?apikey=masupercle`)).status).toBe(404);
+    const index = await (await fetch(`${t.base}/private/?apikey=masupercle`)).text();
+    expect(index).toContain(`${t.base}/private/wmts/1.0.0/WMTSCapabilities.xml`);
   });
 
   it('open is forced true on the open endpoint', async () => {
@@ -434,6 +442,16 @@ describe('lifecycle gaps a user hits', () => {
     expect(tileMap.Attribution).toEqual({ Title: 'IGN & partenaires', Logo: { '@width': '64', '@height': '32', '@href': 'https://example.org/logo.png', '@mime-type': 'image/png' } });
     expect([tileMap.Metadata].flat()).toHaveLength(2);
     expect(Object.keys(tileMap).indexOf('Attribution')).toBeLessThan(Object.keys(tileMap).indexOf('SRS'));
+    // changed by PATCH, served once synchronised
+    const patched = await api.call('PATCH', `${api.d}/configurations/${c.body._id}`, { attribution: null, metadata: [conf.metadata[1]] });
+    expect(patched.status).toBe(200);
+    expect(patched.body.attribution).toBeUndefined();
+    const served = async () => xml.parse(await (await fetch(`${t.base}/tms/1.0.0/scan1000_attribution`)).text()).TileMap;
+    expect((await served()).Attribution).toBeDefined();
+    await api.call('PUT', `${api.d}/offerings/${o.body._id}`);
+    await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED']);
+    expect((await served()).Attribution).toBeUndefined();
+    expect((await served()).Metadata['@href']).toBe('https://example.org/fiche?id=1&lang=fr');
   });
 
   it('a configuration serves several used_data, one pyramid per level range', { timeout: 120_000 }, async () => {
