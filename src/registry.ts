@@ -100,10 +100,10 @@ export class Registry {
   }
 }
 
-/** Opens one layer's pyramid chains and checks them before it can be installed. */
-export async function openLayer(spec: LayerSpec, reuse?: PyramidChain, open: (dir: string) => Promise<PyramidChain> = (d) => PyramidChain.open(d)): Promise<Layer> {
+/** Opens one layer's pyramid chains (through `open`, which may hand out chains already open) and checks them before it can be installed. */
+export async function openLayer(spec: LayerSpec, open: (dir: string) => Promise<PyramidChain> = (d) => PyramidChain.open(d)): Promise<Layer> {
   if (!LAYER_NAME.test(spec.name)) throw new TuileError('InvalidParameter', `invalid layer name '${spec.name}'`);
-  const chain = reuse ?? (await open(spec.dir));
+  const chain = await open(spec.dir);
   const d = chain.descriptor;
   const tms = getTms(d.tms);
   if (!tms) throw new TuileError('InvalidInput', `${spec.dir}: unknown tile matrix set ${d.tms}`);
@@ -248,7 +248,7 @@ export class RegistryHolder {
         if (layers.has(spec.name)) throw new TuileError('Conflict', `layer ${spec.name} declared twice`);
         let layer: Layer;
         try {
-          layer = await openLayer(spec, undefined, openDir);
+          layer = await openLayer(spec, openDir);
         } catch (err) {
           if (!opts.skipBroken) throw err;
           // a layer that cannot switch keeps serving what it served; a new one is left out
@@ -275,7 +275,8 @@ export class RegistryHolder {
         this.spare.delete(c.dir);
       }
     }
-    for (const c of new Set([...previous.layers.values()].flatMap((l) => l.ranges.map((r) => r.chain)))) {
+    // chains no longer served, and chains opened for a layer that was then left out, close after the grace period
+    for (const c of new Set([...previous.layers.values()].flatMap((l) => l.ranges.map((r) => r.chain)).concat(opened))) {
       if (!kept.has(c)) this.keep(c.dir, Promise.resolve(c));
     }
     return next;
