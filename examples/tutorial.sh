@@ -187,7 +187,7 @@ echo "-- GET /api/datastores: the default datastore"
 DATASTORE=$(call GET /api/datastores 200 | json 0._id)
 D=/api/datastores/$DATASTORE
 echo "   datastore $DATASTORE"
-echo "-- GET $D/endpoints: the WMTS-TMS endpoint layers are published on"
+echo "-- GET $D/endpoints: the open WMTS-TMS endpoint (the first; the second is the private one)"
 ENDPOINT=$(call GET "$D/endpoints" 200 | json 0._id)
 echo "   endpoint $ENDPOINT"
 echo "-- GET $D/processings: the id of raster-to-pyramid"

@@ -10,6 +10,7 @@ import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
 import type { Config } from './config.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import { CORS_EXPOSE, CORS_HEADERS, type ServerContext } from './protocols/tile.js';
+import { endpointView } from './registry.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
 import { wmtsRoutes } from './protocols/wmts.js';
@@ -26,6 +27,23 @@ export interface AppOptions {
   apiPort?: number;
 }
 
+/** Where the private endpoint's layers are served: the same protocols under this path. */
+export const PRIVATE = '/private';
+
+/** The context of one endpoint's protocols: its layers only, and links under its path. */
+function endpointContext(ctx: ServerContext, priv: boolean): ServerContext {
+  return { ...ctx, holder: endpointView(ctx.holder, priv), prefix: priv ? PRIVATE : '' };
+}
+
+/** The protocols of one endpoint, on their paths. */
+function protocolRoutes(app: Hono, ctx: ServerContext): void {
+  app.route('/wmts', wmtsRoutes(ctx));
+  app.route('/tms', tmsRoutes(ctx));
+  app.route('/tiles', xyzRoutes(ctx));
+  app.route('/ogcapi', ogcapiRoutes(ctx));
+  app.route('/', viewerRoutes(ctx));
+}
+
 const TILE_PATHS = [
   /^\/tiles\/[^/]+\/\d+\/\d+\/[^/]+$/,
   /^\/tms\/1\.0\.0\/[^/]+\/\d+\/\d+\/[^/]+$/,
@@ -33,11 +51,20 @@ const TILE_PATHS = [
   /^\/ogcapi\/collections\/[^/]+\/map\/tiles\/[^/]+\/[^/]+\/\d+\/\d+$/,
 ];
 
+/** The LAYER of a WMTS KVP request (parameter names are case-insensitive). */
+function kvpLayer(url: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q < 0) return undefined;
+  for (const [k, v] of new URLSearchParams(url.slice(q + 1))) if (k.toLowerCase() === 'layer') return v;
+  return undefined;
+}
+
 /** Whether a URL asks for a tile image (any protocol), from its form alone. */
 export function isTileRequest(url: string): boolean {
   const start = url.indexOf('/', url.indexOf('//') + 2);
   const q = url.indexOf('?', start);
-  const path = q < 0 ? url.slice(start) : url.slice(start, q);
+  let path = q < 0 ? url.slice(start) : url.slice(start, q);
+  if (path.startsWith(PRIVATE + '/')) path = path.slice(PRIVATE.length);
   if (path === '/wmts') return q >= 0 && /[?&]request=gettile(&|$)/i.test(url.slice(q));
   return TILE_PATHS.some((re) => re.test(path));
 }
@@ -48,7 +75,12 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   app.use('*', async (c, next) => {
     await next();
     // the matched route pattern, not the URL: bounded label values
-    ctx.metrics.request(c.req.routePath || 'unmatched', c.res.status);
+    const route = c.req.routePath || 'unmatched';
+    ctx.metrics.request(route, c.res.status);
+    if (c.res.status < 400) {
+      const layer = route.includes(':layer') ? c.req.param('layer') : route.endsWith('/wmts') ? kvpLayer(c.req.url) : undefined;
+      if (layer) ctx.metrics.layer(layer, route);
+    }
   });
   // Tile answers carry their own CORS headers and are never compressed: both middlewares would read the
   // response body, turning @hono/node-server's direct write of the bytes into a stream copy (10x slower).
@@ -84,11 +116,10 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
     app.all('/api', (c) => api.fetch(c.req.raw));
     app.all('/api/*', (c) => api.fetch(c.req.raw));
   }
-  app.route('/wmts', wmtsRoutes(ctx));
-  app.route('/tms', tmsRoutes(ctx));
-  app.route('/tiles', xyzRoutes(ctx));
-  app.route('/ogcapi', ogcapiRoutes(ctx));
-  app.route('/', viewerRoutes(ctx));
+  const priv = new Hono({ strict: false });
+  protocolRoutes(priv, endpointContext(ctx, true));
+  app.route(PRIVATE, priv);
+  protocolRoutes(app, endpointContext(ctx, false));
   app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
   app.onError((err, c) => {
     console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
@@ -104,7 +135,8 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
 export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req: IncomingMessage, res: ServerResponse) => void {
   const app = createApp(ctx, opts);
   const full = getRequestListener(app.fetch);
-  const fast = tileFastPath(ctx);
+  // the fast path knows open-endpoint URLs only: private ones take the application
+  const fast = tileFastPath(endpointContext(ctx, false));
   const apiPort = opts.apiPort;
   return (req, res) => {
     if (apiPort && (req.url === '/api' || req.url?.startsWith('/api/') || req.url?.startsWith('/api?'))) {

@@ -33,6 +33,8 @@ export interface Config {
   bodyTimeout: number;
   /** slowest average rate a push may have, bytes/s: its time is `uploadMaxBytes` at this rate */
   uploadMinRate: number;
+  /** the contact address uploads and stored data carry, as the platform gives its community's */
+  contact: string;
 }
 
 const DEFAULTS: Config = {
@@ -51,6 +53,7 @@ const DEFAULTS: Config = {
   jsonMaxBytes: 2 ** 20,
   bodyTimeout: 60,
   uploadMinRate: 2 ** 20,
+  contact: 'tuile@localhost',
 };
 
 const VARS: Record<string, keyof Config> = {
@@ -71,6 +74,7 @@ const VARS: Record<string, keyof Config> = {
   TUILE_JSON_MAX_BYTES: 'jsonMaxBytes',
   TUILE_BODY_TIMEOUT: 'bodyTimeout',
   TUILE_UPLOAD_MIN_RATE: 'uploadMinRate',
+  TUILE_CONTACT: 'contact',
 };
 
 function coerce(key: keyof Config, v: unknown, from: string): unknown {
@@ -99,6 +103,9 @@ function coerce(key: keyof Config, v: unknown, from: string): unknown {
       if (!Number.isFinite(n) || n <= 0 || n > 1e6) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
       return n;
     }
+    case 'contact':
+      if (typeof v !== 'string' || !/^[^\s@]{1,64}@[^\s@]{1,190}$/.test(v)) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not an e-mail address`);
+      return v;
     case 'demo':
       return !(v === false || v === 0 || v === '0' || v === 'false' || v === 'no');
     default:

@@ -11,12 +11,12 @@ import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dataPaths } from './config.js';
-import { TuileError, errorMessage } from './errors.js';
+import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
-import { PYRAMID_TYPE, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
+import { PYRAMID_TYPE, SERVER, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
 import type { StateStore } from './state/store.js';
 
 type ToChild = { type: 'run'; options: Omit<BuildOptions, 'onProgress' | 'signal'> };
@@ -163,7 +163,7 @@ export class JobRunner {
     try {
       options = await this.buildOptions(s0, e0, out);
     } catch (err) {
-      await this.finish(id, 'FAILURE', `FAILURE: ${errorMessage(err)}`);
+      await this.finish(id, 'FAILURE', `FAILURE: ${withoutPaths(errorMessage(err), this.opts.dataDir)}`);
       return;
     }
     await this.store.update((s) => {
@@ -173,11 +173,13 @@ export class JobRunner {
       e.update = e.start;
       e.progress = 0;
       e.folder = folder;
+      e.last_event = { title: 'started', date: e.start, initiator: SERVER };
       const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
       log(e, `PROGRESS: building ${options.inputs.length} file(s) into stored data ${e.output.stored_data}${how}`);
       const sd = s.stored_data[e.output.stored_data];
       sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
       sd.update = e.start;
+      sd.last_event = { title: e.inject ? 'modifying' : 'generating', date: e.start, initiator: SERVER };
       if (!e.inject && e.inputs.stored_data[0]) sd.parent = e.inputs.stored_data[0];
     });
 
@@ -225,6 +227,7 @@ export class JobRunner {
         e.finish = t;
         e.update = t;
         e.progress = 100;
+        e.last_event = { title: 'succeeded', date: t, initiator: SERVER };
         // what the build used, inherited from the parent or defaulted, next to what was asked
         const inv = Object.entries(KERNEL_NAMES).find(([n, k]) => k === d.interpolation && n.length <= 7 && ['nn', 'linear', 'bicubic', 'lanczos'].includes(n));
         e.parameters = { tms: d.tms, compression: d.tileFormat, interpolation: inv?.[0] ?? d.interpolation, bottom: d.bottom, top: d.top, ...(d.quality ? { quality: d.quality } : {}), ...e.parameters };
@@ -232,6 +235,7 @@ export class JobRunner {
         if (!sd) return; // deleted meanwhile: nothing to describe
         sd.status = 'GENERATED';
         sd.update = t;
+        sd.last_event = { title: 'generated', date: t, initiator: SERVER };
         // its own archives: a chained pyramid's parent counts once, as its own stored data
         sd.size = outcome.result.bytes + (e.inject ? (sd.size ?? 0) : 0);
         sd.folder = folder;
@@ -254,7 +258,7 @@ export class JobRunner {
       ? 'ABORTED: stopped on request; nothing was kept'
       : this.stopping
         ? 'FAILURE: the server stopped during the execution; the build was interrupted and nothing was kept'
-        : `FAILURE: ${outcome.type === 'error' ? outcome.message : 'build failed'}`;
+        : `FAILURE: ${outcome.type === 'error' ? withoutPaths(outcome.message, this.opts.dataDir) : 'build failed'}`;
     await this.finish(id, aborted ? 'ABORTED' : 'FAILURE', line);
   }
 
@@ -266,6 +270,7 @@ export class JobRunner {
       e.status = status;
       e.finish = t;
       e.update = t;
+      e.last_event = { title: status === 'ABORTED' ? 'aborted' : 'failed', date: t, initiator: SERVER };
       log(e, line);
       const sd = s.stored_data[e.output.stored_data];
       if (sd && sd.status !== 'GENERATED') {

@@ -23,7 +23,7 @@ import { dataPaths, loadConfig, type Config } from './config.js';
 import { seedDemo } from './demo.js';
 import { errorMessage } from './errors.js';
 import { JobRunner } from './jobs.js';
-import { Metrics, type MetricsSnapshot } from './metrics.js';
+import { Metrics, mergeSnapshots, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { ServerContext } from './protocols/tile.js';
 import { RegistryHolder, specsFromState, type LayerSpec } from './registry.js';
@@ -118,6 +118,8 @@ export interface Running {
   stop(): Promise<void>;
   /** opens a pyramid chain in every serving process ahead of a switch to it; throws if one cannot */
   prepare(dir: string): Promise<void>;
+  /** the metrics of every serving process */
+  metrics(): Promise<MetricsSnapshot[]>;
 }
 
 export async function start(cfg: Config = loadConfig(), opts: StartOptions = {}): Promise<Running | void> {
@@ -142,6 +144,7 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
       if (running) await running.prepare(dir);
       else await (await PyramidChain.open(dir)).close();
     },
+    layerCounts: async () => mergeSnapshots(running ? await running.metrics() : []).layers ?? {},
   };
   const api = apiApp(apiCtx, token);
   const jobs = new JobRunner(store, { dataDir: cfg.dataDir, workers: cfg.workers });
@@ -190,7 +193,7 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
     process.on('SIGINT', handler);
   };
   if (cfg.workers <= 1) {
-    const { server, holder } = await runServer(cfg, hooks.specs(), { api: hooks.api });
+    const { server, holder, ctx } = await runServer(cfg, hooks.specs(), { api: hooks.api });
     hooks.onChange(async (specs) => {
       await holder.load(specs, { skipBroken: true });
     });
@@ -199,7 +202,7 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
     };
     onSignal(stop);
     if (!hooks.api) printBanner(cfg, hooks.specs());
-    return { stop, prepare: (dir) => holder.prepare(dir) };
+    return { stop, prepare: (dir) => holder.prepare(dir), metrics: async () => [ctx.metrics.snapshot()] };
   }
   // the API answers on 127.0.0.1 in this process; the serving processes pass /api requests to it
   let apiServer: Server | null = null;
@@ -218,7 +221,7 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
     if (apiServer) await drain(apiServer);
   };
   onSignal(stop);
-  return { stop, prepare: cl.prepare };
+  return { stop, prepare: cl.prepare, metrics: cl.metrics };
 }
 
 function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefined, banner: boolean) {
@@ -230,13 +233,24 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
   const readyP = new Promise<void>((r) => (markReady = r));
   const acks = new Map<number, { left: Set<Worker>; done: () => void }>();
   const preparing = new Map<number, { left: Set<Worker>; errors: string[]; done: () => void }>();
-  const collecting = new Map<number, { from: Worker; orig: number; want: number; got: MetricsSnapshot[] }>();
+  // a collection answers the worker that asked for /metrics, or the primary itself (offering stats)
+  const collecting = new Map<number, { from?: Worker; done?: (s: MetricsSnapshot[]) => void; orig: number; want: number; got: MetricsSnapshot[] }>();
   const finish = (id: number) => {
     const c = collecting.get(id);
     if (!c) return;
     collecting.delete(id);
-    if (c.from.isConnected()) c.from.send({ type: 'metrics-result', id: c.orig, snapshots: c.got } satisfies Message);
+    c.done?.(c.got);
+    if (c.from?.isConnected()) c.from.send({ type: 'metrics-result', id: c.orig, snapshots: c.got } satisfies Message);
   };
+  const metrics = (): Promise<MetricsSnapshot[]> =>
+    new Promise((res) => {
+      const id = nextId++;
+      const live = [...workers].filter((w) => w.isConnected());
+      if (live.length === 0) return res([]);
+      collecting.set(id, { done: res, orig: id, want: live.length, got: [] });
+      for (const w of live) w.send({ type: 'metrics-collect', id } satisfies Message);
+      setTimeout(() => finish(id), 1000).unref();
+    });
   let shuttingDown = false;
   let exited: () => void = () => {};
   const allExited = new Promise<void>((r) => (exited = r));
@@ -348,7 +362,7 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
     await Promise.race([allExited, new Promise((r) => setTimeout(r, DRAIN_MS + 2000).unref())]);
   };
   for (let i = 0; i < cfg.workers; i++) fork();
-  return { publish, prepare, stop, ready: readyP };
+  return { publish, prepare, stop, metrics, ready: readyP };
 }
 
 async function worker(cfg: Config): Promise<void> {

@@ -7,12 +7,32 @@ export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 export interface MetricsSnapshot {
   requests: Record<string, number>; // "route status" -> count
+  /** answered requests of a layer: "day\tprotocol\tlayer" -> count, day as YYYY-MM-DD (UTC) */
+  layers?: Record<string, number>;
   tileLatency: { buckets: number[]; count: number; sum: number };
   cache: CacheStats;
 }
 
+/** The protocol of a route pattern, as the offerings' urls name it. */
+export function protocolOfRoute(route: string): string | undefined {
+  const r = route.startsWith('/private/') ? route.slice(8) : route;
+  if (r.startsWith('/tiles/')) return 'XYZ';
+  if (r.startsWith('/tms/')) return 'TMS';
+  if (r.startsWith('/wmts')) return 'WMTS';
+  if (r.startsWith('/ogcapi/')) return 'OGCAPI-TILES';
+  if (r.startsWith('/viewer/')) return 'VIEWER';
+  return undefined;
+}
+
+/** Days of per-layer counts kept in memory. */
+const LAYER_DAYS = 31;
+const DAY_MS = 86_400_000;
+
 export class Metrics {
   private readonly requests = new Map<string, number>();
+  private readonly layers = new Map<string, number>();
+  private day = -1;
+  private dayText = '';
   private readonly buckets = new Array(LATENCY_BUCKETS.length).fill(0);
   private count = 0;
   private sum = 0;
@@ -24,6 +44,21 @@ export class Metrics {
     this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
   }
 
+  /** A request of a layer answered (2xx or 304), by day and protocol. */
+  layer(name: string, route: string): void {
+    const protocol = protocolOfRoute(route);
+    if (!protocol) return;
+    const day = Math.floor(Date.now() / DAY_MS);
+    if (day !== this.day) {
+      this.day = day;
+      this.dayText = new Date(day * DAY_MS).toISOString().slice(0, 10);
+      const oldest = new Date((day - LAYER_DAYS + 1) * DAY_MS).toISOString().slice(0, 10);
+      for (const k of this.layers.keys()) if (k.slice(0, 10) < oldest) this.layers.delete(k);
+    }
+    const k = `${this.dayText}\t${protocol}\t${name}`;
+    this.layers.set(k, (this.layers.get(k) ?? 0) + 1);
+  }
+
   tile(seconds: number): void {
     this.count++;
     this.sum += seconds;
@@ -33,6 +68,7 @@ export class Metrics {
   snapshot(): MetricsSnapshot {
     return {
       requests: Object.fromEntries(this.requests),
+      layers: Object.fromEntries(this.layers),
       tileLatency: { buckets: [...this.buckets], count: this.count, sum: this.sum },
       cache: this.cacheStats(),
     };
@@ -42,11 +78,13 @@ export class Metrics {
 export function mergeSnapshots(list: MetricsSnapshot[]): MetricsSnapshot {
   const out: MetricsSnapshot = {
     requests: {},
+    layers: {},
     tileLatency: { buckets: new Array(LATENCY_BUCKETS.length).fill(0), count: 0, sum: 0 },
     cache: { hits: 0, misses: 0, loads: 0, bytes: 0, entries: 0, maxBytes: 0 },
   };
   for (const s of list) {
     for (const [k, v] of Object.entries(s.requests)) out.requests[k] = (out.requests[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(s.layers ?? {})) out.layers![k] = (out.layers![k] ?? 0) + v;
     s.tileLatency.buckets.forEach((v, i) => (out.tileLatency.buckets[i] += v));
     out.tileLatency.count += s.tileLatency.count;
     out.tileLatency.sum += s.tileLatency.sum;

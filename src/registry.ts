@@ -6,7 +6,7 @@ import { errorMessage, TuileError } from './errors.js';
 import { clipToLimits, getTms, mercatorToLonLat, type Bbox, type TileLimits, type TileMatrixSet } from './geo/tms.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { TileFormat } from './tiles/codec.js';
-import { LAYER_NAME, hashKey, pyramidFolder, type State } from './state/model.js';
+import { LAYER_NAME, hashKey, pyramidFolder, servesPublished, type Attribution, type MetadataLink, type State } from './state/model.js';
 
 export interface LayerSpec {
   name: string;
@@ -23,6 +23,12 @@ export interface LayerSpec {
   offeringId?: string;
   /** keys that open a closed layer: sha256 of the key (hex), and the end of the permission (ISO date) */
   grants?: { hash: string; until?: string }[];
+  metadata?: MetadataLink[];
+  attribution?: Attribution;
+  /** published on the private endpoint: served under /private only */
+  private?: boolean;
+  /** further pyramids, each serving its own level range (a configuration with several used_data) */
+  more?: { dir: string; top: number; bottom: number }[];
 }
 
 export interface Layer {
@@ -30,25 +36,37 @@ export interface Layer {
   title: string;
   abstract: string;
   keywords: string[];
+  /** the pyramid of the finest levels; `ranges` holds every pyramid with the levels it serves */
   chain: PyramidChain;
+  ranges: { chain: PyramidChain; top: number; bottom: number }[];
+  metadata: MetadataLink[];
+  attribution?: Attribution;
   tms: TileMatrixSet;
   format: TileFormat;
   bands: number;
   nodata: number[];
   /** served levels, top first, with their tile limits (y from the top) */
   levels: TileLimits[];
-  /** The extent every protocol advertises, in the set's CRS: the pyramid's, clipped to the served limits. */
+  /** The extent every protocol advertises, in the set's CRS: the ranges' union, clipped to the served limits. */
   bbox: Bbox;
   bboxLonLat: Bbox;
   featureInfo: boolean;
   open: boolean;
   available: boolean;
+  /** published on the private endpoint */
+  private: boolean;
   offeringId?: string;
   /** key hash -> end of its permission in ms since the epoch (Infinity: no end) */
   grants: ReadonlyMap<string, number>;
 }
 
 export type Access = 'granted' | 'no-key' | 'denied';
+
+/** The pyramid chain that serves level z of a layer. */
+export function chainAt(layer: Layer, z: number): PyramidChain {
+  for (const r of layer.ranges) if (z >= r.top && z <= r.bottom) return r.chain;
+  return layer.chain;
+}
 
 /** Whether a request bearing `key` may use a layer: open layers need nothing, closed ones a granted key. */
 export function access(layer: Layer, key: string | undefined, now = Date.now()): Access {
@@ -82,34 +100,51 @@ export class Registry {
   }
 }
 
-/** Opens one layer's pyramid chain and checks it before it can be installed. */
-export async function openLayer(spec: LayerSpec, reuse?: PyramidChain): Promise<Layer> {
+/** Opens one layer's pyramid chains (through `open`, which may hand out chains already open) and checks them before it can be installed. */
+export async function openLayer(spec: LayerSpec, open: (dir: string) => Promise<PyramidChain> = (d) => PyramidChain.open(d)): Promise<Layer> {
   if (!LAYER_NAME.test(spec.name)) throw new TuileError('InvalidParameter', `invalid layer name '${spec.name}'`);
-  const chain = reuse ?? (await PyramidChain.open(spec.dir));
+  const chain = await open(spec.dir);
   const d = chain.descriptor;
   const tms = getTms(d.tms);
   if (!tms) throw new TuileError('InvalidInput', `${spec.dir}: unknown tile matrix set ${d.tms}`);
-  const top = spec.top ?? d.top;
-  const bottom = spec.bottom ?? d.bottom;
-  const levels = d.levels.map((l) => l.limits).filter((l) => l.z >= top && l.z <= bottom);
-  if (levels.length === 0) throw new TuileError('InvalidInput', `${spec.dir}: no level between ${top} and ${bottom}`);
-  const bbox = clipToLimits(tms, d.bbox, levels);
+  const ranges = [{ chain, top: spec.top ?? d.top, bottom: spec.bottom ?? d.bottom }];
+  for (const m of spec.more ?? []) {
+    const c = await open(m.dir);
+    if (c.descriptor.tms !== d.tms || c.descriptor.tileFormat !== d.tileFormat) throw new TuileError('InvalidInput', `${m.dir}: not in the tile matrix set and format of ${spec.dir}`);
+    ranges.push({ chain: c, top: m.top, bottom: m.bottom });
+  }
+  const levels = ranges
+    .flatMap((r) => r.chain.descriptor.levels.map((l) => l.limits).filter((l) => l.z >= r.top && l.z <= r.bottom))
+    .sort((a, b) => a.z - b.z);
+  if (levels.length === 0) throw new TuileError('InvalidInput', `${spec.dir}: no level between ${ranges[0].top} and ${ranges[0].bottom}`);
+  const boxes = ranges.map((r) => r.chain.descriptor);
+  const union = (pick: (x: PyramidChain['descriptor']) => Bbox): Bbox => ({
+    minX: Math.min(...boxes.map((x) => pick(x).minX)),
+    minY: Math.min(...boxes.map((x) => pick(x).minY)),
+    maxX: Math.max(...boxes.map((x) => pick(x).maxX)),
+    maxY: Math.max(...boxes.map((x) => pick(x).maxY)),
+  });
+  const bbox = clipToLimits(tms, union((x) => x.bbox), levels);
   return {
     name: spec.name,
     title: spec.title ?? spec.name,
     abstract: spec.abstract ?? '',
     keywords: spec.keywords ?? [],
     chain,
+    ranges,
+    metadata: spec.metadata ?? [],
+    attribution: spec.attribution,
     tms,
     format: d.tileFormat,
     bands: d.bands,
     nodata: d.nodata,
     levels,
     bbox,
-    bboxLonLat: tms.crs === 'EPSG:3857' ? lonLatBox(bbox) : d.bboxLonLat,
+    bboxLonLat: tms.crs === 'EPSG:3857' ? lonLatBox(bbox) : union((x) => x.bboxLonLat),
     featureInfo: spec.featureInfo ?? true,
     open: spec.open ?? true,
     available: spec.available ?? true,
+    private: spec.private ?? false,
     offeringId: spec.offeringId,
     grants: grantMap(spec.grants ?? []),
   };
@@ -119,6 +154,32 @@ function lonLatBox(b: Bbox): Bbox {
   const [minX, minY] = mercatorToLonLat(b.minX, b.minY);
   const [maxX, maxY] = mercatorToLonLat(b.maxX, b.maxY);
   return { minX, minY, maxX, maxY };
+}
+
+/** What serving reads: the current registry, of every layer or of one endpoint's (see `endpointView`). */
+export interface LayerSource {
+  readonly current: Registry;
+}
+
+const views = new WeakMap<Registry, { open: Registry; private: Registry }>();
+
+/**
+ * One endpoint's side of a holder: the layers of the open endpoint, or those of the private one (served
+ * under /private). Each registry's two views are made once, so that they are as immutable as it is.
+ */
+export function endpointView(source: LayerSource, priv: boolean): LayerSource {
+  return {
+    get current(): Registry {
+      const reg = source.current;
+      let v = views.get(reg);
+      if (!v) {
+        const pick = (p: boolean) => new Registry(new Map([...reg.layers].filter(([, l]) => l.private === p)), reg.generation);
+        v = { open: pick(false), private: pick(true) };
+        views.set(reg, v);
+      }
+      return priv ? v.private : v.open;
+    },
+  };
 }
 
 /**
@@ -151,7 +212,7 @@ export class RegistryHolder {
   /** Opens (and checks) a pyramid folder's chain ahead of a switch to it; throws when it cannot be served. */
   async prepare(dir: string): Promise<void> {
     const d = resolve(dir);
-    for (const l of this.current.layers.values()) if (l.chain.dir === d) return;
+    for (const l of this.current.layers.values()) if (l.ranges.some((r) => r.chain.dir === d)) return;
     const kept = this.spare.get(d);
     if (kept) {
       this.keep(d, kept.chain); // restarts its grace period
@@ -175,18 +236,26 @@ export class RegistryHolder {
   async load(specs: LayerSpec[], opts: { skipBroken?: boolean } = {}): Promise<Registry> {
     // chains by folder: those of the current registry, then those this load opens (a folder opens once)
     const open = new Map<string, PyramidChain>();
-    for (const l of this.current.layers.values()) open.set(l.chain.dir, l.chain);
+    for (const l of this.current.layers.values()) for (const r of l.ranges) open.set(r.chain.dir, r.chain);
     const layers = new Map<string, Layer>();
     const opened: PyramidChain[] = [];
+    const openDir = async (dir: string): Promise<PyramidChain> => {
+      const d = resolve(dir);
+      let c = open.get(d);
+      if (!c && this.spare.has(d)) c = await this.spare.get(d)!.chain.catch(() => undefined);
+      if (!c) {
+        c = await PyramidChain.open(d);
+        opened.push(c);
+      }
+      open.set(d, c);
+      return c;
+    };
     try {
       for (const spec of specs) {
         if (layers.has(spec.name)) throw new TuileError('Conflict', `layer ${spec.name} declared twice`);
-        const dir = resolve(spec.dir);
-        let reuse = open.get(dir);
-        if (!reuse && this.spare.has(dir)) reuse = await this.spare.get(dir)!.chain.catch(() => undefined);
         let layer: Layer;
         try {
-          layer = await openLayer(spec, reuse);
+          layer = await openLayer(spec, openDir);
         } catch (err) {
           if (!opts.skipBroken) throw err;
           // a layer that cannot switch keeps serving what it served; a new one is left out
@@ -195,20 +264,17 @@ export class RegistryHolder {
           if (served) layers.set(spec.name, served);
           continue;
         }
-        if (!open.has(layer.chain.dir)) {
-          if (!reuse) opened.push(layer.chain);
-          open.set(layer.chain.dir, layer.chain);
-        }
         layers.set(spec.name, layer);
       }
     } catch (err) {
-      await Promise.all(opened.map((c) => c.close()));
+      const inUse = new Set([...this.current.layers.values()].flatMap((l) => l.ranges.map((r) => r.chain)));
+      await Promise.all(opened.filter((c) => !inUse.has(c)).map((c) => c.close()));
       throw err instanceof TuileError ? err : new TuileError('InvalidInput', errorMessage(err));
     }
     const next = new Registry(layers, this.current.generation + 1);
     const previous = this.current;
     this.current = next;
-    const kept = new Set([...layers.values()].map((l) => l.chain));
+    const kept = new Set([...layers.values()].flatMap((l) => l.ranges.map((r) => r.chain)));
     for (const c of kept) {
       const s = this.spare.get(c.dir);
       if (s) {
@@ -216,7 +282,8 @@ export class RegistryHolder {
         this.spare.delete(c.dir);
       }
     }
-    for (const c of new Set([...previous.layers.values()].map((l) => l.chain))) {
+    // chains no longer served, and chains opened for a layer that was then left out, close after the grace period
+    for (const c of new Set([...previous.layers.values()].flatMap((l) => l.ranges.map((r) => r.chain)).concat(opened))) {
       if (!kept.has(c)) this.keep(c.dir, Promise.resolve(c));
     }
     return next;
@@ -228,12 +295,13 @@ export class RegistryHolder {
  * the switch commits), each with the configuration copy it was published or synchronised with.
  */
 export function specsFromState(state: Readonly<State>, pyramidDir: (folder: string) => string): LayerSpec[] {
+  const dirOf = (id: string) => pyramidDir(pyramidFolder(state.stored_data[id]));
   return Object.values(state.offerings)
-    .filter((o) => (o.status === 'PUBLISHED' || o.status === 'MODIFYING') && state.stored_data[o.published.stored_data])
+    .filter((o) => servesPublished(o) && [o.published.stored_data, ...(o.published.more ?? []).map((m) => m.stored_data)].every((id) => state.stored_data[id]))
     .sort((a, b) => a.layer_name.localeCompare(b.layer_name))
     .map((o) => ({
       name: o.layer_name,
-      dir: pyramidDir(pyramidFolder(state.stored_data[o.published.stored_data])),
+      dir: dirOf(o.published.stored_data),
       title: o.published.title,
       abstract: o.published.abstract,
       keywords: o.published.keywords,
@@ -244,6 +312,10 @@ export function specsFromState(state: Readonly<State>, pyramidDir: (folder: stri
       bottom: o.published.bottom_level,
       offeringId: o._id,
       grants: o.open ? undefined : grantsOf(state, o._id),
+      ...(state.endpoints[o.endpoint]?.open === false ? { private: true } : {}),
+      ...(o.published.metadata?.length ? { metadata: o.published.metadata } : {}),
+      ...(o.published.attribution ? { attribution: o.published.attribution } : {}),
+      ...(o.published.more?.length ? { more: o.published.more.map((m) => ({ dir: dirOf(m.stored_data), top: m.top_level, bottom: m.bottom_level })) } : {}),
     }));
 }
 
@@ -253,7 +325,7 @@ function grantsOf(state: Readonly<State>, offering: string): { hash: string; unt
   for (const k of Object.values(state.keys)) {
     for (const a of k.accesses) {
       const p = state.permissions[a.permission];
-      if (!p || p.beneficiary !== k.user || !p.offerings.includes(offering) || !a.offerings.includes(offering)) continue;
+      if (!p || p.only_oauth || p.beneficiary !== k.user || !p.offerings.includes(offering) || !a.offerings.includes(offering)) continue;
       out.push({ hash: k.hash, until: p.end_date });
     }
   }

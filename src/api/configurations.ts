@@ -11,6 +11,22 @@ const levelId = z.string().regex(/^(1?[0-9]|2[01])$/, 'a level id of PM, "0" to 
 
 const usedData = z.strictObject({ stored_data: uuid, bottom_level: levelId, top_level: levelId });
 
+// the Entrepôt's metadata links and attribution, written into the layer's capabilities
+const metadataLink = z.strictObject({ format: z.string().min(1).max(255), url: z.url().max(2048), type: z.string().min(1).max(255) });
+
+const attribution = z.strictObject({
+  title: z.string().max(1024),
+  url: z.url().max(2048),
+  logo: z
+    .strictObject({
+      format: z.string().min(1).max(255),
+      url: z.url().max(2048),
+      width: z.number().int().min(1).max(10_000).optional(),
+      height: z.number().int().min(1).max(10_000).optional(),
+    })
+    .optional(),
+});
+
 const bbox = z
   .strictObject({
     west: z.number().min(-180).max(180),
@@ -24,7 +40,8 @@ const typeInfos = z.strictObject({
   title: z.string().min(1).max(1024),
   abstract: z.string().max(8192).default(''),
   keywords: z.array(z.string().min(1).max(255)).max(64).default([]),
-  used_data: z.array(usedData).length(1, 'a WMTS-TMS configuration uses exactly one stored data'),
+  // several entries: one pyramid per level range, as the Entrepôt allows
+  used_data: z.array(usedData).min(1).max(22),
   bbox: bbox.optional(),
 });
 
@@ -34,7 +51,8 @@ const configurationSchema = z.strictObject({
   layer_name: z.string().regex(LAYER_NAME, 'letters, digits, _ . : - (first a letter, digit or _), at most 128'),
   type_infos: typeInfos,
   getfeatureinfo: z.strictObject({ stored_data: z.boolean() }).optional(),
-  attribution: z.strictObject({ title: z.string().max(1024), url: z.url().max(2048) }).optional(),
+  metadata: z.array(metadataLink).max(32).optional(),
+  attribution: attribution.optional(),
   tags: tagsSchema.default({}),
 });
 
@@ -50,6 +68,8 @@ const patchSchema = z.strictObject({
     })
     .optional(),
   getfeatureinfo: z.strictObject({ stored_data: z.boolean() }).optional(),
+  metadata: z.array(metadataLink).max(32).optional(),
+  attribution: attribution.nullable().optional(),
 });
 
 const listQuery = pageQuery.extend({
@@ -61,18 +81,36 @@ const listQuery = pageQuery.extend({
 
 type ConfigurationBody = z.infer<typeof configurationSchema>;
 
-/** Checks what a body refers to in the state: stored data generated, levels present, layer_name free. */
+/**
+ * Checks what a body refers to in the state: stored data generated (an unknown id is the body's mistake,
+ * 400 naming the field), levels among the stored data's, level ranges apart and of one tile format, and
+ * the layer_name free.
+ */
 function validate(s: Readonly<State>, datastore: string, b: ConfigurationBody, self?: string): void {
-  const u = b.type_infos.used_data[0];
-  const sd = find(s.stored_data, 'stored data', datastore, u.stored_data);
-  if (sd.type !== PYRAMID_TYPE || sd.status !== 'GENERATED' || !sd.type_infos) {
-    throw badRequest(`type_infos.used_data.0.stored_data: stored data ${sd._id} is ${sd.status}, not a GENERATED pyramid`);
-  }
-  const levels = sd.type_infos.levels;
-  for (const k of ['bottom_level', 'top_level'] as const) {
-    if (!levels.includes(u[k])) throw badRequest(`type_infos.used_data.0.${k}: level ${u[k]} is not in stored data ${sd._id} (levels ${levels[0]}-${levels[levels.length - 1]})`);
-  }
-  if (Number(u.top_level) > Number(u.bottom_level)) throw badRequest('type_infos.used_data.0: top_level must not be below bottom_level');
+  const seen: { top: number; bottom: number; compression: string; bands: number; i: number }[] = [];
+  b.type_infos.used_data.forEach((u, i) => {
+    const field = `type_infos.used_data.${i}`;
+    const sd = Object.hasOwn(s.stored_data, u.stored_data) ? s.stored_data[u.stored_data] : undefined;
+    if (!sd || sd.datastore !== datastore) throw badRequest(`${field}.stored_data: no stored data ${u.stored_data} in this datastore`);
+    if (sd.type !== PYRAMID_TYPE || sd.status !== 'GENERATED' || !sd.type_infos) {
+      throw badRequest(`${field}.stored_data: stored data ${sd._id} is ${sd.status}, not a GENERATED pyramid`);
+    }
+    const levels = sd.type_infos.levels;
+    for (const k of ['bottom_level', 'top_level'] as const) {
+      if (!levels.includes(u[k])) throw badRequest(`${field}.${k}: level ${u[k]} is not in stored data ${sd._id} (levels ${levels[0]}-${levels[levels.length - 1]})`);
+    }
+    const top = Number(u.top_level);
+    const bottom = Number(u.bottom_level);
+    if (top > bottom) throw badRequest(`${field}: top_level must not be below bottom_level`);
+    for (const o of seen) {
+      if (top <= o.bottom && o.top <= bottom) throw badRequest(`${field}: levels ${top}-${bottom} overlap those of type_infos.used_data.${o.i} (${o.top}-${o.bottom})`);
+      // a layer advertises one format and one blank tile
+      if (o.compression !== sd.type_infos.compression || o.bands !== sd.type_infos.channels_number) {
+        throw badRequest(`${field}.stored_data: stored data ${sd._id} is ${sd.type_infos.compression} with ${sd.type_infos.channels_number} band(s), unlike type_infos.used_data.${o.i}`);
+      }
+    }
+    seen.push({ top, bottom, compression: sd.type_infos.compression, bands: sd.type_infos.channels_number, i });
+  });
   const taken = Object.values(s.configurations).find((c) => c.layer_name === b.layer_name && c._id !== self);
   if (taken) throw conflict(`layer_name ${b.layer_name} is taken by configuration ${taken._id}`);
 }
@@ -95,7 +133,7 @@ export function configurationRoutes(ctx: ApiContext): Hono {
     const conf = await ctx.store.update((s) => {
       validate(s, d, b);
       const t = now();
-      const conf: Configuration = { _id: randomUUID(), datastore: d, ...b, status: 'UNPUBLISHED', creation: t, update: t, last_event: { title: 'creation', date: t } };
+      const conf: Configuration = { _id: randomUUID(), datastore: d, ...b, status: 'UNPUBLISHED', creation: t, update: t, last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } } };
       s.configurations[conf._id] = conf;
       return conf;
     });
@@ -132,14 +170,14 @@ export function configurationRoutes(ctx: ApiContext): Hono {
         const published = Object.values(s.offerings).some((o) => o.configuration === id);
         if (published && b.layer_name !== cur.layer_name) throw conflict(`layer_name cannot change while configuration ${id} has offerings`);
         const t = now();
-        Object.assign(cur, b, { update: t, last_event: { title: 'replaced', date: t } });
+        Object.assign(cur, b, { update: t, last_event: { title: 'replaced', date: t, initiator: { _id: s.admin_user } } });
         return cur;
       });
       return c.json(configurationView(conf));
     },
   );
 
-  route(app, P, { method: 'patch', path: `${D}/:configuration`, summary: 'Change name, tags, title, abstract, keywords, bbox or getfeatureinfo', tag: 'configurations', body: patchSchema }, async (c) => {
+  route(app, P, { method: 'patch', path: `${D}/:configuration`, summary: 'Change name, tags, title, abstract, keywords, bbox, getfeatureinfo, metadata or attribution (null: none)', tag: 'configurations', body: patchSchema }, async (c) => {
     const id = get(c)._id;
     const b = await body(c, patchSchema);
     const conf = await ctx.store.update((s) => {
@@ -148,6 +186,9 @@ export function configurationRoutes(ctx: ApiContext): Hono {
       if (b.tags !== undefined) cur.tags = mergeTags(cur.tags, b.tags);
       if (b.type_infos) Object.assign(cur.type_infos, b.type_infos);
       if (b.getfeatureinfo) cur.getfeatureinfo = b.getfeatureinfo;
+      if (b.metadata) cur.metadata = b.metadata;
+      if (b.attribution === null) delete cur.attribution;
+      else if (b.attribution) cur.attribution = b.attribution;
       cur.update = now();
       return cur;
     });

@@ -7,29 +7,49 @@ import { SERVICE_TYPE, now, type Endpoint, type State } from '../state/model.js'
 import type { StateStore } from '../state/store.js';
 import { baseUrl, datastoreOf, notFound, page, pageQuery, query, route, type ApiContext } from './http.js';
 
-/** The default datastore and endpoint, when the state has none. */
+function newEndpoint(open: boolean): Endpoint {
+  const t = now();
+  return {
+    _id: randomUUID(),
+    name: open ? 'Diffusion WMTS-TMS' : 'Diffusion WMTS-TMS privée',
+    technical_name: open ? 'tuile-wmts-tms' : 'tuile-wmts-tms-private',
+    type: SERVICE_TYPE,
+    open,
+    creation: t,
+    update: t,
+    tags: {},
+  };
+}
+
+/**
+ * The default datastore with its two WMTS-TMS endpoints, as on the platform: an open one, and a private
+ * one (`open: false`, served under /private) whose offerings can be restricted to keys. A state made
+ * before the private endpoint existed gets it.
+ */
 export async function ensureDefaults(store: StateStore): Promise<void> {
-  if (Object.keys(store.state.datastores).length > 0) return;
+  const hasPrivate = (s: Readonly<State>, d: { endpoints: string[] }) => d.endpoints.some((e) => s.endpoints[e]?.open === false);
+  const datastores = Object.values(store.state.datastores);
+  if (datastores.length > 0 && datastores.every((d) => hasPrivate(store.state, d))) return;
   await store.update((s) => {
+    for (const d of Object.values(s.datastores)) {
+      if (hasPrivate(s, d)) continue;
+      const e = newEndpoint(false);
+      s.endpoints[e._id] = e;
+      d.endpoints.push(e._id);
+    }
+    if (Object.keys(s.datastores).length > 0) return;
     const t = now();
-    const endpoint: Endpoint = {
-      _id: randomUUID(),
-      name: 'Diffusion WMTS-TMS',
-      technical_name: 'tuile-wmts-tms',
-      type: SERVICE_TYPE,
-      open: true,
-      creation: t,
-      update: t,
-      tags: {},
-    };
-    s.endpoints[endpoint._id] = endpoint;
+    const open = newEndpoint(true);
+    const priv = newEndpoint(false);
+    s.endpoints[open._id] = open;
+    s.endpoints[priv._id] = priv;
     const id = randomUUID();
     s.datastores[id] = {
       _id: id,
       name: 'tuile',
       technical_name: 'tuile',
       active: true,
-      endpoints: [endpoint._id],
+      endpoints: [open._id, priv._id],
       creation: t,
       update: t,
       tags: {},
@@ -37,15 +57,21 @@ export async function ensureDefaults(store: StateStore): Promise<void> {
   });
 }
 
-export function endpointUrls(base: string): { type: string; url: string }[] {
+/** Where an endpoint's layers are served: the private endpoint's under /private. */
+export function endpointBase(e: Endpoint | undefined, base: string): string {
+  return e?.open === false ? `${base}/private` : base;
+}
+
+export function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
+  const b = endpointBase(e, base);
   return [
-    { type: 'WMTS', url: `${base}/wmts` },
-    { type: 'TMS', url: `${base}/tms/1.0.0` },
+    { type: 'WMTS', url: `${b}/wmts` },
+    { type: 'TMS', url: `${b}/tms/1.0.0` },
   ];
 }
 
 export function endpointView(e: Endpoint, base: string) {
-  return { ...e, urls: endpointUrls(base) };
+  return { ...e, urls: endpointUrls(e, base) };
 }
 
 function datastoreView(s: Readonly<State>, id: string, base: string) {

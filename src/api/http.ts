@@ -14,6 +14,8 @@ export interface ApiContext {
   store: StateStore;
   /** opens a pyramid folder and its chain, and closes it again: throws when it cannot be served */
   checkPyramid(dir: string): Promise<void>;
+  /** answered requests per layer over every serving process: "day\tprotocol\tlayer" -> count */
+  layerCounts?(): Promise<Record<string, number>>;
 }
 
 export class ApiError extends Error {

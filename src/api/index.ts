@@ -7,6 +7,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { configurationRoutes } from './configurations.js';
 import { datastoreRoutes } from './datastores.js';
+import { withoutPaths } from '../errors.js';
 import { ApiError, JSON_LIMIT_KEY, ROUTES, toApiError, type ApiContext } from './http.js';
 import { keyRoutes } from './keys.js';
 import { offeringRoutes } from './offerings.js';
@@ -95,6 +96,23 @@ function openapi(version: string) {
   };
 }
 
+const routePatterns = new Map<string, RegExp>();
+
+/** The methods the declared routes have for a path (HEAD with GET), none when no route has the path. */
+function allowedMethods(path: string): string[] {
+  const out = new Set<string>();
+  for (const r of ROUTES) {
+    let re = routePatterns.get(r.path);
+    if (!re) {
+      re = new RegExp(`^${r.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+')}$`);
+      routePatterns.set(r.path, re);
+    }
+    if (re.test(path)) out.add(r.method.toUpperCase());
+  }
+  if (out.has('GET')) out.add('HEAD');
+  return [...out].sort();
+}
+
 export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): Hono {
   const app = new Hono({ strict: false });
   app.onError((err, c) => {
@@ -103,7 +121,8 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     if (e.status === 500 && err.message !== 'aborted' && !c.req.raw.signal.aborted) console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
     // a body refused for its size is not read further: the connection goes with the answer
     if (e.status === 413) c.header('Connection', 'close');
-    return c.json({ error: e.error, error_description: e.descriptions }, e.status);
+    // no answer shows the server's paths (a file system error carries them)
+    return c.json({ error: e.error, error_description: e.descriptions.map((d) => withoutPaths(d, ctx.config.dataDir)) }, e.status);
   });
   app.get('/api/openapi.json', (c) => c.json(openapi(version)));
   app.use('/api/*', async (c, next) => {
@@ -117,6 +136,15 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     await next();
   });
   for (const sub of [datastoreRoutes, uploadRoutes, processingRoutes, storedDataRoutes, configurationRoutes, offeringRoutes, permissionRoutes, keyRoutes]) app.route('/api', sub(ctx));
-  app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname.replace(/\/+$/, '');
+    const allowed = allowedMethods(path);
+    if (allowed.length) {
+      // a known resource asked with a method it does not have (RFC 9110 15.5.6)
+      c.header('Allow', allowed.join(', '));
+      return c.json({ error: 'method_not_allowed', error_description: [`${c.req.method} is not a method of ${path}: ${allowed.join(', ')}`] }, 405);
+    }
+    return c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${path}`] }, 404);
+  });
   return app;
 }

@@ -5,11 +5,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { hashKey, now, type ApiKey, type State } from '../state/model.js';
-import { badRequest, body, byCreation, notFound, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
+import { badRequest, body, byCreation, conflict, notFound, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
 
 const createSchema = z.strictObject({
   name: z.string().min(1).max(255),
   type: z.literal('HASH').default('HASH'),
+  // the key itself, when its owner chooses it (as the platform's guide does); otherwise one is made
+  type_infos: z.strictObject({ hash: z.string().min(8).max(256).regex(/^[\x21-\x7e]+$/, 'printable ASCII, no spaces') }).optional(),
   accesses: z.array(z.strictObject({ permission: uuid, offerings: z.array(uuid).min(1).max(1000) })).max(100).default([]),
 });
 
@@ -22,13 +24,15 @@ function keyView(k: ApiKey) {
   return { ...rest, type_infos: { prefix } };
 }
 
+/** A key's accesses as the Entrepôt lists them: one per offering, with the permission it goes through. */
 function accessesView(s: Readonly<State>, k: ApiKey) {
-  return k.accesses.map((a) => {
+  return k.accesses.flatMap((a) => {
     const p = s.permissions[a.permission];
-    return {
-      permission: { _id: a.permission, licence: p?.licence, end_date: p?.end_date },
-      offerings: a.offerings.map((o) => ({ _id: o, layer_name: s.offerings[o]?.layer_name })),
-    };
+    const permission = { licence: p?.licence, end_date: p?.end_date, only_oauth: p?.only_oauth, _id: a.permission };
+    return a.offerings.map((id) => {
+      const o = s.offerings[id];
+      return { permission, offering: o ? { open: o.open, available: o.available, layer_name: o.layer_name, type: o.type, status: o.status, _id: id } : { _id: id } };
+    });
   });
 }
 
@@ -36,6 +40,7 @@ function accessesView(s: Readonly<State>, k: ApiKey) {
 function checkAccess(s: Readonly<State>, user: string, a: { permission: string; offerings: string[] }): void {
   const p = Object.hasOwn(s.permissions, a.permission) ? s.permissions[a.permission] : undefined;
   if (!p || p.beneficiary !== user) throw badRequest(`accesses: permission ${a.permission} is not granted to this user`);
+  if (p.only_oauth) throw badRequest(`accesses: permission ${a.permission} is only for OAuth logins, which tuile does not have: no key can use it`);
   const outside = a.offerings.filter((o) => !p.offerings.includes(o));
   if (outside.length) throw badRequest(`accesses: permission ${a.permission} does not grant offering(s) ${outside.join(', ')}`);
 }
@@ -58,9 +63,11 @@ export function keyRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'post', path: K, summary: 'Make a key (its value is in this answer only)', tag: 'keys', body: createSchema, status: 201 }, async (c) => {
     const b = await body(c, createSchema);
-    const secret = randomBytes(24).toString('base64url');
+    const secret = b.type_infos?.hash ?? randomBytes(24).toString('base64url');
     const k = await ctx.store.update((s) => {
       for (const a of b.accesses) checkAccess(s, s.admin_user, a);
+      // a key names one holder: a chosen one must be new
+      if (Object.values(s.keys).some((x) => x.hash === hashKey(secret))) throw conflict('type_infos.hash: this key is already in use: choose another');
       const t = now();
       const k: ApiKey = {
         _id: randomUUID(),
@@ -77,7 +84,8 @@ export function keyRoutes(ctx: ApiContext): Hono {
       s.keys[k._id] = k;
       return k;
     });
-    return c.json({ ...keyView(k), key: secret }, 201);
+    // the key in clear, in this answer only
+    return c.json({ ...keyView(k), type_infos: { hash: secret, prefix: k.prefix }, key: secret }, 201);
   });
 
   route(app, P, { method: 'get', path: K, summary: 'List my keys', tag: 'keys', query: pageQuery }, (c) => {

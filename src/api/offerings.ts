@@ -9,14 +9,16 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { errorMessage } from '../errors.js';
-import { OFFERING_STATUSES, now, pyramidFolder, type Configuration, type Offering, type Published, type State } from '../state/model.js';
-import { endpointView } from './datastores.js';
+import { OFFERING_STATUSES, SERVER, now, publishedStoredData, pyramidFolder, type Configuration, type Offering, type Published, type State } from '../state/model.js';
+import { endpointBase, endpointView } from './datastores.js';
 import { baseUrl, body, byCreation, conflict, datastoreOf, find, page, pageQuery, query, route, uuid, type ApiContext, badRequest } from './http.js';
 
 const createSchema = z.strictObject({
   endpoint: uuid,
   open: z.boolean().default(true),
   available: z.boolean().default(true),
+  // permissions of this datastore the new offering is added to
+  permissions: z.array(uuid).max(100).default([]),
 });
 
 const patchSchema = z.strictObject({ open: z.boolean().optional(), available: z.boolean().optional() });
@@ -32,21 +34,36 @@ const listQuery = pageQuery.extend({
 
 const EXT: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
+/** What an offering will serve: the configuration as it is now, its finest level range first. */
 function snapshot(c: Configuration): Published {
-  const u = c.type_infos.used_data[0];
+  const ranges = c.type_infos.used_data
+    .map((u) => ({ stored_data: u.stored_data, bottom_level: Number(u.bottom_level), top_level: Number(u.top_level) }))
+    .sort((a, b) => b.bottom_level - a.bottom_level);
+  const [first, ...more] = ranges;
   return {
-    stored_data: u.stored_data,
-    bottom_level: Number(u.bottom_level),
-    top_level: Number(u.top_level),
+    ...first,
     title: c.type_infos.title,
     abstract: c.type_infos.abstract,
     keywords: c.type_infos.keywords,
     feature_info: c.getfeatureinfo?.stored_data ?? false,
+    ...(c.metadata?.length ? { metadata: c.metadata } : {}),
+    ...(c.attribution ? { attribution: c.attribution } : {}),
+    ...(more.length ? { more } : {}),
   };
 }
 
-export function offeringUrls(s: Readonly<State>, o: Offering, base: string): { type: string; url: string }[] {
+/** Why a configuration cannot be served now (a stored data not GENERATED), or null. */
+function notServable(s: Readonly<State>, conf: Configuration): string | null {
+  for (const u of conf.type_infos.used_data) {
+    const sd = s.stored_data[u.stored_data];
+    if (!sd || sd.status !== 'GENERATED') return `stored data ${u.stored_data} of configuration ${conf._id} is ${sd ? sd.status : 'deleted'}, not GENERATED`;
+  }
+  return null;
+}
+
+export function offeringUrls(s: Readonly<State>, o: Offering, root: string): { type: string; url: string }[] {
   const layer = encodeURIComponent(o.layer_name);
+  const base = endpointBase(s.endpoints[o.endpoint], root);
   const ext = EXT[s.stored_data[o.published.stored_data]?.type_infos?.compression ?? 'PNG'] ?? 'png';
   return [
     { type: 'WMTS', url: `${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities` },
@@ -88,25 +105,35 @@ async function settle(ctx: ApiContext, id: string): Promise<void> {
   if (!o || (o.status !== 'PUBLISHING' && o.status !== 'MODIFYING')) return;
   const target = o.pending ?? o.published;
   let problem: string | null = null;
-  try {
-    const sd = ctx.store.state.stored_data[target.stored_data];
-    if (!sd) throw new Error(`stored data ${target.stored_data} is gone`);
-    await ctx.checkPyramid(dataPaths(ctx.config.dataDir).pyramid(pyramidFolder(sd)));
-  } catch (err) {
-    problem = errorMessage(err);
+  for (const sid of publishedStoredData(target)) {
+    const sd = ctx.store.state.stored_data[sid];
+    if (!sd) {
+      problem = `stored data ${sid} no longer exists`;
+      break;
+    }
+    try {
+      await ctx.checkPyramid(dataPaths(ctx.config.dataDir).pyramid(pyramidFolder(sd)));
+    } catch (err) {
+      // the reason goes to the server's log; the offering says it in words, without the server's paths
+      console.error(`tuile: offering ${id}: stored data ${sid}: ${errorMessage(err)}`);
+      problem = `the pyramid of stored data ${sid} (${sd.name}) cannot be opened: its files are missing or damaged`;
+      break;
+    }
   }
   await ctx.store.update((s) => {
     const cur = s.offerings[id];
     if (!cur || (cur.status !== 'PUBLISHING' && cur.status !== 'MODIFYING')) return;
     const t = now();
     if (problem) {
-      // a failed switch keeps serving what it served; a failed first publication serves nothing
-      cur.status = cur.status === 'MODIFYING' ? 'PUBLISHED' : 'UNSTABLE';
-      cur.last_event = { title: `cannot serve stored data ${target.stored_data}: ${problem}`, date: t };
+      // a failed synchronisation keeps serving what it served; a failed first publication serves nothing
+      if (cur.status === 'PUBLISHING' && !cur.pending) cur.unserved = true;
+      cur.status = 'UNSTABLE';
+      cur.last_event = { title: `${cur.pending ? 'synchronisation' : 'publication'} failed: ${problem}${cur.unserved ? '' : '; the layer keeps serving its previous data'}`, date: t, initiator: SERVER };
     } else {
       cur.published = target;
       cur.status = 'PUBLISHED';
-      cur.last_event = { title: cur.pending ? 'synchronised' : 'published', date: t };
+      delete cur.unserved;
+      cur.last_event = { title: cur.pending ? 'synchronised' : 'published', date: t, initiator: SERVER };
     }
     delete cur.pending;
     cur.update = t;
@@ -149,7 +176,7 @@ export function offeringRoutes(ctx: ApiContext): Hono {
         (!q.status || o.status === q.status) &&
         (!q.endpoint || o.endpoint === q.endpoint) &&
         (!q.configuration || o.configuration === q.configuration) &&
-        (!q.stored_data || o.published.stored_data === q.stored_data) &&
+        (!q.stored_data || publishedStoredData(o.published).includes(q.stored_data)) &&
         (!q.layer_name || o.layer_name === q.layer_name),
     );
     return page(c, byCreation(list).map((o) => view(c, o)), q);
@@ -167,20 +194,26 @@ export function offeringRoutes(ctx: ApiContext): Hono {
         const conf = s.configurations[confId];
         const store = s.datastores[d];
         if (!store.endpoints.includes(b.endpoint) || !s.endpoints[b.endpoint]) throw badRequest(`endpoint: ${b.endpoint} is not an endpoint of datastore ${d}`);
-        if (s.endpoints[b.endpoint].type !== conf.type) throw badRequest(`endpoint: ${b.endpoint} is a ${s.endpoints[b.endpoint].type} endpoint, not ${conf.type}`);
+        const endpoint = s.endpoints[b.endpoint];
+        if (endpoint.type !== conf.type) throw badRequest(`endpoint: ${b.endpoint} is a ${endpoint.type} endpoint, not ${conf.type}`);
+        b.permissions.forEach((p, i) => {
+          const perm = Object.hasOwn(s.permissions, p) ? s.permissions[p] : undefined;
+          if (!perm || perm.datastore !== d) throw badRequest(`permissions.${i}: no permission ${p} in this datastore`);
+        });
         const dup = Object.values(s.offerings).find((x) => x.configuration === confId && x.endpoint === b.endpoint);
         if (dup) throw conflict(`configuration ${confId} is already offered on endpoint ${b.endpoint} (offering ${dup._id})`);
         const layerTaken = Object.values(s.offerings).find((x) => x.layer_name === conf.layer_name);
         if (layerTaken) throw conflict(`layer ${conf.layer_name} is already published by offering ${layerTaken._id}`);
-        const sd = s.stored_data[conf.type_infos.used_data[0].stored_data];
-        if (!sd || sd.status !== 'GENERATED') throw conflict(`the stored data of configuration ${confId} is not GENERATED`);
+        const why = notServable(s, conf);
+        if (why) throw conflict(why);
         const t = now();
         const o: Offering = {
           _id: randomUUID(),
           datastore: d,
           type: conf.type,
           layer_name: conf.layer_name,
-          open: b.open,
+          // everything on an open endpoint is open, as on the platform
+          open: endpoint.open || b.open,
           available: b.available,
           status: 'PUBLISHING',
           configuration: confId,
@@ -189,9 +222,10 @@ export function offeringRoutes(ctx: ApiContext): Hono {
           creation: t,
           update: t,
           tags: {},
-          last_event: { title: 'publishing', date: t },
+          last_event: { title: 'publishing', date: t, initiator: { _id: s.admin_user } },
         };
         s.offerings[o._id] = o;
+        for (const p of b.permissions) if (!s.permissions[p].offerings.includes(o._id)) s.permissions[p].offerings.push(o._id);
         return o;
       });
       settleLater(ctx, o._id);
@@ -210,12 +244,40 @@ export function offeringRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${D}/offerings/:offering`, summary: 'An offering with its urls', tag: 'offerings' }, (c) => c.json(view(c, get(c))));
 
+  route(
+    app,
+    P,
+    { method: 'get', path: `${D}/offerings/:offering/stats`, summary: "Requests answered for the offering's layer since the server started, per day and protocol", tag: 'offerings' },
+    async (c) => {
+      const o = get(c);
+      const counts = (await ctx.layerCounts?.()) ?? {};
+      const days = new Map<string, { date: string; total: number; protocols: Record<string, number> }>();
+      for (const [k, n] of Object.entries(counts)) {
+        const [date, protocol, layer] = k.split('\t');
+        if (layer !== o.layer_name) continue;
+        const d = days.get(date) ?? { date, total: 0, protocols: {} };
+        d.total += n;
+        d.protocols[protocol] = (d.protocols[protocol] ?? 0) + n;
+        days.set(date, d);
+      }
+      const list = [...days.values()].sort((a, b) => a.date.localeCompare(b.date));
+      return c.json({
+        _id: o._id,
+        layer_name: o.layer_name,
+        // the counts live in the serving processes' memory, as /metrics does
+        since: new Date(Date.now() - process.uptime() * 1000).toISOString(),
+        total: list.reduce((n, d) => n + d.total, 0),
+        days: list,
+      });
+    },
+  );
+
   route(app, P, { method: 'patch', path: `${D}/offerings/:offering`, summary: 'Open or close, make available or not', tag: 'offerings', body: patchSchema }, async (c) => {
     const id = get(c)._id;
     const b = await body(c, patchSchema);
     const o = await ctx.store.update((s) => {
       const o = s.offerings[id];
-      if (b.open !== undefined) o.open = b.open;
+      if (b.open !== undefined) o.open = b.open || (s.endpoints[o.endpoint]?.open ?? false);
       if (b.available !== undefined) o.available = b.available;
       o.update = now();
       return o;
@@ -233,13 +295,14 @@ export function offeringRoutes(ctx: ApiContext): Hono {
         const o = s.offerings[id];
         if (o.status !== 'PUBLISHED' && o.status !== 'UNSTABLE') throw conflict(`offering ${id} is ${o.status}: wait until it is PUBLISHED`);
         const conf = s.configurations[o.configuration];
-        const sd = s.stored_data[conf.type_infos.used_data[0].stored_data];
-        if (!sd || sd.status !== 'GENERATED') throw conflict(`the stored data of configuration ${conf._id} is not GENERATED`);
+        const why = notServable(s, conf);
+        if (why) throw conflict(why);
         const t = now();
         o.pending = snapshot(conf);
-        o.status = o.status === 'UNSTABLE' ? 'PUBLISHING' : 'MODIFYING';
+        // an offering that serves nothing yet publishes; one that serves switches
+        o.status = o.unserved ? 'PUBLISHING' : 'MODIFYING';
         o.update = t;
-        o.last_event = { title: 'synchronising', date: t };
+        o.last_event = { title: 'synchronising', date: t, initiator: { _id: s.admin_user } };
         configurationStatus(s, o.configuration);
         return o;
       });
@@ -255,7 +318,7 @@ export function offeringRoutes(ctx: ApiContext): Hono {
       if (o.status === 'UNPUBLISHING') throw conflict(`offering ${id} is already being unpublished`);
       o.status = 'UNPUBLISHING';
       o.update = now();
-      o.last_event = { title: 'unpublishing', date: o.update };
+      o.last_event = { title: 'unpublishing', date: o.update, initiator: { _id: s.admin_user } };
     });
     // the registry drops the layer with the commit above; the offering goes with the next one
     await ctx.store.update((s) => {

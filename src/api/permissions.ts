@@ -1,43 +1,69 @@
-// Permissions: a datastore grants some of its offerings to a user (here: the admin user, "me"), with an
-// optional end date. Closed offerings (`open: false`) serve only keys whose accesses go through one.
+// Permissions, in the Entrepôt's shape: a datastore grants some of its offerings to users (here the one
+// user there is, the admin, "me") with a licence and an optional end date. Creation names the
+// beneficiaries and answers one permission each, as an array. Closed offerings (`open: false`) serve only
+// keys whose accesses go through a permission. `GET /users/me/permissions` is the beneficiary's side.
 
 import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
-import { now, type Permission, type State } from '../state/model.js';
-import { badRequest, body, byCreation, datastoreOf, find, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
+import { created, now, type Permission, type State } from '../state/model.js';
+import { badRequest, body, byCreation, datastoreOf, find, notFound, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
 
 const endDate = z.iso.datetime({ offset: true });
 
 const createSchema = z.strictObject({
   licence: z.string().min(1).max(1024),
   end_date: endDate.optional(),
-  only_oauth: z.literal(false).default(false),
+  only_oauth: z.boolean().default(false),
   offerings: z.array(uuid).min(1).max(1000),
+  // ACCOUNT: `users` are user ids; COMMUNITY: `communities` (or, as the platform's examples write it, `users`) are community ids
+  type: z.enum(['ACCOUNT', 'COMMUNITY']).default('ACCOUNT'),
+  users: z.array(uuid).min(1).max(1000).optional(),
+  communities: z.array(uuid).min(1).max(1000).optional(),
 });
 
 const patchSchema = z.strictObject({
   licence: z.string().min(1).max(1024).optional(),
   end_date: endDate.nullable().optional(),
+  only_oauth: z.boolean().optional(),
   offerings: z.array(uuid).min(1).max(1000).optional(),
+});
+
+const mineQuery = pageQuery.extend({
+  personal: z.enum(['true', 'false']).optional(),
+  community: z.enum(['true', 'false']).optional(),
 });
 
 const listQuery = pageQuery.extend({ offering: uuid.optional() });
 
 function checkOfferings(s: Readonly<State>, datastore: string, ids: string[]): void {
-  for (const id of ids) {
+  ids.forEach((id, i) => {
     const o = Object.hasOwn(s.offerings, id) ? s.offerings[id] : undefined;
-    if (!o || o.datastore !== datastore) throw badRequest(`offerings: ${id} is not an offering of datastore ${datastore}`);
-  }
+    if (!o || o.datastore !== datastore) throw badRequest(`offerings.${i}: no offering ${id} in this datastore`);
+  });
+}
+
+function offeringRefs(s: Readonly<State>, ids: string[]) {
+  return ids.map((id) => {
+    const o = s.offerings[id];
+    return o ? { type: o.type, status: o.status, layer_name: o.layer_name, open: o.open, available: o.available, _id: id } : { _id: id };
+  });
 }
 
 export function permissionView(s: Readonly<State>, p: Permission) {
-  const { datastore: _d, beneficiary, offerings, ...rest } = p;
+  const { datastore, beneficiary, offerings, ...rest } = p;
+  const d = s.datastores[datastore];
   return {
     ...rest,
-    beneficiary: { _id: beneficiary },
-    offerings: offerings.map((id) => ({ _id: id, layer_name: s.offerings[id]?.layer_name, type: s.offerings[id]?.type, open: s.offerings[id]?.open })),
+    offerings: offeringRefs(s, offerings),
+    datastore_author: d ? { name: d.name, technical_name: d.technical_name, active: d.active, _id: d._id } : { _id: datastore },
+    beneficiary: beneficiary === s.admin_user ? { _id: beneficiary, first_name: 'tuile', last_name: 'admin' } : { _id: beneficiary },
   };
+}
+
+/** A permission as its beneficiary sees it (`/users/me/permissions`). */
+function mineView(s: Readonly<State>, p: Permission) {
+  return { licence: p.licence, ...(p.end_date ? { end_date: p.end_date } : {}), offerings: offeringRefs(s, p.offerings), only_oauth: p.only_oauth, _id: p._id };
 }
 
 export function permissionRoutes(ctx: ApiContext): Hono {
@@ -47,17 +73,51 @@ export function permissionRoutes(ctx: ApiContext): Hono {
   const ds = (c: Context) => datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;
   const get = (c: Context) => find(ctx.store.state.permissions, 'permission', c.req.param('datastore')!, c.req.param('permission')!);
 
-  route(app, P, { method: 'post', path: D, summary: 'Grant offerings to the admin user (optionally until end_date)', tag: 'permissions', body: createSchema, status: 201 }, async (c) => {
+  route(app, P, { method: 'post', path: D, summary: 'Grant offerings to users (one permission each, answered as an array)', tag: 'permissions', body: createSchema, status: 201 }, async (c) => {
     const d = ds(c);
     const b = await body(c, createSchema);
-    const p = await ctx.store.update((s) => {
+    const list = await ctx.store.update((s) => {
       checkOfferings(s, d, b.offerings);
-      const t = now();
-      const p: Permission = { _id: randomUUID(), datastore: d, ...b, offerings: [...new Set(b.offerings)], beneficiary: s.admin_user, creation: t, update: t, tags: {} };
-      s.permissions[p._id] = p;
-      return p;
+      const field = b.type === 'COMMUNITY' ? (b.communities ? 'communities' : 'users') : 'users';
+      // an ACCOUNT permission without users is granted to the one asking
+      const ids = b.type === 'COMMUNITY' ? (b.communities ?? b.users) : (b.users ?? [s.admin_user]);
+      if (!ids) throw badRequest(`${field}: the beneficiaries of the permission are required`);
+      // tuile has one user and no community: every other beneficiary is unknown
+      ids.forEach((id, i) => {
+        if (b.type === 'COMMUNITY' || id !== s.admin_user) throw badRequest(`${field}.${i}: no ${b.type === 'COMMUNITY' ? 'community' : 'user'} ${id} here`);
+      });
+      return [...new Set(ids)].map((user) => {
+        const p: Permission = {
+          _id: randomUUID(),
+          datastore: d,
+          licence: b.licence,
+          ...(b.end_date ? { end_date: b.end_date } : {}),
+          only_oauth: b.only_oauth,
+          offerings: [...new Set(b.offerings)],
+          beneficiary: user,
+          ...created(s.admin_user),
+        };
+        s.permissions[p._id] = p;
+        return p;
+      });
     });
-    return c.json(permissionView(ctx.store.state, p), 201);
+    return c.json(list.map((p) => permissionView(ctx.store.state, p)), 201);
+  });
+
+  route(app, P, { method: 'get', path: '/users/me/permissions', summary: 'The permissions granted to me (filters: personal, community)', tag: 'permissions', query: mineQuery }, (c) => {
+    const q = query(c, mineQuery);
+    const s = ctx.store.state;
+    // no community here: a request for community permissions only finds none
+    const list = q.personal === 'false' ? [] : Object.values(s.permissions).filter((p) => p.beneficiary === s.admin_user);
+    return page(c, byCreation(list).map((p) => mineView(s, p)), q);
+  });
+
+  route(app, P, { method: 'get', path: '/users/me/permissions/:permission', summary: 'A permission granted to me', tag: 'permissions' }, (c) => {
+    const s = ctx.store.state;
+    const id = c.req.param('permission')!;
+    const p = Object.hasOwn(s.permissions, id) ? s.permissions[id] : undefined;
+    if (!p || p.beneficiary !== s.admin_user) throw notFound('permission', id);
+    return c.json(mineView(s, p));
   });
 
   route(app, P, { method: 'get', path: D, summary: 'List permissions (filter: offering)', tag: 'permissions', query: listQuery }, (c) => {
@@ -77,6 +137,7 @@ export function permissionRoutes(ctx: ApiContext): Hono {
     const p = await ctx.store.update((s) => {
       const p = s.permissions[id];
       if (b.licence !== undefined) p.licence = b.licence;
+      if (b.only_oauth !== undefined) p.only_oauth = b.only_oauth;
       if (b.end_date === null) delete p.end_date;
       else if (b.end_date !== undefined) p.end_date = b.end_date;
       if (b.offerings) {

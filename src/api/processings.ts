@@ -9,6 +9,7 @@ import {
   EXECUTION_STATUSES,
   PYRAMID_TYPE,
   RASTER_TO_PYRAMID,
+  created,
   now,
   type Execution,
   type State,
@@ -51,6 +52,8 @@ const createSchema = z.strictObject({
         tags: tagsSchema.default({}),
       }),
       z.strictObject({ _id: uuid }),
+      // the injection tutorial writes `id`
+      z.strictObject({ id: uuid }).transform((o) => ({ _id: o.id })),
     ]),
   }),
   parameters: parametersSchema.default({}),
@@ -60,20 +63,23 @@ const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional
 
 const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
-function processingView() {
-  const { technical_name: _t, ...p } = RASTER_TO_PYRAMID;
-  return p;
+/** The processings this server runs, as the Entrepôt lists them: one entry each. */
+export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string }[] = [RASTER_TO_PYRAMID];
+
+function processingOf(id: string) {
+  return PROCESSINGS.find((p) => p._id === id);
 }
 
 function executionView(s: Readonly<State>, e: Execution) {
   const ref = (kind: 'uploads' | 'stored_data', id: string) => {
-    const x = (s[kind] as Record<string, { name: string; type: string } | undefined>)[id];
-    return { _id: id, name: x?.name, type: x?.type };
+    const x = (s[kind] as Record<string, { name: string; type: string; status: string; srs: string } | undefined>)[id];
+    return { _id: id, name: x?.name, type: x?.type, status: x?.status ?? 'DELETED', srs: x?.srs };
   };
   const { logs: _l, datastore: _d, folder: _f, ...rest } = e;
+  const p = processingOf(e.processing);
   return {
     ...rest,
-    processing: { _id: e.processing, name: RASTER_TO_PYRAMID.name },
+    processing: { _id: e.processing, name: p?.name, technical_name: p?.technical_name },
     inputs: { upload: e.inputs.upload.map((u) => ref('uploads', u)), stored_data: e.inputs.stored_data.map((d) => ref('stored_data', d)) },
     output: { stored_data: ref('stored_data', e.output.stored_data) },
   };
@@ -88,7 +94,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: D, summary: 'The processings this server runs', tag: 'processings', query: pageQuery }, (c) => {
     ds(c);
-    return page(c, [processingView()], query(c, pageQuery));
+    return page(c, [...PROCESSINGS], query(c, pageQuery));
   });
 
   route(app, P, { method: 'get', path: `${D}/executions`, summary: 'List executions (filter: status)', tag: 'processings', query: listQuery }, (c) => {
@@ -101,8 +107,9 @@ export function processingRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${D}/:processing`, summary: 'A processing', tag: 'processings' }, (c) => {
     ds(c);
-    if (c.req.param('processing') !== RASTER_TO_PYRAMID._id) throw notFound('processing', c.req.param('processing')!);
-    return c.json(processingView());
+    const p = processingOf(c.req.param('processing')!);
+    if (!p) throw notFound('processing', c.req.param('processing')!);
+    return c.json(p);
   });
 
   route(
@@ -113,12 +120,13 @@ export function processingRoutes(ctx: ApiContext): Hono {
       const d = ds(c);
       const b = await body(c, createSchema);
       const e = await ctx.store.update((s) => {
-        if (b.processing !== RASTER_TO_PYRAMID._id) throw badRequest(`processing: unknown processing ${b.processing}`);
+        if (b.processing !== RASTER_TO_PYRAMID._id) throw badRequest(`processing: no processing ${b.processing}`);
         if (b.inputs.upload.length === 0) throw badRequest('inputs.upload: raster-to-pyramid needs at least one upload');
-        for (const u of b.inputs.upload) {
-          const up = find(s.uploads, 'upload', d, u);
-          if (up.status !== 'CLOSED') throw badRequest(`inputs.upload: upload ${u} is ${up.status}, not CLOSED`);
-        }
+        b.inputs.upload.forEach((u, i) => {
+          const up = Object.hasOwn(s.uploads, u) ? s.uploads[u] : undefined;
+          if (!up || up.datastore !== d) throw badRequest(`inputs.upload.${i}: no upload ${u} in this datastore`);
+          if (up.status !== 'CLOSED') throw badRequest(`inputs.upload.${i}: upload ${u} is ${up.status}, not CLOSED`);
+        });
         const p = b.parameters;
         // refused before it runs: a bottom level that would make more tiles than allowed
         const prints = b.inputs.upload.map((u) => s.uploads[u].footprint).filter((f) => f !== undefined);
@@ -136,9 +144,11 @@ export function processingRoutes(ctx: ApiContext): Hono {
         }
         const parentId = injectInto ?? b.inputs.stored_data[0];
         if (parentId) {
-          const parent = find(s.stored_data, 'stored data', d, parentId);
+          const field = injectInto ? 'output.stored_data._id' : 'inputs.stored_data.0';
+          const parent = Object.hasOwn(s.stored_data, parentId) ? s.stored_data[parentId] : undefined;
+          if (!parent || parent.datastore !== d) throw badRequest(`${field}: no stored data ${parentId} in this datastore`);
           if (parent.type !== PYRAMID_TYPE || parent.status !== 'GENERATED' || !parent.type_infos) {
-            throw badRequest(`inputs.stored_data: ${parentId} is ${parent.status}, not a GENERATED pyramid`);
+            throw badRequest(`${field}: stored data ${parentId} is ${parent.status}, not a GENERATED pyramid`);
           }
           const ti = parent.type_infos;
           const fmt = FORMAT_OF_COMPRESSION[ti.compression];
@@ -147,7 +157,6 @@ export function processingRoutes(ctx: ApiContext): Hono {
           if (p.bottom !== undefined && p.bottom !== Math.max(...levels)) throw badRequest(`parameters.bottom: a chained pyramid keeps its parent's bottom level (${Math.max(...levels)})`);
           if (p.top !== undefined && p.top !== Math.min(...levels)) throw badRequest(`parameters.top: a chained pyramid keeps its parent's top level (${Math.min(...levels)})`);
         }
-        const t = now();
         let outputId: string;
         if ('_id' in out) {
           outputId = out._id;
@@ -161,10 +170,10 @@ export function processingRoutes(ctx: ApiContext): Hono {
             type: PYRAMID_TYPE,
             status: 'CREATED',
             srs: 'EPSG:3857',
+            contact: ctx.config.contact,
             storage: { type: 'FILESYSTEM', labels: out.storage_tags },
+            ...created(s.admin_user),
             tags: out.tags,
-            creation: t,
-            update: t,
           };
           s.stored_data[sd._id] = sd;
           outputId = sd._id;
@@ -179,9 +188,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
           ...(injectInto ? { inject: true } : {}),
           parameters: { ...p },
           logs: [],
-          creation: t,
-          update: t,
-          tags: {},
+          ...created(s.admin_user),
         };
         s.executions[e._id] = e;
         return e;
@@ -205,24 +212,26 @@ export function processingRoutes(ctx: ApiContext): Hono {
       e.status = 'WAITING';
       e.launch = now();
       e.update = e.launch;
+      e.last_event = { title: 'launched', date: e.launch, initiator: { _id: s.admin_user } };
       e.logs.push(`${e.launch} WAITING: launched`);
       return e;
     });
     return c.json(executionView(ctx.store.state, e));
   });
 
-  route(app, P, { method: 'post', path: `${D}/executions/:execution/abort`, summary: 'Abort a waiting or running execution', tag: 'processings' }, async (c) => {
+  route(app, P, { method: 'post', path: `${D}/executions/:execution/abort`, summary: 'Abort an execution not finished (never launched, waiting or running)', tag: 'processings' }, async (c) => {
     const id = get(c)._id;
     const e = await ctx.store.update((s) => {
       const e = s.executions[id];
-      if (e.status !== 'WAITING' && e.status !== 'PROGRESS') throw conflict(`execution ${id} is ${e.status}: only WAITING or PROGRESS executions can be aborted`);
+      if (!['CREATED', 'WAITING', 'PROGRESS'].includes(e.status)) throw conflict(`execution ${id} is ${e.status}: it has already ended`);
       const t = now();
-      const wasWaiting = e.status === 'WAITING';
+      const running = e.status === 'PROGRESS';
       e.status = 'ABORTED';
       e.update = t;
+      e.last_event = { title: 'aborted', date: t, initiator: { _id: s.admin_user } };
       e.logs.push(`${t} ABORTED: on request`);
       // a running build is stopped by the job queue, which then marks its output
-      if (wasWaiting) {
+      if (!running) {
         e.finish = t;
         const sd = s.stored_data[e.output.stored_data];
         if (sd && !e.inject) sd.status = 'UNSTABLE';
@@ -231,6 +240,24 @@ export function processingRoutes(ctx: ApiContext): Hono {
     });
     return c.json(executionView(ctx.store.state, e));
   });
+
+  route(
+    app,
+    P,
+    { method: 'delete', path: `${D}/executions/:execution`, summary: 'Delete an execution never launched (its output with it) or ended; its inputs are free again', tag: 'processings', status: 204 },
+    async (c) => {
+      const id = get(c)._id;
+      await ctx.store.update((s) => {
+        const e = s.executions[id];
+        if (e.status === 'WAITING' || e.status === 'PROGRESS') throw conflict(`execution ${id} is ${e.status}: abort it first`);
+        // the stored data it was to make, never made
+        const sd = s.stored_data[e.output.stored_data];
+        if (e.status === 'CREATED' && !e.inject && sd?.status === 'CREATED') delete s.stored_data[sd._id];
+        delete s.executions[id];
+      });
+      return c.body(null, 204);
+    },
+  );
 
   route(app, P, { method: 'get', path: `${D}/executions/:execution/logs`, summary: 'The log lines of an execution', tag: 'processings', query: pageQuery }, (c) => {
     const e = get(c);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
-import { STORED_DATA_STATUSES, now, type State, type StoredData } from '../state/model.js';
+import { STORED_DATA_STATUSES, now, publishedStoredData, type State, type StoredData } from '../state/model.js';
 import { body, byCreation, conflict, datastoreOf, find, mergeTags, page, pageQuery, query, route, tagsSchema, type ApiContext } from './http.js';
 
 const patchSchema = z.strictObject({
@@ -31,7 +31,7 @@ export function usersOf(s: Readonly<State>, id: string) {
   return {
     storedData: Object.values(s.stored_data).filter((x) => x.parent === id),
     configurations: Object.values(s.configurations).filter((c) => c.type_infos.used_data.some((u) => u.stored_data === id)),
-    offerings: Object.values(s.offerings).filter((o) => o.published.stored_data === id),
+    offerings: Object.values(s.offerings).filter((o) => publishedStoredData(o.published).includes(id) || (o.pending && publishedStoredData(o.pending).includes(id))),
     executions: Object.values(s.executions).filter(
       (e) => ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status) && (e.output.stored_data === id || e.inputs.stored_data.includes(id)),
     ),

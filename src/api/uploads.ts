@@ -13,10 +13,10 @@ import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, withoutPaths } from '../errors.js';
 import { checkIsolated } from '../checks.js';
 import { parseCrs } from '../geo/crs.js';
-import { UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
+import { RASTER_CHECK, SERVER, UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
   badRequest,
   body,
@@ -36,8 +36,6 @@ import {
   tagsSchema,
   type ApiContext,
 } from './http.js';
-
-const RASTER_CHECK = { _id: 'b7d3c1e2-4f5a-4c6b-9d8e-0a1b2c3d4e5f', name: 'Contrôle des rasters (GeoTIFF, géoréférencement, SRS, taille)' };
 
 const createSchema = z.strictObject({
   name: z.string().min(1).max(255),
@@ -190,9 +188,10 @@ function fileError(err: unknown): unknown {
   return err;
 }
 
+/** A node of an upload's tree, typed as the Entrepôt types them. */
 interface TreeNode {
   name: string;
-  type: 'file' | 'directory';
+  type: 'FILE' | 'DIRECTORY';
   size?: number;
   children?: TreeNode[];
 }
@@ -203,8 +202,8 @@ async function tree(dir: string): Promise<TreeNode[]> {
   for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     if (e.name.endsWith('.part')) continue;
     const p = join(dir, e.name);
-    if (e.isDirectory()) out.push({ name: e.name, type: 'directory', children: await tree(p) });
-    else if (e.isFile()) out.push({ name: e.name, type: 'file', size: (await stat(p)).size });
+    if (e.isDirectory()) out.push({ name: e.name, type: 'DIRECTORY', children: await tree(p) });
+    else if (e.isFile()) out.push({ name: e.name, type: 'FILE', size: (await stat(p)).size });
   }
   return out;
 }
@@ -219,10 +218,12 @@ export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
   const u = ctx.store.state.uploads[id];
   if (!u || u.status !== 'CHECKING') return;
   const { config } = ctx;
-  const { ok, logs, footprint } = await checkIsolated(
+  const { ok, logs: lines, footprint } = await checkIsolated(
     { root: root(ctx, u), srs: u.srs, maxPixels: config.maxPixels, maxTiles: config.maxTiles },
     { timeoutMs: config.checkTimeout * 1000, memoryMB: config.checkMemoryMB },
   );
+  // a check log is shown to API users: no server path in it
+  const logs = lines.map((l) => withoutPaths(l, config.dataDir));
   const size = await dirSize(root(ctx, u));
   await ctx.store.update((s) => {
     const cur = s.uploads[id];
@@ -238,7 +239,7 @@ export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
     cur.size = size;
     cur.footprint = ok ? footprint : undefined;
     cur.update = t;
-    cur.last_event = { title: ok ? 'checks passed' : 'checks failed', date: t };
+    cur.last_event = { title: ok ? 'checks passed' : 'checks failed', date: t, initiator: SERVER };
   });
 }
 
@@ -258,7 +259,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
     }
     const u = await ctx.store.update((s) => {
       const t = now();
-      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t } };
+      const u: Upload = { _id: randomUUID(), datastore: d, ...b, status: 'OPEN', contact: ctx.config.contact, size: 0, checks: [], creation: t, update: t, last_event: { title: 'creation', date: t, initiator: { _id: s.admin_user } } };
       s.uploads[u._id] = u;
       return u;
     });
@@ -366,7 +367,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
         const t = now();
         u.status = 'CHECKING';
         u.update = t;
-        u.last_event = { title: 'closing', date: t };
+        u.last_event = { title: 'closing', date: t, initiator: { _id: s.admin_user } };
         u.checks.push({ _id: randomUUID(), check: RASTER_CHECK, status: 'PROGRESS', start: t, logs: [] });
         return u;
       });
@@ -384,7 +385,7 @@ export function uploadRoutes(ctx: ApiContext): Hono {
       if (u.status !== 'CLOSED' && u.status !== 'UNSTABLE') throw conflict(`upload ${id} is ${u.status}: only CLOSED or UNSTABLE uploads open again`);
       u.status = 'OPEN';
       u.update = now();
-      u.last_event = { title: 'reopened', date: u.update };
+      u.last_event = { title: 'reopened', date: u.update, initiator: { _id: s.admin_user } };
       return u;
     });
     return c.json(uploadView(u));

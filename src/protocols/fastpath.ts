@@ -103,6 +103,7 @@ export function tileFastPath(ctx: ServerContext): (req: IncomingMessage, res: Se
     }
     ctx.metrics.tile((performance.now() - t0) / 1000);
     ctx.metrics.request(m.route, fresh ? 304 : 200);
+    ctx.metrics.layer(name, m.route);
     return true;
   };
 }

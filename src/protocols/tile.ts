@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { TuileError } from '../errors.js';
 import type { TileLimits } from '../geo/tms.js';
-import { access, type Layer, type RegistryHolder } from '../registry.js';
+import { access, chainAt, type Layer, type LayerSource } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
 
 export interface ServedTile {
@@ -36,7 +36,7 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
       `tile ${z}/${x}/${y} is outside layer ${layer.name} at level ${z} (columns ${level.minX}-${level.maxX}, rows ${level.minY}-${level.maxY})`,
     );
   }
-  const chain = layer.chain;
+  const chain = chainAt(layer, z);
   const holder = chain.locate(z, x, y);
   const mime = FORMATS[layer.format].mime;
   if (holder) {
@@ -105,18 +105,21 @@ export function tileResponse(req: Request, tile: ServedTile, maxAge: number): Re
 /** What every protocol handler needs: the live registry, the tile cache, settings and metrics. */
 export interface ServerContext {
   config: Config;
-  holder: RegistryHolder;
+  holder: LayerSource;
+  /** the path the protocols are mounted under: '' for the open endpoint, '/private' for the private one */
+  prefix?: string;
   cache: TileCache;
   metrics: Metrics;
 }
 
 /** Base URL written into capabilities and links: the configured public URL, else the request's own. */
 export function baseUrl(ctx: ServerContext, req: Request): string {
-  if (ctx.config.publicUrl) return ctx.config.publicUrl;
+  const prefix = ctx.prefix ?? '';
+  if (ctx.config.publicUrl) return ctx.config.publicUrl + prefix;
   const u = new URL(req.url);
   const proto = req.headers.get('X-Forwarded-Proto')?.split(',')[0].trim() || u.protocol.replace(':', '');
   const host = req.headers.get('X-Forwarded-Host')?.split(',')[0].trim() || req.headers.get('Host') || u.host;
-  return `${proto}://${host}`;
+  return `${proto}://${host}${prefix}`;
 }
 
 /** Serves a tile with timing, for the protocols' GetTile handlers. */

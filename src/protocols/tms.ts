@@ -36,6 +36,16 @@ function tileMap(base: string, layer: Layer): string {
       '@tilemapservice': `${base}/tms/1.0.0/`,
       Title: layer.title,
       Abstract: layer.abstract,
+      // TMS 1.0.0: Metadata* and Attribution come before SRS
+      Metadata: layer.metadata.length ? layer.metadata.map((m) => ({ '@type': m.type, '@mime-type': m.format, '@href': m.url })) : undefined,
+      Attribution: layer.attribution
+        ? {
+            Title: layer.attribution.title,
+            Logo: layer.attribution.logo
+              ? { '@width': layer.attribution.logo.width, '@height': layer.attribution.logo.height, '@href': layer.attribution.logo.url, '@mime-type': layer.attribution.logo.format }
+              : undefined,
+          }
+        : undefined,
       SRS: tms.crs,
       BoundingBox: { '@minx': b.minX, '@miny': b.minY, '@maxx': b.maxX, '@maxy': b.maxY },
       Origin: { '@x': tms.extent.minX, '@y': tms.extent.minY },

@@ -75,6 +75,7 @@ function layerElement(base: string, l: Layer, keyQuery: string): Record<string, 
     'ows:Identifier': l.name,
     // the extent in the tile matrix set's own CRS: GDAL takes it in priority over reprojecting the WGS84 box
     'ows:BoundingBox': { '@crs': crsUrn(l.tms.crs), 'ows:LowerCorner': `${b.minX} ${b.minY}`, 'ows:UpperCorner': `${b.maxX} ${b.maxY}` },
+    'ows:Metadata': metadataElements(l),
     Style: { '@isDefault': 'true', 'ows:Identifier': STYLE },
     Format: mime,
     InfoFormat: l.featureInfo ? INFO_FORMATS.map((f) => f.mime) : undefined,
@@ -98,6 +99,20 @@ function layerElement(base: string, l: Layer, keyQuery: string): Record<string, 
         : []),
     ],
   };
+}
+
+/**
+ * The configuration's metadata links, then its attribution (WMTS 1.0.0 has no Attribution element: it
+ * travels as ows:Metadata links whose `about` says so), each an xlink simple link (owsCommon.xsd MetadataType).
+ */
+function metadataElements(l: Layer): Record<string, string>[] | undefined {
+  const out: Record<string, string>[] = l.metadata.map((m) => ({ '@xlink:type': 'simple', '@xlink:href': m.url, '@xlink:role': m.type, '@xlink:title': m.format }));
+  const a = l.attribution;
+  if (a) {
+    out.push({ '@about': 'attribution', '@xlink:type': 'simple', '@xlink:href': a.url, '@xlink:title': a.title });
+    if (a.logo) out.push({ '@about': 'attribution-logo', '@xlink:type': 'simple', '@xlink:href': a.logo.url, '@xlink:title': a.logo.format });
+  }
+  return out.length ? out : undefined;
 }
 
 function tileMatrixSetElement(tms: TileMatrixSet, count: number): Record<string, unknown> {

@@ -24,7 +24,12 @@ export const SERVICE_TYPE = 'WMTS-TMS';
 export interface Event {
   title: string;
   date: string;
+  /** who caused it: a user id, or the server itself for what it does on its own (checks, builds, recovery) */
+  initiator?: { _id: string; last_name?: string; first_name?: string };
 }
+
+/** The initiator of what the server does on its own (checks, builds, publication, recovery). */
+export const SERVER = { _id: 'tuile', last_name: 'tuile' } as const;
 
 /** What every entity carries. */
 export interface Entity {
@@ -65,6 +70,8 @@ export interface Upload extends Entity {
   type: 'RASTER';
   srs: string;
   status: UploadStatus;
+  /** who to write to about it (TUILE_CONTACT), as the platform gives its community's address */
+  contact?: string;
   /** bytes of the files pushed */
   size: number;
   checks: CheckRun[];
@@ -107,6 +114,7 @@ export interface StoredData extends Entity {
   type: typeof PYRAMID_TYPE;
   status: StoredDataStatus;
   srs: 'EPSG:3857';
+  contact?: string;
   storage: { type: 'FILESYSTEM'; labels: string[] };
   /** the stored data it is chained on (its pyramid reads through the parent's) */
   parent?: string;
@@ -126,6 +134,19 @@ export interface UsedData {
   top_level: string;
 }
 
+/** A link to a metadata record, written into the capabilities as ows:Metadata (WMTS) and Metadata (TMS). */
+export interface MetadataLink {
+  format: string;
+  url: string;
+  type: string;
+}
+
+export interface Attribution {
+  title: string;
+  url: string;
+  logo?: { format: string; url: string; width?: number; height?: number };
+}
+
 export interface Configuration extends Entity {
   datastore: string;
   type: typeof SERVICE_TYPE;
@@ -140,7 +161,8 @@ export interface Configuration extends Entity {
     bbox?: { west: number; south: number; east: number; north: number };
   };
   getfeatureinfo?: { stored_data: boolean };
-  attribution?: { title: string; url: string };
+  metadata?: MetadataLink[];
+  attribution?: Attribution;
 }
 
 /** What an offering serves: the configuration as it was at its publication or its last synchronisation. */
@@ -152,6 +174,10 @@ export interface Published {
   abstract: string;
   keywords: string[];
   feature_info: boolean;
+  metadata?: MetadataLink[];
+  attribution?: Attribution;
+  /** further used_data, each serving its own level range (the first entry is the fields above) */
+  more?: { stored_data: string; bottom_level: number; top_level: number }[];
 }
 
 export interface Offering extends Entity {
@@ -166,12 +192,15 @@ export interface Offering extends Entity {
   published: Published;
   /** what a synchronisation is switching to, while MODIFYING */
   pending?: Published;
+  /** its first publication failed: it serves nothing until a synchronisation succeeds */
+  unserved?: boolean;
 }
 
 export interface Permission extends Entity {
   datastore: string;
   licence: string;
   end_date?: string;
+  /** usable only with the beneficiary's own OAuth login, which tuile does not offer: no key opens it */
   only_oauth: boolean;
   /** the user the permission is granted to */
   beneficiary: string;
@@ -220,26 +249,45 @@ export function emptyState(adminUser: string): State {
   };
 }
 
-/** The processing this server runs. */
+/** The check every raster upload goes through, which the processings require. */
+export const RASTER_CHECK = { _id: 'b7d3c1e2-4f5a-4c6b-9d8e-0a1b2c3d4e5f', name: 'Contrôle des rasters (GeoTIFF, géoréférencement, SRS, taille)' };
+
+/** The pyramid processing, described as the Entrepôt describes its processings. */
 export const RASTER_TO_PYRAMID = {
   _id: '7c2f7a0e-9a55-4e4e-8d5e-3c0f1b2a4d01',
   name: 'Calcul de pyramide raster',
   technical_name: 'raster-to-pyramid',
   description: 'Computes a raster tile pyramid in the PM tile matrix set from uploads, optionally chained on an existing pyramid',
+  priority: 'STANDARD',
   input_types: { upload: ['RASTER'], stored_data: [PYRAMID_TYPE] },
-  output_type: { stored_data: PYRAMID_TYPE },
+  output_type: { stored_data: PYRAMID_TYPE, storage: ['FILESYSTEM'] },
+  required_checks: [RASTER_CHECK._id],
   parameters: [
-    { name: 'tms', mandatory: false, default_value: 'PM', constraints: { enum: ['PM'] } },
-    { name: 'compression', mandatory: false, default_value: 'jpg', constraints: { enum: ['jpg', 'png', 'webp'] } },
-    { name: 'interpolation', mandatory: false, default_value: 'bicubic', constraints: { enum: ['nn', 'linear', 'bicubic', 'lanczos'] } },
-    { name: 'bottom', mandatory: false, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
-    { name: 'top', mandatory: false, default_value: 0, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
-    { name: 'quality', mandatory: false, default_value: 85, constraints: { type: 'integer', minimum: 1, maximum: 100 } },
-    { name: 'nodata', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 255 } } },
-    { name: 'bands', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 1 } } },
-    { name: 'scale', mandatory: false, constraints: { type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 2, maxItems: 2 } } },
+    { name: 'tms', description: 'Tile matrix set of the pyramid', mandatory: false, default_value: 'PM', constraints: { enum: ['PM'] } },
+    { name: 'compression', description: 'Format of the tiles', mandatory: false, default_value: 'jpg', constraints: { enum: ['jpg', 'png', 'webp'] } },
+    { name: 'interpolation', description: 'Resampling kernel of the reprojection', mandatory: false, default_value: 'bicubic', constraints: { enum: ['nn', 'linear', 'bicubic', 'lanczos'] } },
+    { name: 'bottom', description: 'Bottom (most detailed) level: by default the level nearest the resolution of the uploads, or the parent\'s', mandatory: false, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
+    { name: 'top', description: 'Top (least detailed) level', mandatory: false, default_value: 0, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
+    { name: 'quality', description: 'Quality of jpg and webp tiles', mandatory: false, default_value: 85, constraints: { type: 'integer', minimum: 1, maximum: 100 } },
+    { name: 'nodata', description: 'Colour given to nodata in jpg tiles, one value per band', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 255 } } },
+    { name: 'bands', description: 'Bands of the uploads to read, 1 or 3 of them (1-based), as the CLI\'s --bands', mandatory: false, constraints: { type: 'array', items: { type: 'integer', minimum: 1 } } },
+    { name: 'scale', description: '16-bit input mapped to bytes: one [min, max] for every band, or one per band, as the CLI\'s --scale', mandatory: false, constraints: { type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 2, maxItems: 2 } } },
   ],
 } as const;
+
+/**
+ * Whether an offering's published copy is served: PUBLISHED, MODIFYING (until the switch commits), or
+ * UNSTABLE after a failed synchronisation (it keeps serving what it served; `unserved` marks a first
+ * publication that failed, which serves nothing).
+ */
+export function servesPublished(o: Offering): boolean {
+  return o.status === 'PUBLISHED' || o.status === 'MODIFYING' || (o.status === 'UNSTABLE' && !o.unserved);
+}
+
+/** Every stored data an offering's published copy serves. */
+export function publishedStoredData(p: Published): string[] {
+  return [p.stored_data, ...(p.more ?? []).map((m) => m.stored_data)];
+}
 
 /** The folder under pyramids/ that holds a stored data's current pyramid. */
 export function pyramidFolder(sd: StoredData): string {
@@ -249,6 +297,12 @@ export function pyramidFolder(sd: StoredData): string {
 /** API keys are kept only as this hash: sha256, hex. */
 export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
+}
+
+/** What a new entity starts with: made now, by `initiator` (a user id). */
+export function created(initiator: string): Pick<Entity, 'creation' | 'update' | 'tags' | 'last_event'> {
+  const t = now();
+  return { creation: t, update: t, tags: {}, last_event: { title: 'creation', date: t, initiator: { _id: initiator } } };
 }
 
 export function now(): string {

@@ -1,5 +1,6 @@
-// Access control on every protocol: open, closed and unavailable offerings, each asked with no key, a
-// wrong key, a key whose permission has ended, and a key with access (query parameter or header).
+// Access control on every protocol: an offering of the open endpoint, and closed and unavailable ones of
+// the private endpoint (served under /private), each asked with no key, a wrong key, a key whose
+// permission has ended, and a key with access (query parameter or header).
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, tempDir } from '../helpers/fixtures.js';
@@ -12,23 +13,27 @@ const keys: Record<string, string> = {};
 
 /** The tile 5/16/11 (XYZ) of a layer, in every protocol's URL form, with the key as a query parameter. */
 function urls(layer: string, key?: string): Record<string, string> {
+  const p = layer === 'pub' ? '' : '/private';
   const q = key ? `apikey=${encodeURIComponent(key)}` : '';
   const amp = q ? `&${q}` : '';
   const qm = q ? `?${q}` : '';
   return {
-    'WMTS KVP': `/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=${layer}&STYLE=normal&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=5&TILEROW=11&TILECOL=16${amp}`,
-    'WMTS REST': `/wmts/1.0.0/${layer}/normal/PM/5/11/16.png${qm}`,
-    TMS: `/tms/1.0.0/${layer}/5/16/20.png${qm}`,
-    'TMS TileMap': `/tms/1.0.0/${layer}${qm}`,
-    XYZ: `/tiles/${layer}/5/16/11.png${qm}`,
-    'OGC API': `/ogcapi/collections/${layer}/map/tiles/WebMercatorQuad/5/11/16${qm}`,
-    'OGC API collection': `/ogcapi/collections/${layer}${qm}`,
+    'WMTS KVP': `${p}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=${layer}&STYLE=normal&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=5&TILEROW=11&TILECOL=16${amp}`,
+    'WMTS REST': `${p}/wmts/1.0.0/${layer}/normal/PM/5/11/16.png${qm}`,
+    TMS: `${p}/tms/1.0.0/${layer}/5/16/20.png${qm}`,
+    'TMS TileMap': `${p}/tms/1.0.0/${layer}${qm}`,
+    XYZ: `${p}/tiles/${layer}/5/16/11.png${qm}`,
+    'OGC API': `${p}/ogcapi/collections/${layer}/map/tiles/WebMercatorQuad/5/11/16${qm}`,
+    'OGC API collection': `${p}/ogcapi/collections/${layer}${qm}`,
   };
 }
 
 async function publish(layer: string, sd: string, open: boolean, available = true): Promise<string> {
   const conf = (await api.call('POST', `${api.d}/configurations`, api.configuration(layer, sd, '6'))).body;
-  const o = await api.call('POST', `${api.d}/configurations/${conf._id}/offerings`, { endpoint: await api.endpoint(), open, available });
+  const endpoints = (await api.call('GET', `${api.d}/endpoints`)).body;
+  // closed offerings live on the private endpoint: on the open one, every offering is open
+  const endpoint = endpoints.find((e: any) => e.open === open)._id;
+  const o = await api.call('POST', `${api.d}/configurations/${conf._id}/offerings`, { endpoint, open, available });
   expect(o.status).toBe(201);
   await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED']);
   return o.body._id;
@@ -44,8 +49,8 @@ beforeAll(async () => {
   await publish('pub', sd, true);
   const priv = await publish('priv', sd, false);
   const hidden = await publish('hidden', sd, false, false);
-  const valid = (await api.call('POST', `${api.d}/permissions`, { licence: 'test', offerings: [priv, hidden] })).body;
-  const ended = (await api.call('POST', `${api.d}/permissions`, { licence: 'ended', end_date: '2020-01-01T00:00:00Z', offerings: [priv] })).body;
+  const valid = (await api.call('POST', `${api.d}/permissions`, { licence: 'test', offerings: [priv, hidden] })).body[0];
+  const ended = (await api.call('POST', `${api.d}/permissions`, { licence: 'ended', end_date: '2020-01-01T00:00:00Z', offerings: [priv] })).body[0];
   const right = await api.call('POST', '/api/users/me/keys', { name: 'right', accesses: [{ permission: valid._id, offerings: [priv, hidden] }] });
   expect(right.status).toBe(201);
   keys.right = right.body.key;
@@ -87,10 +92,10 @@ describe('tiles and layer documents, per protocol and key', () => {
   }
 
   it('takes the key from the apikey header too', async () => {
-    const r = await fetch(`${t.base}/tiles/priv/5/16/11.png`, { headers: { apikey: keys.right } });
+    const r = await fetch(`${t.base}/private/tiles/priv/5/16/11.png`, { headers: { apikey: keys.right } });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('image/png');
-    expect((await fetch(`${t.base}/tiles/priv/5/16/11.png`, { headers: { apikey: keys.expired } })).status).toBe(403);
+    expect((await fetch(`${t.base}/private/tiles/priv/5/16/11.png`, { headers: { apikey: keys.expired } })).status).toBe(403);
   });
 });
 
@@ -107,10 +112,12 @@ describe('capabilities and lists', () => {
 
   it('GetCapabilities lists the open layers without a key, and what a key may use with one, its URLs carrying the key', async () => {
     expect((await layersOf('/wmts?SERVICE=WMTS&REQUEST=GetCapabilities')).ids).toEqual(['pub']);
-    expect((await layersOf(`/wmts?SERVICE=WMTS&REQUEST=GetCapabilities&apikey=${keys.expired}`)).ids).toEqual(['pub']);
-    const withKey = await layersOf(`/wmts/1.0.0/WMTSCapabilities.xml?apikey=${keys.right}`);
-    expect(withKey.ids).toEqual(['priv', 'pub']);
-    expect(withKey.templates.every((u) => u.endsWith(`?apikey=${keys.right}`))).toBe(true);
+    expect((await layersOf(`/wmts?SERVICE=WMTS&REQUEST=GetCapabilities&apikey=${keys.right}`)).ids).toEqual(['pub']);
+    expect((await layersOf('/private/wmts?SERVICE=WMTS&REQUEST=GetCapabilities')).ids).toEqual([]);
+    expect((await layersOf(`/private/wmts?SERVICE=WMTS&REQUEST=GetCapabilities&apikey=${keys.expired}`)).ids).toEqual([]);
+    const withKey = await layersOf(`/private/wmts/1.0.0/WMTSCapabilities.xml?apikey=${keys.right}`);
+    expect(withKey.ids).toEqual(['priv']);
+    expect(withKey.templates.every((u) => u.startsWith(`${t.base}/private/wmts/1.0.0/`) && u.endsWith(`?apikey=${keys.right}`))).toBe(true);
     // a client that follows the template with the key gets the tile
     const tpl = withKey.templates.find((u) => u.includes('/priv/') && u.includes('.png'))!;
     const url = tpl.replace('{Style}', 'normal').replace('{TileMatrixSet}', 'PM').replace('{TileMatrix}', '5').replace('{TileRow}', '11').replace('{TileCol}', '16');
@@ -121,21 +128,25 @@ describe('capabilities and lists', () => {
     const tms = await (await fetch(`${t.base}/tms/1.0.0/`)).text();
     expect(tms).toContain('/tms/1.0.0/pub"');
     expect(tms).not.toContain('/tms/1.0.0/priv"');
-    expect(await (await fetch(`${t.base}/tms/1.0.0/?apikey=${keys.right}`)).text()).toContain('/tms/1.0.0/priv"');
-    const ids = async (q: string) => (await (await fetch(`${t.base}/ogcapi/collections${q}`)).json()).collections.map((c: any) => c.id).sort();
-    expect(await ids('')).toEqual(['pub']);
-    expect(await ids(`?apikey=${keys.right}`)).toEqual(['priv', 'pub']);
+    expect(await (await fetch(`${t.base}/private/tms/1.0.0/`)).text()).not.toContain('/tms/1.0.0/priv"');
+    expect(await (await fetch(`${t.base}/private/tms/1.0.0/?apikey=${keys.right}`)).text()).toContain('/private/tms/1.0.0/priv"');
+    const ids = async (p: string, q: string) => (await (await fetch(`${t.base}${p}/ogcapi/collections${q}`)).json()).collections.map((c: any) => c.id).sort();
+    expect(await ids('', '')).toEqual(['pub']);
+    expect(await ids('/private', '')).toEqual([]);
+    expect(await ids('/private', `?apikey=${keys.right}`)).toEqual(['priv']);
   });
 
   it('making the hidden offering available shows it to the key, its permissions kept', async () => {
     const hidden = (await api.call('GET', `${api.d}/offerings?layer_name=hidden`)).body[0];
     expect((await api.call('PATCH', `${api.d}/offerings/${hidden._id}`, { available: true })).status).toBe(200);
-    expect((await fetch(`${t.base}/tiles/hidden/5/16/11.png?apikey=${keys.right}`)).status).toBe(200);
-    expect((await fetch(`${t.base}/tiles/hidden/5/16/11.png`)).status).toBe(401);
+    expect((await fetch(`${t.base}/private/tiles/hidden/5/16/11.png?apikey=${keys.right}`)).status).toBe(200);
+    expect((await fetch(`${t.base}/private/tiles/hidden/5/16/11.png`)).status).toBe(401);
+    // the private endpoint's layers are not on the open one's paths
+    expect((await fetch(`${t.base}/tiles/hidden/5/16/11.png?apikey=${keys.right}`)).status).toBe(404);
     // ending the permission closes it at once
     const perm = (await api.call('GET', `${api.d}/permissions?offering=${hidden._id}`)).body[0];
     await api.call('PATCH', `${api.d}/permissions/${perm._id}`, { end_date: new Date(Date.now() - 1000).toISOString() });
-    expect((await fetch(`${t.base}/tiles/hidden/5/16/11.png?apikey=${keys.right}`)).status).toBe(403);
+    expect((await fetch(`${t.base}/private/tiles/hidden/5/16/11.png?apikey=${keys.right}`)).status).toBe(403);
   });
 });
 
@@ -162,9 +173,11 @@ describe('keys and permissions', () => {
     expect(r.body.error_description[0]).toMatch(/does not grant/);
     const right = (await api.call('GET', '/api/users/me/keys')).body.find((x: any) => x.name === 'right');
     const acc = await api.call('GET', `/api/users/me/keys/${right._id}/accesses`);
-    expect(acc.body[0].offerings.map((o: any) => o.layer_name).sort()).toEqual(['hidden', 'priv']);
+    // one access per offering, each with its permission (the Entrepôt's shape)
+    expect(acc.body.map((x: any) => x.offering.layer_name).sort()).toEqual(['hidden', 'priv']);
+    expect(acc.body.every((x: any) => x.permission.licence === 'test')).toBe(true);
     // a revoked key opens nothing
     expect((await api.call('DELETE', `/api/users/me/keys/${right._id}`)).status).toBe(204);
-    expect((await fetch(`${t.base}/tiles/priv/5/16/11.png?apikey=${keys.right}`)).status).toBe(403);
+    expect((await fetch(`${t.base}/private/tiles/priv/5/16/11.png?apikey=${keys.right}`)).status).toBe(403);
   });
 });

@@ -71,8 +71,8 @@ describe('the reference scenario', () => {
     expect(raw.status).toBe(200);
     const tree = await api.call('GET', `${api.d}/uploads/${id}/tree`);
     expect(tree.body).toEqual([
-      { name: 'data', type: 'directory', children: [{ name: 'north.tif', type: 'file', size: readFileSync(NORTH).length }] },
-      { name: 'extra', type: 'directory', children: [{ name: 'readme.txt', type: 'file', size: 5 }] },
+      { name: 'data', type: 'DIRECTORY', children: [{ name: 'north.tif', type: 'FILE', size: readFileSync(NORTH).length }] },
+      { name: 'extra', type: 'DIRECTORY', children: [{ name: 'readme.txt', type: 'FILE', size: 5 }] },
     ]);
     const close = await api.call('POST', `${api.d}/uploads/${id}/close`);
     expect(close.body.status).toBe('CHECKING');

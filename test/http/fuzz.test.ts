@@ -537,7 +537,7 @@ const inUrl = (a: fc.Arbitrary<string>): fc.Arbitrary<string> =>
 /** A path segment: mostly a meaningful value, otherwise garbage. */
 const seg = (valid: string[], weight = 3): fc.Arbitrary<string> => fc.oneof({ weight, arbitrary: fc.constantFrom(...valid) }, { weight: 2, arbitrary: inUrl(text) });
 
-const PATH_EDITS = ['none', 'none', 'none', 'none', 'none', 'none', 'trailing', 'double', 'extra', 'drop', 'dot', 'dotdot', 'semicolon', 'upper', 'encoded'] as const;
+const PATH_EDITS = ['none', 'none', 'none', 'none', 'none', 'none', 'trailing', 'double', 'extra', 'drop', 'dot', 'dotdot', 'semicolon', 'upper', 'encoded', 'private'] as const;
 
 /** Joins segments into a path, sometimes bent: trailing or double slash, a segment more or less, dots. */
 function path(prefix: string, segs: fc.Arbitrary<string>[]): fc.Arbitrary<string> {
@@ -840,6 +840,7 @@ function makeArbs(ids: Ids) {
       let p = `/tiles/${parts.join('/')}`;
       if (v.edit === 'trailing') p += '/';
       if (v.edit === 'double') p = p.replace('/tiles/', '/tiles//');
+      if (v.edit === 'private') p = `/private${p}`;
       return req('xyz')({ method: v.method, path: p + v.q, headers: v.headers });
     });
 
@@ -938,7 +939,8 @@ function makeArbs(ids: Ids) {
     `${D}/processings/executions/{execution}/launch`, `${D}/processings/executions/{execution}/abort`, `${D}/processings/executions/{execution}/logs`,
     `${D}/stored_data`, `${D}/stored_data/{stored_data}`, `${D}/stored_data/{stored_data}/dependencies`,
     `${D}/configurations`, `${D}/configurations/{configuration}`, `${D}/configurations/{configuration}/offerings`,
-    `${D}/offerings`, `${D}/offerings/{offering}`, `${D}/permissions`, '/api/users/me', '/api/users/me/keys', `${D}/statics`, '/api/datastores/{d}/{d}',
+    `${D}/offerings`, `${D}/offerings/{offering}`, `${D}/offerings/{offering}/stats`, `${D}/permissions`, '/api/users/me', '/api/users/me/keys',
+    '/api/users/me/permissions', `${D}/statics`, '/api/datastores/{d}/{d}',
   ];
   const apiPath = fc.constantFrom(...ROUTES).chain((tpl) => {
     const names = [...tpl.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
@@ -986,7 +988,8 @@ function makeArbs(ids: Ids) {
       layer_name: 'fuzzed',
       type_infos: { title: 't', abstract: 'a', keywords: ['k'], used_data: [{ stored_data: ids.storedData, bottom_level: '6', top_level: '0' }], bbox: { west: -5, south: 41, east: 10, north: 51 } },
       getfeatureinfo: { stored_data: true },
-      attribution: { title: 'x', url: 'https://example.com' },
+      metadata: [{ format: 'application/xml', url: 'https://example.com/md?a=1&b=2', type: 'ISO19115:2003' }],
+      attribution: { title: 'x', url: 'https://example.com', logo: { format: 'image/png', url: 'https://example.com/l.png', width: 10, height: 10 } },
       tags: {},
     },
     configurationPatch: { name: 'n', tags: { a: 'b' }, type_infos: { title: 't', abstract: 'a', keywords: ['k'], bbox: { west: -5, south: 41, east: 10, north: 51 } }, getfeatureinfo: { stored_data: false } },
