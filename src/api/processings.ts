@@ -1,5 +1,5 @@
 // Processings and their executions: `raster-to-pyramid` turns closed uploads (and optionally one pyramid
-// to chain on) into a new stored data. Creating an execution creates its output (CREATED); launching it
+// to chain on) into a new stored data; `pyramid-fusion` fuses pyramids into a new standalone one. Creating an execution creates its output (CREATED); launching it
 // commits WAITING, which the job queue (src/jobs.ts) picks up from the state.
 
 import { randomUUID } from 'node:crypto';
@@ -7,6 +7,7 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import {
   EXECUTION_STATUSES,
+  PYRAMID_FUSION,
   PYRAMID_TYPE,
   RASTER_TO_PYRAMID,
   now,
@@ -14,6 +15,7 @@ import {
   type State,
   type StoredData,
 } from '../state/model.js';
+import { bbox as bboxSchema } from './configurations.js';
 import { tilesAt } from './uploads.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 
@@ -27,13 +29,15 @@ export const parametersSchema = z.strictObject({
   top: level.optional(),
   quality: z.number().int().min(1).max(100).optional(),
   nodata: z.array(z.number().int().min(0).max(255)).min(1).max(4).optional(),
+  bbox: bboxSchema.optional(),
+  parallelization: z.number().int().min(1).max(64).optional(),
 });
 
 const createSchema = z.strictObject({
   processing: uuid,
   inputs: z.strictObject({
     upload: z.array(uuid).max(100).default([]),
-    stored_data: z.array(uuid).max(1).default([]),
+    stored_data: z.array(uuid).max(100).default([]),
   }),
   output: z.strictObject({
     // a new stored data, or an existing pyramid to update in place (injection)
@@ -53,9 +57,39 @@ const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional
 
 const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
-function processingView() {
-  const { technical_name: _t, ...p } = RASTER_TO_PYRAMID;
+/** The processings this server runs. */
+const PROCESSINGS = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
+
+function processingView(processing: (typeof PROCESSINGS)[number]) {
+  const { technical_name: _t, ...p } = processing;
   return p;
+}
+
+/** A fusion's inputs: GENERATED pyramids of this datastore, of one tile matrix set and format, holding the levels asked. */
+function checkFusion(s: Readonly<State>, d: string, b: z.infer<typeof createSchema>): void {
+  const ids = b.inputs.stored_data;
+  if (b.inputs.upload.length > 0) throw badRequest('inputs.upload: pyramid-fusion fuses pyramids (inputs.stored_data) and takes no upload');
+  if (ids.length === 0) throw badRequest('inputs.stored_data: pyramid-fusion needs at least one pyramid');
+  if (new Set(ids).size !== ids.length) throw badRequest('inputs.stored_data: a pyramid is given twice');
+  if ('_id' in b.output.stored_data) throw badRequest('output.stored_data: pyramid-fusion makes a new stored data (give its name), it updates none');
+  const pyramids = ids.map((id) => {
+    const sd = Object.hasOwn(s.stored_data, id) ? s.stored_data[id] : undefined;
+    if (!sd || sd.datastore !== d) throw badRequest(`inputs.stored_data: no stored data ${id} in this datastore`);
+    if (sd.type !== PYRAMID_TYPE || sd.status !== 'GENERATED' || !sd.type_infos) throw badRequest(`inputs.stored_data: ${id} is ${sd.status}, not a GENERATED pyramid`);
+    return { id, ti: sd.type_infos };
+  });
+  const [first] = pyramids;
+  for (const { id, ti } of pyramids) {
+    if (ti.tms !== first.ti.tms) throw badRequest(`inputs.stored_data: ${id} is in tile matrix set ${ti.tms}, ${first.id} in ${first.ti.tms}: fused pyramids share one`);
+    if (ti.compression !== first.ti.compression) {
+      throw badRequest(`inputs.stored_data: ${id} is ${ti.compression}, ${first.id} ${first.ti.compression}: fused pyramids share one format, their tiles are copied`);
+    }
+  }
+  const levels = pyramids.flatMap((x) => x.ti.levels.map(Number));
+  const [lo, hi] = [Math.min(...levels), Math.max(...levels)];
+  const p = b.parameters;
+  if (p.bottom !== undefined && p.bottom > hi) throw badRequest(`parameters.bottom: level ${p.bottom} is below the pyramids' levels (${lo}-${hi}); a fusion computes no level`);
+  if (p.top !== undefined && p.top < lo) throw badRequest(`parameters.top: level ${p.top} is above the pyramids' levels (${lo}-${hi}); a fusion computes no level`);
 }
 
 function executionView(s: Readonly<State>, e: Execution) {
@@ -66,7 +100,7 @@ function executionView(s: Readonly<State>, e: Execution) {
   const { logs: _l, datastore: _d, folder: _f, ...rest } = e;
   return {
     ...rest,
-    processing: { _id: e.processing, name: RASTER_TO_PYRAMID.name },
+    processing: { _id: e.processing, name: PROCESSINGS.find((p) => p._id === e.processing)?.name },
     inputs: { upload: e.inputs.upload.map((u) => ref('uploads', u)), stored_data: e.inputs.stored_data.map((d) => ref('stored_data', d)) },
     output: { stored_data: ref('stored_data', e.output.stored_data) },
   };
@@ -81,7 +115,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: D, summary: 'The processings this server runs', tag: 'processings', query: pageQuery }, (c) => {
     ds(c);
-    return page(c, [processingView()], query(c, pageQuery));
+    return page(c, PROCESSINGS.map(processingView), query(c, pageQuery));
   });
 
   route(app, P, { method: 'get', path: `${D}/executions`, summary: 'List executions (filter: status)', tag: 'processings', query: listQuery }, (c) => {
@@ -94,8 +128,9 @@ export function processingRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${D}/:processing`, summary: 'A processing', tag: 'processings' }, (c) => {
     ds(c);
-    if (c.req.param('processing') !== RASTER_TO_PYRAMID._id) throw notFound('processing', c.req.param('processing')!);
-    return c.json(processingView());
+    const p = PROCESSINGS.find((x) => x._id === c.req.param('processing'));
+    if (!p) throw notFound('processing', c.req.param('processing')!);
+    return c.json(processingView(p));
   });
 
   route(
@@ -106,8 +141,14 @@ export function processingRoutes(ctx: ApiContext): Hono {
       const d = ds(c);
       const b = await body(c, createSchema);
       const e = await ctx.store.update((s) => {
-        if (b.processing !== RASTER_TO_PYRAMID._id) throw badRequest(`processing: unknown processing ${b.processing}`);
-        if (b.inputs.upload.length === 0) throw badRequest('inputs.upload: raster-to-pyramid needs at least one upload');
+        const proc = PROCESSINGS.find((x) => x._id === b.processing);
+        if (!proc) throw badRequest(`processing: unknown processing ${b.processing}`);
+        const names: readonly { name: string }[] = proc.parameters;
+        for (const k of Object.keys(b.parameters)) if (!names.some((x) => x.name === k)) throw badRequest(`parameters.${k}: not a parameter of ${proc.technical_name}`);
+        const fusion = proc === PYRAMID_FUSION;
+        if (fusion) checkFusion(s, d, b);
+        else if (b.inputs.upload.length === 0) throw badRequest('inputs.upload: raster-to-pyramid needs at least one upload');
+        if (!fusion && b.inputs.stored_data.length > 1) throw badRequest('inputs.stored_data: raster-to-pyramid chains on one pyramid at most');
         for (const u of b.inputs.upload) {
           const up = find(s.uploads, 'upload', d, u);
           if (up.status !== 'CLOSED') throw badRequest(`inputs.upload: upload ${u} is ${up.status}, not CLOSED`);
@@ -127,7 +168,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
         if (injectInto && b.inputs.stored_data.some((x) => x !== injectInto)) {
           throw badRequest('inputs.stored_data: an injection updates its output; it chains on nothing else');
         }
-        const parentId = injectInto ?? b.inputs.stored_data[0];
+        const parentId = fusion ? undefined : (injectInto ?? b.inputs.stored_data[0]);
         if (parentId) {
           const parent = find(s.stored_data, 'stored data', d, parentId);
           if (parent.type !== PYRAMID_TYPE || parent.status !== 'GENERATED' || !parent.type_infos) {
