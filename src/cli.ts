@@ -18,7 +18,7 @@ const USAGE = `usage:
       --parent DIR: an update of that pyramid: only the tiles the inputs change are stored, the rest
                     read through its chain; levels, compression, interpolation, quality and nodata
                     default to the parent's
-  tuile merge DIR... --out DIR [--top N] [--bottom N] [--bbox W,S,E,N] [--parallelization N] [--quiet]
+  tuile merge DIR... --out DIR [--top N] [--bottom N] [--bbox=W,S,E,N] [--parallelization N] [--quiet]
       one standalone pyramid from a chained pyramid, or from several pyramids of one format (later ones
       over earlier ones): tiles one input holds are copied byte for byte, overlapping ones composited
   tuile inspect DIR [--json]   (the pyramid, its levels and its parent chain, nearest first)
