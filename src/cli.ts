@@ -199,6 +199,7 @@ async function inspect(args: string[]): Promise<void> {
     `  archive ${ARCHIVE}: ${archiveTiles} tiles, ${d.stats.bytes} bytes; sources ${d.sources.join(', ')}`,
     `  chain: ${d.parents.length === 0 ? 'none (root pyramid)' : `${d.parents.length} parent(s), nearest first`}`,
     ...chain.map((p, i) => `  parent ${i + 1}: ${p.id} ${p.folder}${p.status === 'ok' ? '' : ` (${p.status})`}`),
+    ...(d.fusedFrom ? [`  merged from ${d.fusedFrom.length} pyramid(s), none of which it reads: ${d.fusedFrom.join(', ')}`] : []),
     ...d.levels.map((l) => `  level ${l.id.padStart(2)}: x ${l.limits.minX}-${l.limits.maxX}, y ${l.limits.minY}-${l.limits.maxY}, ${l.tiles} tiles`),
   ];
   console.log(lines.join('\n'));

@@ -97,6 +97,9 @@ describe('tuile merge of a chained pyramid', () => {
     expect(f.bbox).toEqual(c.bbox);
     expect(f.stats.tiles).toBe(served.size);
     expect(f.fusedFrom).toEqual([c.id, ...c.parents.map((p) => p.id)]);
+    const shown = cli(['inspect', dir('flat')]);
+    expect(shown).toContain('chain: none (root pyramid)');
+    expect(shown).toContain(`merged from 3 pyramid(s), none of which it reads: ${f.fusedFrom!.join(', ')}`);
   });
 
   it('still serves the same bytes once the chain is gone, and the pmtiles package reads it whole', async () => {
