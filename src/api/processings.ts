@@ -1,7 +1,7 @@
 // Processings and their executions: `raster-to-pyramid` turns closed uploads (and optionally one pyramid
-// to chain on) into a new stored data; `pyramid-fusion` fuses pyramids into a new standalone one. Creating
-// an execution creates its output (CREATED); launching it commits WAITING, which the job queue
-// (src/jobs.ts) picks up from the state.
+// to chain on) into a new stored data. Creating an execution creates its output (CREATED); launching it
+// commits WAITING, which the job queue (src/jobs.ts) picks up from the state. `pyramid-fusion` fuses
+// pyramids into a new standalone one (src/pyramid/fuse.ts).
 
 import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
