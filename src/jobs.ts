@@ -15,14 +15,16 @@ import { TuileError, errorMessage } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { fusePyramids, type FuseOptions } from './pyramid/fuse.js';
+import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
-import { PYRAMID_FUSION, PYRAMID_TYPE, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
+import { PYRAMID_TYPE, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
 import type { StateStore } from './state/store.js';
 
+// a fusion's options have no parent: its output reads none of its inputs
 type ToChild =
   | { type: 'run'; options: Omit<BuildOptions, 'onProgress' | 'signal'> }
-  | { type: 'fuse'; options: Omit<FuseOptions, 'onProgress' | 'signal'> };
+  | { type: 'fuse'; options: Omit<FuseOptions, 'onProgress' | 'signal'> & { parent?: undefined } };
 type FromChild =
   | { type: 'progress'; done: number; total: number }
   | { type: 'done'; result: Omit<BuildResult, 'descriptor'> & { descriptor: PyramidDescriptor } }
@@ -163,9 +165,9 @@ export class JobRunner {
     const folder = e0.inject && target ? `${target._id}.${Date.now().toString(36)}` : e0.output.stored_data;
     const out = dataPaths(this.opts.dataDir).pyramid(folder);
     const fusion = e0.processing === PYRAMID_FUSION._id;
-    let task: ToChild;
+    let options: ToChild['options'];
     try {
-      task = fusion ? { type: 'fuse', options: this.fuseOptions(s0, e0, out) } : { type: 'run', options: await this.buildOptions(s0, e0, out) };
+      options = fusion ? this.fuseOptions(s0, e0, out) : await this.buildOptions(s0, e0, out);
     } catch (err) {
       await this.finish(id, 'FAILURE', `FAILURE: ${errorMessage(err)}`);
       return;
@@ -177,17 +179,13 @@ export class JobRunner {
       e.update = e.start;
       e.progress = 0;
       e.folder = folder;
-      if (task.type === 'fuse') {
-        log(e, `PROGRESS: fusing ${task.options.inputs.length} pyramid(s) into stored data ${e.output.stored_data}`);
-      } else {
-        const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : task.options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
-        log(e, `PROGRESS: building ${task.options.inputs.length} file(s) into stored data ${e.output.stored_data}${how}`);
-      }
+      const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
+      log(e, `PROGRESS: ${fusion ? `fusing ${options.inputs.length} pyramid(s)` : `building ${options.inputs.length} file(s)`} into stored data ${e.output.stored_data}${how}`);
       const sd = s.stored_data[e.output.stored_data];
       sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
       sd.update = e.start;
-      // a fusion's output is standalone: it reads none of its inputs
-      if (!fusion && !e.inject && e.inputs.stored_data[0]) sd.parent = e.inputs.stored_data[0];
+      if (!e.inject && e.inputs.stored_data[0]) sd.parent = e.inputs.stored_data[0];
+      if (fusion) delete sd.parent; // standalone: it reads none of its inputs
     });
 
     const child = fork(fileURLToPath(import.meta.url), ['--child'], {
@@ -221,7 +219,7 @@ export class JobRunner {
       child.on('exit', (code, signal) => {
         resolve(settled ?? { type: 'error', message: `build process ended (${signal ?? code})`, interrupted: signal === 'SIGTERM' });
       });
-      child.send(task);
+      child.send((fusion ? { type: 'fuse', options } : { type: 'run', options }) as ToChild);
     });
 
     if (outcome.type === 'done') {

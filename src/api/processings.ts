@@ -17,6 +17,7 @@ import {
   type StoredData,
 } from '../state/model.js';
 import { bbox as bboxSchema } from './configurations.js';
+import { checkFusion } from './fusion.js';
 import { tilesAt } from './uploads.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 
@@ -64,33 +65,6 @@ const PROCESSINGS = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
 function processingView(processing: (typeof PROCESSINGS)[number]) {
   const { technical_name: _t, ...p } = processing;
   return p;
-}
-
-/** A fusion's inputs: GENERATED pyramids of this datastore, of one tile matrix set and format, holding the levels asked. */
-function checkFusion(s: Readonly<State>, d: string, b: z.infer<typeof createSchema>): void {
-  const ids = b.inputs.stored_data;
-  if (b.inputs.upload.length > 0) throw badRequest('inputs.upload: pyramid-fusion fuses pyramids (inputs.stored_data) and takes no upload');
-  if (ids.length === 0) throw badRequest('inputs.stored_data: pyramid-fusion needs at least one pyramid');
-  if (new Set(ids).size !== ids.length) throw badRequest('inputs.stored_data: a pyramid is given twice');
-  if ('_id' in b.output.stored_data) throw badRequest('output.stored_data: pyramid-fusion makes a new stored data (give its name), it updates none');
-  const pyramids = ids.map((id) => {
-    const sd = Object.hasOwn(s.stored_data, id) ? s.stored_data[id] : undefined;
-    if (!sd || sd.datastore !== d) throw badRequest(`inputs.stored_data: no stored data ${id} in this datastore`);
-    if (sd.type !== PYRAMID_TYPE || sd.status !== 'GENERATED' || !sd.type_infos) throw badRequest(`inputs.stored_data: ${id} is ${sd.status}, not a GENERATED pyramid`);
-    return { id, ti: sd.type_infos };
-  });
-  const [first] = pyramids;
-  for (const { id, ti } of pyramids) {
-    if (ti.tms !== first.ti.tms) throw badRequest(`inputs.stored_data: ${id} is in tile matrix set ${ti.tms}, ${first.id} in ${first.ti.tms}: fused pyramids share one`);
-    if (ti.compression !== first.ti.compression) {
-      throw badRequest(`inputs.stored_data: ${id} is ${ti.compression}, ${first.id} ${first.ti.compression}: fused pyramids share one format, their tiles are copied`);
-    }
-  }
-  const levels = pyramids.flatMap((x) => x.ti.levels.map(Number));
-  const [lo, hi] = [Math.min(...levels), Math.max(...levels)];
-  const p = b.parameters;
-  if (p.bottom !== undefined && p.bottom > hi) throw badRequest(`parameters.bottom: level ${p.bottom} is below the pyramids' levels (${lo}-${hi}); a fusion computes no level`);
-  if (p.top !== undefined && p.top < lo) throw badRequest(`parameters.top: level ${p.top} is above the pyramids' levels (${lo}-${hi}); a fusion computes no level`);
 }
 
 function executionView(s: Readonly<State>, e: Execution) {

@@ -154,10 +154,10 @@ describe('pyramid-fusion', () => {
   it('refuses what it cannot fuse: 400 naming the field', async () => {
     const jpg = await built(await api.execute({ upload: [(await api.deliver([{ path: 's.tif', file: SOUTH }], 'EPSG:2154', 'sj'))._id] }, { ...PNG, compression: 'jpg' }, 'south jpg'));
     const cases: [unknown[], Record<string, unknown>, RegExp][] = [
-      [[ids.south, jpg], {}, /^inputs\.stored_data: .* is JPG, .* PNG: fused pyramids share one format/],
+      [[ids.south, jpg], {}, /^inputs\.stored_data\.1: .* is JPG, .* PNG: fused pyramids share one format/],
       [[], {}, /^inputs\.stored_data: pyramid-fusion needs at least one pyramid/],
       [[ids.south, ids.south], {}, /^inputs\.stored_data: a pyramid is given twice/],
-      [['6f1d0c7e-0000-4000-8000-000000000000'], {}, /^inputs\.stored_data: no stored data 6f1d0c7e/],
+      [['6f1d0c7e-0000-4000-8000-000000000000'], {}, /^inputs\.stored_data\.0: no stored data 6f1d0c7e/],
       [[ids.south], { bottom: 9 }, /^parameters\.bottom: level 9 is below the pyramids' levels \(0-7\)/],
       [[ids.south], { compression: 'png' }, /^parameters\.compression: not a parameter of pyramid-fusion/],
       [[ids.south], { bbox: { west: 5, south: 40, east: 2, north: 45 } }, /^parameters\.bbox: west must be less than east/],
