@@ -11,7 +11,7 @@ const levelId = z.string().regex(/^(1?[0-9]|2[01])$/, 'a level id of PM, "0" to 
 
 const usedData = z.strictObject({ stored_data: uuid, bottom_level: levelId, top_level: levelId });
 
-export const bbox = z
+const bbox = z
   .strictObject({
     west: z.number().min(-180).max(180),
     south: z.number().min(-90).max(90),

@@ -2,8 +2,17 @@
 // pyramids of the datastore, of one tile matrix set and format, and the levels asked are theirs (a fusion
 // copies tiles and computes none). What it runs is src/pyramid/fuse.ts, through the job queue.
 
+import { z } from 'zod';
 import { PYRAMID_TYPE, type State } from '../state/model.js';
 import { badRequest } from './http.js';
+
+const lon = z.number().min(-180).max(180);
+const lat = z.number().min(-90).max(90);
+
+/** The `bbox` parameter: degrees, written as a configuration's bbox is. */
+export const fusionBbox = z
+  .strictObject({ west: lon, south: lat, east: lon, north: lat })
+  .refine((b) => b.west < b.east && b.south < b.north, 'west must be less than east and south less than north');
 
 /** What the checks read of an execution's body. */
 export interface FusionRequest {

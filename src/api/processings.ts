@@ -16,8 +16,7 @@ import {
   type State,
   type StoredData,
 } from '../state/model.js';
-import { bbox as bboxSchema } from './configurations.js';
-import { checkFusion } from './fusion.js';
+import { checkFusion, fusionBbox } from './fusion.js';
 import { tilesAt } from './uploads.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 
@@ -31,7 +30,8 @@ export const parametersSchema = z.strictObject({
   top: level.optional(),
   quality: z.number().int().min(1).max(100).optional(),
   nodata: z.array(z.number().int().min(0).max(255)).min(1).max(4).optional(),
-  bbox: bboxSchema.optional(),
+  // pyramid-fusion's own (a processing refuses the parameters it does not list)
+  bbox: fusionBbox.optional(),
   parallelization: z.number().int().min(1).max(64).optional(),
 });
 
@@ -59,12 +59,11 @@ const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional
 
 const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
-/** The processings this server runs. */
-const PROCESSINGS = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
+/** The processings this server runs, as the Entrepôt lists them: one entry each. */
+export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
 
-function processingView(processing: (typeof PROCESSINGS)[number]) {
-  const { technical_name: _t, ...p } = processing;
-  return p;
+function processingOf(id: string) {
+  return PROCESSINGS.find((p) => p._id === id);
 }
 
 function executionView(s: Readonly<State>, e: Execution) {
@@ -73,9 +72,10 @@ function executionView(s: Readonly<State>, e: Execution) {
     return { _id: id, name: x?.name, type: x?.type };
   };
   const { logs: _l, datastore: _d, folder: _f, ...rest } = e;
+  const p = processingOf(e.processing);
   return {
     ...rest,
-    processing: { _id: e.processing, name: PROCESSINGS.find((p) => p._id === e.processing)?.name },
+    processing: { _id: e.processing, name: p?.name, technical_name: p?.technical_name },
     inputs: { upload: e.inputs.upload.map((u) => ref('uploads', u)), stored_data: e.inputs.stored_data.map((d) => ref('stored_data', d)) },
     output: { stored_data: ref('stored_data', e.output.stored_data) },
   };
@@ -90,7 +90,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: D, summary: 'The processings this server runs', tag: 'processings', query: pageQuery }, (c) => {
     ds(c);
-    return page(c, PROCESSINGS.map(processingView), query(c, pageQuery));
+    return page(c, [...PROCESSINGS], query(c, pageQuery));
   });
 
   route(app, P, { method: 'get', path: `${D}/executions`, summary: 'List executions (filter: status)', tag: 'processings', query: listQuery }, (c) => {
@@ -103,9 +103,9 @@ export function processingRoutes(ctx: ApiContext): Hono {
 
   route(app, P, { method: 'get', path: `${D}/:processing`, summary: 'A processing', tag: 'processings' }, (c) => {
     ds(c);
-    const p = PROCESSINGS.find((x) => x._id === c.req.param('processing'));
+    const p = processingOf(c.req.param('processing')!);
     if (!p) throw notFound('processing', c.req.param('processing')!);
-    return c.json(processingView(p));
+    return c.json(p);
   });
 
   route(
@@ -116,14 +116,13 @@ export function processingRoutes(ctx: ApiContext): Hono {
       const d = ds(c);
       const b = await body(c, createSchema);
       const e = await ctx.store.update((s) => {
-        const proc = PROCESSINGS.find((x) => x._id === b.processing);
-        if (!proc) throw badRequest(`processing: unknown processing ${b.processing}`);
-        const names: readonly { name: string }[] = proc.parameters;
-        for (const k of Object.keys(b.parameters)) if (!names.some((x) => x.name === k)) throw badRequest(`parameters.${k}: not a parameter of ${proc.technical_name}`);
-        const fusion = proc === PYRAMID_FUSION;
+        const proc = processingOf(b.processing);
+        if (!proc) throw badRequest(`processing: no processing ${b.processing}`);
+        for (const k of Object.keys(b.parameters)) if (!proc.parameters.some((x) => x.name === k)) throw badRequest(`parameters.${k}: not a parameter of ${proc.technical_name}`);
+        const fusion = proc._id === PYRAMID_FUSION._id;
         if (fusion) checkFusion(s, d, b);
         else if (b.inputs.upload.length === 0) throw badRequest('inputs.upload: raster-to-pyramid needs at least one upload');
-        if (!fusion && b.inputs.stored_data.length > 1) throw badRequest('inputs.stored_data: raster-to-pyramid chains on one pyramid at most');
+        else if (b.inputs.stored_data.length > 1) throw badRequest('inputs.stored_data: raster-to-pyramid chains on one pyramid at most');
         for (const u of b.inputs.upload) {
           const up = find(s.uploads, 'upload', d, u);
           if (up.status !== 'CLOSED') throw badRequest(`inputs.upload: upload ${u} is ${up.status}, not CLOSED`);
