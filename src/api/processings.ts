@@ -16,9 +16,9 @@ import {
   type State,
   type StoredData,
 } from '../state/model.js';
-import { checkFusion, fusionBbox } from './fusion.js';
 import { tilesAt } from './uploads.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
+import { checkFusion, fusionBbox } from './fusion.js';
 
 const level = z.coerce.number().int().min(0).max(21);
 
@@ -26,13 +26,13 @@ export const parametersSchema = z.strictObject({
   tms: z.literal('PM').optional(),
   compression: z.enum(['jpg', 'png', 'webp']).optional(),
   interpolation: z.enum(['nn', 'linear', 'bicubic', 'lanczos']).optional(),
+  // pyramid-fusion's own (a processing refuses the parameters it does not list)
+  bbox: fusionBbox.optional(),
+  parallelization: z.number().int().min(1).max(64).optional(),
   bottom: level.optional(),
   top: level.optional(),
   quality: z.number().int().min(1).max(100).optional(),
   nodata: z.array(z.number().int().min(0).max(255)).min(1).max(4).optional(),
-  // pyramid-fusion's own (a processing refuses the parameters it does not list)
-  bbox: fusionBbox.optional(),
-  parallelization: z.number().int().min(1).max(64).optional(),
 });
 
 const createSchema = z.strictObject({
