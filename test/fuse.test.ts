@@ -194,6 +194,18 @@ describe('tuile merge of separate pyramids', () => {
     }
   });
 
+  it('copies the uppermost jpeg tile whole where jpeg pyramids overlap (jpeg has no transparency)', async () => {
+    const jpg = ['--bottom', '7', '--compression', 'jpg', '--quiet'];
+    cli(['build', NORTH, '--out', dir('north-jpg2'), ...jpg]);
+    cli(['build', SOUTH, '--out', dir('south-jpg2'), ...jpg]);
+    const line = cli(['merge', dir('north-jpg2'), dir('south-jpg2'), '--out', dir('both-jpg')]);
+    const [n, s2, got] = await Promise.all([chainTiles(dir('north-jpg2')), chainTiles(dir('south-jpg2')), chainTiles(dir('both-jpg'))]);
+    expect([...got.keys()].sort()).toEqual([...new Set([...n.keys(), ...s2.keys()])].sort());
+    expect([...got.keys()].filter((k) => n.has(k) && s2.has(k)).length).toBeGreaterThan(5);
+    for (const [k, b] of got) expect(b.equals(s2.get(k) ?? n.get(k)!), k).toBe(true);
+    expect(line).toMatch(new RegExp(`\\(${got.size} copied, 0 composited\\)`));
+  });
+
   it('takes an input another input is chained on once, as its chain has it', async () => {
     cli(['merge', dir('north'), dir('south-up'), '--out', dir('once'), '--quiet']);
     const want = await chainTiles(dir('south-up'));
