@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PM, tileBounds } from '../src/geo/tms.js';
 import { PyramidChain } from '../src/pyramid/chain.js';
 import type { PyramidDescriptor } from '../src/pyramid/descriptor.js';
-import { mercatorBbox } from '../src/pyramid/fuse.js';
+import { fusePyramids, mercatorBbox } from '../src/pyramid/fuse.js';
 import { PMTilesReader } from '../src/pyramid/pmtiles.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
@@ -245,6 +245,15 @@ describe('tuile merge refuses', () => {
     rmSync(dir('broken-parent'), { recursive: true });
     const out = dir('from-broken');
     expectRefused(runCli(['merge', dir('broken'), '--out', out]), out, /broken-parent/);
+  });
+
+  it('to go on once stopped (Ctrl-C, an aborted execution): it rejects and leaves nothing', async () => {
+    const out = dir('stopped');
+    const stop = new AbortController();
+    stop.abort();
+    await expect(fusePyramids({ inputs: [dir('masked-up')], out, signal: stop.signal })).rejects.toThrow('merge interrupted');
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(tmp.path).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 
   it('an output folder that holds something', () => {
