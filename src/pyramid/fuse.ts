@@ -11,7 +11,7 @@ import { TuileError, errorMessage } from '../errors.js';
 import { PM, lonLatToMercator, tileLimitsForBounds, type Bbox, type TileLimits } from '../geo/tms.js';
 import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
 import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
-import { lonLatOf, prepareOut, unionLimits, writeFileSynced } from './build.js';
+import { lonLatOf, prepareOut, unionBbox, unionLimits, writeFileSynced } from './build.js';
 import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
 import { PMTilesWriter, tileIdToZxy, zxyToTileId } from './pmtiles.js';
@@ -122,7 +122,7 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
     throw new TuileError('InvalidParameter', `levels ${top}-${bottom} are outside the inputs' levels ${minTop}-${maxBottom}: a fusion copies tiles, it computes none`);
   }
   const box = opts.bbox ? mercatorBbox(opts.bbox) : undefined;
-  const union = ds.slice(1).reduce((a, d) => ({ minX: Math.min(a.minX, d.bbox.minX), minY: Math.min(a.minY, d.bbox.minY), maxX: Math.max(a.maxX, d.bbox.maxX), maxY: Math.max(a.maxY, d.bbox.maxY) }), ds[0].bbox);
+  const union = unionBbox(ds.map((d) => d.bbox));
   const bbox = box ? intersect(union, box) : union;
   if (!(bbox.minX < bbox.maxX && bbox.minY < bbox.maxY)) throw new TuileError('InvalidParameter', `bbox ${opts.bbox!.join(',')} does not meet the inputs' extent`);
   const limits = fusionLimits(ds, top, bottom, box);
