@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Command line: `tuile build`, `tuile inspect`. Any error: one line on stderr and a non-zero exit.
+// Command line: `tuile build`, `tuile merge`, `tuile inspect`. Any error: one line on stderr and a non-zero exit.
 
 import { parseArgs } from 'node:util';
 import { TuileError, errorMessage } from './errors.js';
@@ -21,6 +21,9 @@ const USAGE = `usage:
       --parent DIR: an update of that pyramid: only the tiles the inputs change are stored, the rest
                     read through its chain; levels, compression, interpolation, quality and nodata
                     default to the parent's
+  tuile merge DIR... --out DIR [--top N] [--bottom N] [--bbox=W,S,E,N] [--parallelization N] [--quiet]
+      one standalone pyramid from a chained pyramid, or from several pyramids of one format (later ones
+      over earlier ones): tiles one input holds are copied byte for byte, overlapping ones composited
   tuile inspect DIR [--json]   (the pyramid, its levels and its parent chain, nearest first)
   tuile serve [--layer NAME=DIR]... [--port N]   (without --layer: the server of npm start, layers from the management API)`;
 
@@ -126,6 +129,50 @@ async function build(args: string[]): Promise<void> {
   }
 }
 
+async function merge(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string', short: 'o' },
+      top: { type: 'string' },
+      bottom: { type: 'string' },
+      bbox: { type: 'string' },
+      parallelization: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+  });
+  if (positionals.length === 0) throw new TuileError('InvalidParameter', 'merge needs at least one pyramid folder');
+  if (!values.out) throw new TuileError('InvalidParameter', 'merge needs --out DIR');
+  let bbox: [number, number, number, number] | undefined;
+  if (values.bbox !== undefined) {
+    const v = values.bbox.split(',').map((s) => Number(s.trim()));
+    if (v.length !== 4 || v.some((x) => !Number.isFinite(x))) throw new TuileError('InvalidParameter', `--bbox takes W,S,E,N in degrees, not '${values.bbox}'`);
+    bbox = v as [number, number, number, number];
+  }
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const { fusePyramids } = await import('./pyramid/fuse.js');
+  const r = await fusePyramids({
+    inputs: positionals,
+    out: values.out,
+    top: intOption(values.top, 'top', 0, 24),
+    bottom: intOption(values.bottom, 'bottom', 0, 24),
+    bbox,
+    parallelization: intOption(values.parallelization, 'parallelization', 1, 64),
+    signal: controller.signal,
+    onProgress: values.quiet ? undefined : progressBar(),
+  });
+  const d = r.descriptor;
+  if (!values.quiet) {
+    console.log(
+      `merged ${values.out}: ${r.tiles} tiles (${r.copied} copied, ${r.composited} composited), ${r.bytes} bytes, levels ${d.top}-${d.bottom}, ${d.tileFormat}, ${r.seconds.toFixed(2)} s`,
+    );
+  }
+}
+
 async function inspect(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
   if (positionals.length !== 1) throw new TuileError('InvalidParameter', 'inspect needs one pyramid folder');
@@ -157,6 +204,7 @@ async function inspect(args: string[]): Promise<void> {
     `  archive ${ARCHIVE}: ${archiveTiles} tiles, ${d.stats.bytes} bytes; sources ${d.sources.join(', ')}`,
     `  chain: ${d.parents.length === 0 ? 'none (root pyramid)' : `${d.parents.length} parent(s), nearest first`}`,
     ...chain.map((p, i) => `  parent ${i + 1}: ${p.id} ${p.folder}${p.status === 'ok' ? '' : ` (${p.status})`}`),
+    ...(d.fusedFrom ? [`  merged from ${d.fusedFrom.length} pyramid(s), none of which it reads: ${d.fusedFrom.join(', ')}`] : []),
     ...d.levels.map((l) => `  level ${l.id.padStart(2)}: x ${l.limits.minX}-${l.limits.maxX}, y ${l.limits.minY}-${l.limits.maxY}, ${l.tiles} tiles`),
   ];
   console.log(lines.join('\n'));
@@ -181,6 +229,8 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'build':
       return build(rest);
+    case 'merge':
+      return merge(rest);
     case 'inspect':
       return inspect(rest);
     case 'serve':
@@ -197,8 +247,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
-  if (err instanceof TuileError && err.message === 'build interrupted') {
-    process.stderr.write('tuile: build interrupted, nothing written\n');
+  if (err instanceof TuileError && (err.message === 'build interrupted' || err.message === 'merge interrupted')) {
+    process.stderr.write(`tuile: ${err.message}, nothing written\n`);
     process.exit(130);
   }
   process.stderr.write(`tuile: ${errorMessage(err).split('\n')[0]}\n`);

@@ -2,7 +2,7 @@
 // at a time in a child process at a lower CPU priority, so that a build never starves tile serving and
 // its memory is returned when it ends. Statuses, progress and logs go back into the state store.
 //
-// This module is also the child's entry: `node jobs.js --child` builds what its parent sends.
+// This module is also the child's entry: `node jobs.js --child` builds (or fuses) what its parent sends.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,12 +14,17 @@ import { dataPaths } from './config.js';
 import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
+import { fusePyramids, type FuseOptions } from './pyramid/fuse.js';
+import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
 import { PYRAMID_TYPE, SERVER, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
 import type { StateStore } from './state/store.js';
 
-type ToChild = { type: 'run'; options: Omit<BuildOptions, 'onProgress' | 'signal'> };
+// a fusion's options have no parent: its output reads none of its inputs
+type ToChild =
+  | { type: 'run'; options: Omit<BuildOptions, 'onProgress' | 'signal'> }
+  | { type: 'fuse'; options: Omit<FuseOptions, 'onProgress' | 'signal'> & { parent?: undefined } };
 type FromChild =
   | { type: 'progress'; done: number; total: number }
   | { type: 'done'; result: Omit<BuildResult, 'descriptor'> & { descriptor: PyramidDescriptor } }
@@ -159,9 +164,10 @@ export class JobRunner {
     const target = s0.stored_data[e0.output.stored_data];
     const folder = e0.inject && target ? `${target._id}.${Date.now().toString(36)}` : e0.output.stored_data;
     const out = dataPaths(this.opts.dataDir).pyramid(folder);
+    const fusion = e0.processing === PYRAMID_FUSION._id;
     let options: ToChild['options'];
     try {
-      options = await this.buildOptions(s0, e0, out);
+      options = fusion ? this.fuseOptions(s0, e0, out) : await this.buildOptions(s0, e0, out);
     } catch (err) {
       await this.finish(id, 'FAILURE', `FAILURE: ${withoutPaths(errorMessage(err), this.opts.dataDir)}`);
       return;
@@ -175,12 +181,13 @@ export class JobRunner {
       e.folder = folder;
       e.last_event = { title: 'started', date: e.start, initiator: SERVER };
       const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
-      log(e, `PROGRESS: building ${options.inputs.length} file(s) into stored data ${e.output.stored_data}${how}`);
+      log(e, `PROGRESS: ${fusion ? `fusing ${options.inputs.length} pyramid(s)` : `building ${options.inputs.length} file(s)`} into stored data ${e.output.stored_data}${how}`);
       const sd = s.stored_data[e.output.stored_data];
       sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
       sd.update = e.start;
       sd.last_event = { title: e.inject ? 'modifying' : 'generating', date: e.start, initiator: SERVER };
       if (!e.inject && e.inputs.stored_data[0]) sd.parent = e.inputs.stored_data[0];
+      if (fusion) delete sd.parent; // standalone: it reads none of its inputs
     });
 
     const child = fork(fileURLToPath(import.meta.url), ['--child'], {
@@ -214,7 +221,7 @@ export class JobRunner {
       child.on('exit', (code, signal) => {
         resolve(settled ?? { type: 'error', message: `build process ended (${signal ?? code})`, interrupted: signal === 'SIGTERM' });
       });
-      child.send({ type: 'run', options } satisfies ToChild);
+      child.send((fusion ? { type: 'fuse', options } : { type: 'run', options }) as ToChild);
     });
 
     if (outcome.type === 'done') {
@@ -230,7 +237,9 @@ export class JobRunner {
         e.last_event = { title: 'succeeded', date: t, initiator: SERVER };
         // what the build used, inherited from the parent or defaulted, next to what was asked
         const inv = Object.entries(KERNEL_NAMES).find(([n, k]) => k === d.interpolation && n.length <= 7 && ['nn', 'linear', 'bicubic', 'lanczos'].includes(n));
-        e.parameters = { tms: d.tms, compression: d.tileFormat, interpolation: inv?.[0] ?? d.interpolation, bottom: d.bottom, top: d.top, ...(d.quality ? { quality: d.quality } : {}), ...e.parameters };
+        e.parameters = fusion
+          ? { bottom: d.bottom, top: d.top, ...e.parameters }
+          : { tms: d.tms, compression: d.tileFormat, interpolation: inv?.[0] ?? d.interpolation, bottom: d.bottom, top: d.top, ...(d.quality ? { quality: d.quality } : {}), ...e.parameters };
         log(e, `SUCCESS: ${outcome.result.tiles} tiles, ${outcome.result.bytes} bytes in ${outcome.result.seconds.toFixed(1)} s`);
         if (!sd) return; // deleted meanwhile: nothing to describe
         sd.status = 'GENERATED';
@@ -281,7 +290,25 @@ export class JobRunner {
     });
   }
 
-  private async buildOptions(s: Readonly<State>, e: Execution, out: string): Promise<ToChild['options']> {
+  private fuseOptions(s: Readonly<State>, e: Execution, out: string): Omit<FuseOptions, 'onProgress' | 'signal'> {
+    const inputs = e.inputs.stored_data.map((id) => {
+      const sd = s.stored_data[id];
+      if (!sd || sd.status !== 'GENERATED' || sd.type !== PYRAMID_TYPE) throw new TuileError('InvalidInput', `stored data ${id} is not a generated pyramid`);
+      return dataPaths(this.opts.dataDir).pyramid(pyramidFolder(sd));
+    });
+    const p = e.parameters;
+    const b = p.bbox as { west: number; south: number; east: number; north: number } | undefined;
+    return {
+      inputs,
+      out,
+      top: p.top as number | undefined,
+      bottom: p.bottom as number | undefined,
+      bbox: b && [b.west, b.south, b.east, b.north],
+      parallelization: p.parallelization as number | undefined,
+    };
+  }
+
+  private async buildOptions(s: Readonly<State>, e: Execution, out: string): Promise<Omit<BuildOptions, 'onProgress' | 'signal'>> {
     const inputs: string[] = [];
     for (const u of e.inputs.upload) {
       const files = await uploadFiles(join(dataPaths(this.opts.dataDir).upload(u), 'data'));
@@ -324,16 +351,14 @@ function child(): void {
   process.on('disconnect', stop);
   process.once('message', (m: ToChild) => {
     let last = -1;
-    buildPyramid({
-      ...m.options,
-      signal: controller.signal,
-      onProgress: (done, total) => {
-        const pct = Math.floor((100 * done) / Math.max(1, total));
-        if (pct === last || !process.connected) return;
-        last = pct;
-        process.send!({ type: 'progress', done, total } satisfies FromChild);
-      },
-    }).then(
+    const onProgress = (done: number, total: number) => {
+      const pct = Math.floor((100 * done) / Math.max(1, total));
+      if (pct === last || !process.connected) return;
+      last = pct;
+      process.send!({ type: 'progress', done, total } satisfies FromChild);
+    };
+    const run = m.type === 'fuse' ? fusePyramids({ ...m.options, signal: controller.signal, onProgress }) : buildPyramid({ ...m.options, signal: controller.signal, onProgress });
+    run.then(
       (result) => {
         if (process.connected) process.send!({ type: 'done', result } satisfies FromChild, () => process.exit(0));
         else process.exit(0);

@@ -1,11 +1,10 @@
 // PMTiles writer and reader: tile id math, round trips through our reader and the `pmtiles` package, failure cleanup.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, truncate, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PMTiles, TileType as RefTileType, zxyToTileId as refZxyToTileId, type RangeResponse, type Source } from 'pmtiles';
+import { PMTiles, TileType as RefTileType, zxyToTileId as refZxyToTileId } from 'pmtiles';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TuileError } from '../src/errors.js';
 import {
@@ -15,28 +14,7 @@ import {
   zxyToTileId,
   type WriterOptions,
 } from '../src/pyramid/pmtiles.js';
-
-/** The `pmtiles` package reads through a Source; this one reads a local file, counting reads. */
-class NodeFileSource implements Source {
-  reads = 0;
-  private readonly fd: number;
-  constructor(private readonly path: string) {
-    this.fd = openSync(path, 'r');
-  }
-  getKey(): string {
-    return this.path;
-  }
-  async getBytes(offset: number, length: number): Promise<RangeResponse> {
-    this.reads++;
-    const buf = new Uint8Array(length);
-    // the package asks for 16384 bytes up front: a smaller archive answers with what there is
-    const n = readSync(this.fd, buf, 0, length, offset);
-    return { data: buf.buffer.slice(0, n) };
-  }
-  close(): void {
-    closeSync(this.fd);
-  }
-}
+import { NodeFileSource } from './helpers/pmtiles.js';
 
 /** Deterministic PRNG (mulberry32), so that a failure can be replayed. */
 function prng(seed: number): () => number {

@@ -1,12 +1,14 @@
 // Processings and their executions: `raster-to-pyramid` turns closed uploads (and optionally one pyramid
 // to chain on) into a new stored data. Creating an execution creates its output (CREATED); launching it
-// commits WAITING, which the job queue (src/jobs.ts) picks up from the state.
+// commits WAITING, which the job queue (src/jobs.ts) picks up from the state. `pyramid-fusion` fuses
+// pyramids into a new standalone one (src/pyramid/fuse.ts).
 
 import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import {
   EXECUTION_STATUSES,
+  PYRAMID_FUSION,
   PYRAMID_TYPE,
   RASTER_TO_PYRAMID,
   created,
@@ -17,6 +19,7 @@ import {
 } from '../state/model.js';
 import { tilesAt } from '../checks.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
+import { checkFusion, fusionBbox } from './fusion.js';
 
 const level = z.coerce.number().int().min(0).max(21);
 
@@ -24,6 +27,9 @@ export const parametersSchema = z.strictObject({
   tms: z.literal('PM').optional(),
   compression: z.enum(['jpg', 'png', 'webp']).optional(),
   interpolation: z.enum(['nn', 'linear', 'bicubic', 'lanczos']).optional(),
+  // pyramid-fusion's own (a processing refuses the parameters it does not list)
+  bbox: fusionBbox.optional(),
+  parallelization: z.number().int().min(1).max(64).optional(),
   bottom: level.optional(),
   top: level.optional(),
   quality: z.number().int().min(1).max(100).optional(),
@@ -41,7 +47,7 @@ const createSchema = z.strictObject({
   processing: uuid,
   inputs: z.strictObject({
     upload: z.array(uuid).max(100).default([]),
-    stored_data: z.array(uuid).max(1).default([]),
+    stored_data: z.array(uuid).max(100).default([]),
   }),
   output: z.strictObject({
     // a new stored data, or an existing pyramid to update in place (injection)
@@ -64,7 +70,7 @@ const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional
 const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
 /** The processings this server runs, as the Entrepôt lists them: one entry each. */
-export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string }[] = [RASTER_TO_PYRAMID];
+export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
 
 function processingOf(id: string) {
   return PROCESSINGS.find((p) => p._id === id);
@@ -120,8 +126,13 @@ export function processingRoutes(ctx: ApiContext): Hono {
       const d = ds(c);
       const b = await body(c, createSchema);
       const e = await ctx.store.update((s) => {
-        if (b.processing !== RASTER_TO_PYRAMID._id) throw badRequest(`processing: no processing ${b.processing}`);
-        if (b.inputs.upload.length === 0) throw badRequest('inputs.upload: raster-to-pyramid needs at least one upload');
+        const proc = processingOf(b.processing);
+        if (!proc) throw badRequest(`processing: no processing ${b.processing}`);
+        for (const k of Object.keys(b.parameters)) if (!proc.parameters.some((x) => x.name === k)) throw badRequest(`parameters.${k}: not a parameter of ${proc.technical_name}`);
+        const fusion = proc._id === PYRAMID_FUSION._id;
+        if (fusion) checkFusion(s, d, b);
+        else if (b.inputs.upload.length === 0) throw badRequest('inputs.upload: raster-to-pyramid needs at least one upload');
+        else if (b.inputs.stored_data.length > 1) throw badRequest('inputs.stored_data: raster-to-pyramid chains on one pyramid at most');
         b.inputs.upload.forEach((u, i) => {
           const up = Object.hasOwn(s.uploads, u) ? s.uploads[u] : undefined;
           if (!up || up.datastore !== d) throw badRequest(`inputs.upload.${i}: no upload ${u} in this datastore`);
@@ -142,7 +153,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
         if (injectInto && b.inputs.stored_data.some((x) => x !== injectInto)) {
           throw badRequest('inputs.stored_data: an injection updates its output; it chains on nothing else');
         }
-        const parentId = injectInto ?? b.inputs.stored_data[0];
+        const parentId = fusion ? undefined : (injectInto ?? b.inputs.stored_data[0]);
         if (parentId) {
           const field = injectInto ? 'output.stored_data._id' : 'inputs.stored_data.0';
           const parent = Object.hasOwn(s.stored_data, parentId) ? s.stored_data[parentId] : undefined;

@@ -172,7 +172,7 @@ export function planLevels(bbox: Bbox, top: number, bottom: number): (TileLimits
   return limits;
 }
 
-function lonLatOf(b: Bbox): Bbox {
+export function lonLatOf(b: Bbox): Bbox {
   const [w, s] = mercatorToLonLat(b.minX, b.minY);
   const [e, n] = mercatorToLonLat(b.maxX, b.maxY);
   return { minX: w, minY: s, maxX: e, maxY: n };
@@ -187,7 +187,7 @@ export function chainParents(parentDir: string, parent: PyramidDescriptor, out: 
   ];
 }
 
-async function prepareOut(out: string): Promise<void> {
+export async function prepareOut(out: string): Promise<void> {
   try {
     const s = await stat(out);
     if (!s.isDirectory()) throw new TuileError('OutputError', `${out} exists and is not a folder`);
@@ -200,7 +200,7 @@ async function prepareOut(out: string): Promise<void> {
   }
 }
 
-async function writeFileSynced(path: string, text: string): Promise<void> {
+export async function writeFileSynced(path: string, text: string): Promise<void> {
   const fh = await open(path, 'w');
   try {
     await fh.writeFile(text);
@@ -210,7 +210,7 @@ async function writeFileSynced(path: string, text: string): Promise<void> {
   }
 }
 
-function unionLimits(a: TileLimits | null | undefined, b: TileLimits | null | undefined): TileLimits | null {
+export function unionLimits(a: TileLimits | null | undefined, b: TileLimits | null | undefined): TileLimits | null {
   if (!a) return b ?? null;
   if (!b) return a;
   return { z: a.z, minX: Math.min(a.minX, b.minX), minY: Math.min(a.minY, b.minY), maxX: Math.max(a.maxX, b.maxX), maxY: Math.max(a.maxY, b.maxY) };

@@ -69,6 +69,11 @@ export class PyramidChain {
     return undefined;
   }
 
+  /** Every tile of every member's archive, member after member: a tile several members hold comes once for each. */
+  *tiles(): Iterable<{ z: number; x: number; y: number }> {
+    for (const m of this.members) yield* m.reader.tiles();
+  }
+
   async getTile(z: number, x: number, y: number): Promise<TileHit | undefined> {
     for (const m of this.members) {
       if (m.reader.has(z, x, y)) {

@@ -41,6 +41,8 @@ export interface PyramidDescriptor {
   /** Parent pyramid folders, nearest first (read-through chain). */
   parents: { id: string; path: string }[];
   sources: string[];
+  /** A fusion's record of the pyramids it copied from (each input's chain); it reads none of them. */
+  fusedFrom?: string[];
   created: string;
   stats: { tiles: number; bytes: number; seconds: number };
 }

@@ -308,3 +308,29 @@ export function created(initiator: string): Pick<Entity, 'creation' | 'update' |
 export function now(): string {
   return new Date().toISOString();
 }
+
+/**
+ * The platform's second raster processing: a chained pyramid, or several pyramids of one tile matrix set and
+ * format (later ones over earlier ones), fused into one standalone pyramid whose tiles are copied, not recomputed.
+ */
+export const PYRAMID_FUSION = {
+  _id: '5d0b6c3e-2f8a-4b71-9c4e-8a1f3e6d2b07',
+  name: 'Fusion de pyramides raster',
+  technical_name: 'pyramid-fusion',
+  description: 'Fuses a chained pyramid, or several pyramids of one tile matrix set and format (later ones drawn over earlier ones), into one standalone pyramid',
+  priority: 'STANDARD',
+  input_types: { upload: [], stored_data: [PYRAMID_TYPE] },
+  output_type: { stored_data: PYRAMID_TYPE, storage: ['FILESYSTEM'] },
+  required_checks: [],
+  parameters: [
+    { name: 'top', description: 'Top (least detailed) level kept: by default the inputs\' top', mandatory: false, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
+    { name: 'bottom', description: 'Bottom (most detailed) level kept: by default the inputs\' bottom', mandatory: false, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
+    {
+      name: 'bbox',
+      description: 'Only the tiles meeting this box, in degrees',
+      mandatory: false,
+      constraints: { type: 'object', properties: { west: { type: 'number' }, south: { type: 'number' }, east: { type: 'number' }, north: { type: 'number' } } },
+    },
+    { name: 'parallelization', description: 'Tiles read and composited at once', mandatory: false, default_value: 4, constraints: { type: 'integer', minimum: 1, maximum: 64 } },
+  ],
+} as const;
