@@ -20,6 +20,7 @@ import { recoverChecks } from './api/uploads.js';
 import type { ApiContext } from './api/http.js';
 import { TileCache } from './cache.js';
 import { dataPaths, loadConfig, type Config } from './config.js';
+import { collectOrphans, lockDataDir } from './datadir.js';
 import { seedDemo } from './demo.js';
 import { errorMessage } from './errors.js';
 import { JobRunner } from './jobs.js';
@@ -42,6 +43,8 @@ type Message =
 
 /** How long a commit waits for every serving process to switch to its layers. */
 const SWITCH_TIMEOUT_MS = 5000;
+/** Serving processes that may fail to start in a row (a port in use...) before no other is forked. */
+const MAX_FAILED_STARTS = 3;
 /** How long in-flight requests may take to finish after SIGTERM. */
 const DRAIN_MS = 10_000;
 
@@ -129,7 +132,10 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
 
   // The primary owns the state: store, job queue, API; serving processes follow its commits.
   const paths = dataPaths(cfg.dataDir);
+  lockDataDir(cfg.dataDir);
   const store = await StateStore.open(paths.state);
+  // before anything serves: a push or a build started now would be taken for an orphan
+  await collectOrphans(store.state, cfg.dataDir);
   const token = await adminToken(cfg);
   await ensureDefaults(store);
   let running: Running | null = null;
@@ -225,7 +231,12 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
   let nextId = 1;
   let generation = 0;
   let markReady!: () => void;
-  const readyP = new Promise<void>((r) => (markReady = r));
+  let failReady!: (err: Error) => void;
+  const readyP = new Promise<void>((r, j) => ((markReady = r), (failReady = j)));
+  let isReady = false;
+  const started = new WeakSet<Worker>();
+  let failedStarts = 0;
+  let gaveUp = false;
   const acks = new Map<number, { left: Set<Worker>; done: () => void }>();
   const preparing = new Map<number, { left: Set<Worker>; errors: string[]; done: () => void }>();
   const collecting = new Map<number, { from: Worker; orig: number; want: number; got: MetricsSnapshot[] }>();
@@ -244,7 +255,10 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
     workers.add(w);
     w.on('message', (m: Message) => {
       if (m.type === 'ready') {
+        started.add(w);
+        failedStarts = 0;
         if (++ready === cfg.workers) {
+          isReady = true;
           markReady();
           if (banner) printBanner(cfg, specs());
         }
@@ -286,6 +300,20 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
         if (p.left.size === 0) p.done();
       }
       if (!shuttingDown) {
+        // one that dies before serving would die again the same way: a few tries, then stop trying
+        if (!gaveUp && !started.has(w) && ++failedStarts >= MAX_FAILED_STARTS) {
+          gaveUp = true;
+          const why = `${failedStarts} serving processes in a row exited before serving (last: ${signal ?? code}); not starting another`;
+          console.error(`tuile: ${why}`);
+          if (!isReady) failReady(new Error(why));
+        }
+        if (gaveUp) {
+          if (isReady && workers.size === 0) {
+            console.error('tuile: no serving process left; stopping');
+            process.exit(1);
+          }
+          return;
+        }
         console.error(`tuile: worker ${w.process.pid} exited (${signal ?? code}); starting another`);
         fork();
       } else if (workers.size === 0) {
