@@ -28,6 +28,7 @@ import { Metrics, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { ServerContext } from './protocols/tile.js';
 import { RegistryHolder, specsFromState, type LayerSpec } from './registry.js';
+import { drainable } from './shutdown.js';
 import { StateStore } from './state/store.js';
 
 type Message =
@@ -65,8 +66,9 @@ async function runServer(cfg: Config, specs: LayerSpec[], opts: ServingOptions =
   const server = createServer(
     createListener(ctx, { collectMetrics: collect ? () => collect(metrics.snapshot()) : undefined, api: opts.api, apiPort: opts.apiPort }),
   );
+  const { drain } = drainable(server);
   await listen(server, cfg.port, cfg.host);
-  return { ctx, server, holder };
+  return { ctx, drain, holder };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
@@ -74,18 +76,6 @@ function listen(server: Server, port: number, host: string): Promise<void> {
     server.once('listening', () => res());
     server.once('error', rej);
     server.listen(port, host);
-  });
-}
-
-/** Stops accepting, lets in-flight requests finish (bounded), then closes what is left. */
-function drain(server: Server): Promise<void> {
-  return new Promise((res) => {
-    server.close(() => res());
-    server.closeIdleConnections();
-    setTimeout(() => {
-      server.closeAllConnections();
-      res();
-    }, DRAIN_MS).unref();
   });
 }
 
@@ -195,12 +185,12 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
     process.on('SIGINT', handler);
   };
   if (cfg.workers <= 1) {
-    const { server, holder } = await runServer(cfg, hooks.specs(), { api: hooks.api });
+    const { drain, holder } = await runServer(cfg, hooks.specs(), { api: hooks.api });
     hooks.onChange(async (specs) => {
       await holder.load(specs, { skipBroken: true });
     });
     const stop = async () => {
-      await Promise.all([drain(server), hooks.beforeExit?.()]);
+      await Promise.all([drain(DRAIN_MS), hooks.beforeExit?.()]);
     };
     onSignal(stop);
     if (!hooks.api) printBanner(cfg, hooks.specs());
@@ -208,9 +198,17 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
   }
   // the API answers on 127.0.0.1 in this process; the serving processes pass /api requests to it
   let apiServer: Server | null = null;
+  let apiDrain: ((ms: number) => Promise<void>) | null = null;
   let apiPort: number | undefined;
   if (hooks.api) {
-    apiServer = createServer(getRequestListener(hooks.api.fetch));
+    const listener = getRequestListener(hooks.api.fetch);
+    // its answers reach clients through the serving processes, which copy their headers: a hop-by-hop
+    // Connection of this internal hop would override the serving process's own (close, when it stops)
+    apiServer = createServer((req, res) => {
+      res.removeHeader('connection');
+      return listener(req, res);
+    });
+    apiDrain = drainable(apiServer).drain;
     await listen(apiServer, 0, '127.0.0.1');
     apiPort = (apiServer.address() as AddressInfo).port;
   }
@@ -219,7 +217,7 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
   await cl.ready;
   const stop = async () => {
     await Promise.all([cl.stop(), hooks.beforeExit?.()]);
-    if (apiServer) await drain(apiServer);
+    if (apiDrain) await apiDrain(DRAIN_MS);
   };
   onSignal(stop);
   return { stop, prepare: cl.prepare };
@@ -370,7 +368,9 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
   const stop = async () => {
     shuttingDown = true;
     if (workers.size === 0) return;
-    for (const w of workers) w.kill('SIGTERM');
+    // a signal, not worker.kill(): that disconnects first, and the disconnection closes the worker's
+    // servers the abrupt way (idle keep-alive sockets destroyed) before its SIGTERM handler drains them
+    for (const w of workers) w.process.kill('SIGTERM');
     await Promise.race([allExited, new Promise((r) => setTimeout(r, DRAIN_MS + 2000).unref())]);
   };
   for (let i = 0; i < cfg.workers; i++) fork();
@@ -396,7 +396,7 @@ async function worker(cfg: Config): Promise<void> {
     });
   const specs = JSON.parse(process.env.TUILE_LAYER_SPECS ?? '[]') as LayerSpec[];
   const apiPort = Number(process.env.TUILE_API_PORT) || undefined;
-  const { holder, ctx, server } = await runServer(cfg, specs, { collectMetrics: collect, apiPort });
+  const { holder, ctx, drain } = await runServer(cfg, specs, { collectMetrics: collect, apiPort });
   // layer switches are applied in the order they were sent
   let loading: Promise<unknown> = Promise.resolve();
   process.on('message', (m: Message) => {
@@ -418,7 +418,7 @@ async function worker(cfg: Config): Promise<void> {
     }
   });
   process.on('SIGTERM', () => {
-    void drain(server).then(() => process.exit(0));
+    void drain(DRAIN_MS).then(() => process.exit(0));
   });
   process.on('SIGINT', () => {}); // the primary decides: it sends SIGTERM
   process.send!({ type: 'ready' } satisfies Message);
