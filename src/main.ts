@@ -21,7 +21,7 @@ import type { ApiContext } from './api/http.js';
 import { TileCache } from './cache.js';
 import { dataPaths, loadConfig, type Config } from './config.js';
 import { collectOrphans, lockDataDir } from './datadir.js';
-import { seedDemo } from './demo.js';
+import { demoStarting, demoWanted, seedDemo } from './demo.js';
 import { errorMessage } from './errors.js';
 import { JobRunner } from './jobs.js';
 import { Metrics, type MetricsSnapshot } from './metrics.js';
@@ -127,6 +127,10 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   // before anything serves: a push or a build started now would be taken for an orphan
   await collectOrphans(store.state, cfg.dataDir);
   const token = await adminToken(cfg);
+  // only on a new data folder (a user who deleted everything does not get the demo back), or to finish
+  // one a kill interrupted: marked before the first commit makes the folder look used
+  const demo = cfg.demo && demoWanted(cfg.dataDir, store.isNew);
+  if (demo && store.isNew) await demoStarting(cfg.dataDir);
   await ensureDefaults(store);
   let running: Running | null = null;
   const apiCtx: ApiContext = {
@@ -159,9 +163,8 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   await jobs.recover();
   await recoverChecks(apiCtx);
   recoverOfferings(apiCtx);
-  // only on a new data folder: a user who deleted everything does not get the demo back
-  if (cfg.demo && store.isNew) {
-    await seedDemo(api, token).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));
+  if (demo) {
+    await seedDemo(api, token, cfg.dataDir, !store.isNew).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));
   }
   printBanner(cfg, specs());
   return running;
