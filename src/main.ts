@@ -28,7 +28,7 @@ import { Metrics, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { ServerContext } from './protocols/tile.js';
 import { RegistryHolder, specsFromState, type LayerSpec } from './registry.js';
-import { drainable } from './shutdown.js';
+import { drain as drainGracefully, graceful, internalHop } from './shutdown.js';
 import { StateStore } from './state/store.js';
 
 type Message =
@@ -66,17 +66,22 @@ async function runServer(cfg: Config, specs: LayerSpec[], opts: ServingOptions =
   const server = createServer(
     createListener(ctx, { collectMetrics: collect ? () => collect(metrics.snapshot()) : undefined, api: opts.api, apiPort: opts.apiPort }),
   );
-  const { drain } = drainable(server);
   await listen(server, cfg.port, cfg.host);
-  return { ctx, drain, holder };
+  return { ctx, server, holder };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
+  graceful(server);
   return new Promise<void>((res, rej) => {
     server.once('listening', () => res());
     server.once('error', rej);
     server.listen(port, host);
   });
+}
+
+/** Stops accepting, answers in-flight requests (bounded), lets keep-alive sockets end, then cuts what is left. */
+function drain(server: Server): Promise<void> {
+  return drainGracefully(server, DRAIN_MS);
 }
 
 function printBanner(cfg: Config, specs: LayerSpec[]): void {
@@ -188,12 +193,12 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
     process.on('SIGINT', handler);
   };
   if (cfg.workers <= 1) {
-    const { drain, holder } = await runServer(cfg, hooks.specs(), { api: hooks.api });
+    const { server, holder } = await runServer(cfg, hooks.specs(), { api: hooks.api });
     hooks.onChange(async (specs) => {
       await holder.load(specs, { skipBroken: true });
     });
     const stop = async () => {
-      await Promise.all([drain(DRAIN_MS), hooks.beforeExit?.()]);
+      await Promise.all([drain(server), hooks.beforeExit?.()]);
     };
     onSignal(stop);
     if (!hooks.api) printBanner(cfg, hooks.specs());
@@ -201,26 +206,21 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
   }
   // the API answers on 127.0.0.1 in this process; the serving processes pass /api requests to it
   let apiServer: Server | null = null;
-  let apiDrain: ((ms: number) => Promise<void>) | null = null;
   let apiPort: number | undefined;
   if (hooks.api) {
-    const listener = getRequestListener(hooks.api.fetch);
-    // its answers reach clients through the serving processes, which copy their headers: a hop-by-hop
-    // Connection of this internal hop would override the serving process's own (close, when it stops)
-    apiServer = createServer((req, res) => {
-      res.removeHeader('connection');
-      return listener(req, res);
-    });
-    apiDrain = drainable(apiServer).drain;
+    apiServer = createServer(getRequestListener(hooks.api.fetch));
     await listen(apiServer, 0, '127.0.0.1');
     apiPort = (apiServer.address() as AddressInfo).port;
+    // its answers reach clients through the serving processes, which copy their headers: a Connection
+    // header of this hop would override the serving process's own (close, when it stops)
+    internalHop(apiServer);
   }
   const cl = primary(cfg, hooks.specs, apiPort, !hooks.api);
   hooks.onChange(cl.publish);
   await cl.ready;
   const stop = async () => {
     await Promise.all([cl.stop(), hooks.beforeExit?.()]);
-    if (apiDrain) await apiDrain(DRAIN_MS);
+    if (apiServer) await drain(apiServer);
   };
   onSignal(stop);
   return { stop, prepare: cl.prepare };
@@ -399,7 +399,7 @@ async function worker(cfg: Config): Promise<void> {
     });
   const specs = JSON.parse(process.env.TUILE_LAYER_SPECS ?? '[]') as LayerSpec[];
   const apiPort = Number(process.env.TUILE_API_PORT) || undefined;
-  const { holder, ctx, drain } = await runServer(cfg, specs, { collectMetrics: collect, apiPort });
+  const { holder, ctx, server } = await runServer(cfg, specs, { collectMetrics: collect, apiPort });
   // layer switches are applied in the order they were sent
   let loading: Promise<unknown> = Promise.resolve();
   process.on('message', (m: Message) => {
@@ -421,7 +421,7 @@ async function worker(cfg: Config): Promise<void> {
     }
   });
   process.on('SIGTERM', () => {
-    void drain(DRAIN_MS).then(() => process.exit(0));
+    void drain(server).then(() => process.exit(0));
   });
   process.on('SIGINT', () => {}); // the primary decides: it sends SIGTERM
   process.send!({ type: 'ready' } satisfies Message);

@@ -6,43 +6,57 @@
 // an ECONNRESET. A socket left to its keep-alive timeout is one the client already knows to be expiring
 // (the server announces `Keep-Alive: timeout=5`, and clients stop reusing a socket before then).
 
-import type { ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { Server as NetServer } from 'node:net';
-import type { Server } from 'node:http';
 
-export interface Drainable {
-  /** Stops listening and resolves once every connection has ended, or after `maxMs` (the rest are cut). */
-  drain(maxMs: number): Promise<void>;
+interface Tracked {
+  closing: boolean;
+  internal: boolean;
+  active: Set<ServerResponse>;
+  done?: Promise<void>;
 }
 
-export function drainable(server: Server): Drainable {
-  let closing = false;
-  const active = new Set<ServerResponse>();
+const tracked = new WeakMap<Server, Tracked>();
+
+/** Follows a server's requests so that `drain` can close it gracefully; call before it listens. */
+export function graceful(server: Server): void {
+  if (tracked.has(server)) return;
+  const t: Tracked = { closing: false, internal: false, active: new Set() };
+  tracked.set(server, t);
   // first of the request listeners: the application's handler then writes headers that already say close
   server.prependListener('request', (_req, res: ServerResponse) => {
-    if (closing) res.shouldKeepAlive = false;
-    active.add(res);
-    res.once('close', () => active.delete(res));
+    // an internal hop's answers are copied by a proxy: its own Connection header must not travel
+    if (t.internal) res.removeHeader('connection');
+    if (t.closing) res.shouldKeepAlive = false;
+    t.active.add(res);
+    res.once('close', () => t.active.delete(res));
   });
-  let done: Promise<void> | null = null;
-  return {
-    drain(maxMs) {
-      done ??= new Promise<void>((resolve) => {
-        closing = true;
-        // in flight: answered whole, then their socket closes (headers already sent keep their socket
-        // to its idle timeout, like any other)
-        for (const res of active) if (!res.headersSent) res.shouldKeepAlive = false;
-        const timer = setTimeout(() => {
-          server.closeAllConnections();
-          resolve();
-        }, maxMs);
-        timer.unref();
-        NetServer.prototype.close.call(server, () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      return done;
-    },
-  };
+}
+
+/** The server answers a proxy on the same machine: no Connection header in its answers. */
+export function internalHop(server: Server): void {
+  graceful(server);
+  tracked.get(server)!.internal = true;
+}
+
+/** Stops listening and resolves once every connection has ended, or after `maxMs` (the rest are cut). */
+export function drain(server: Server, maxMs: number): Promise<void> {
+  graceful(server);
+  const t = tracked.get(server)!;
+  t.done ??= new Promise<void>((resolve) => {
+    t.closing = true;
+    // in flight: answered whole, then their socket closes (headers already sent keep their socket to
+    // its idle timeout, like any other)
+    for (const res of t.active) if (!res.headersSent) res.shouldKeepAlive = false;
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, maxMs);
+    timer.unref();
+    NetServer.prototype.close.call(server, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return t.done;
 }
