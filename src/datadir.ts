@@ -12,13 +12,18 @@ import { pyramidFolder, type State } from './state/model.js';
 
 export const LOCK_FILE = 'tuile.lock';
 
+/** Whether a pid runs, as a node process where that can be seen: a pid reused by another program is no holder. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: it exists, under another user
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return /node|tuile/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1'));
+  } catch {
+    return true; // no /proc here: a live pid is taken for the holder
   }
 }
 
@@ -50,7 +55,7 @@ export function lockDataDir(dataDir: string): void {
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
       throw new TuileError('Conflict', `the data folder ${dataDir} is in use by another tuile (pid ${pid}, lock file ${file}); stop it first`);
     }
-    console.warn(`tuile: taking over the lock of ${dataDir} from pid ${text.trim() || '?'}, which no longer runs`);
+    console.warn(`tuile: taking over the lock of ${dataDir} from pid ${text.trim() || '?'}, which no longer runs tuile`);
     try {
       unlinkSync(file);
     } catch {

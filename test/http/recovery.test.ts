@@ -56,6 +56,16 @@ describe('one tuile per data folder', () => {
     expect(await t.stop()).toBe(0);
     // a clean stop releases it
     expect(existsSync(join(data.path, 'tuile.lock'))).toBe(false);
+    // a lock whose pid now belongs to another program (a pid reused after a reboot) is stale too
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(data.path, 'tuile.lock'), `${other.pid}\n`);
+      t = await startTuile(data.path);
+      expect(t.output()).toContain(`from pid ${other.pid}, which no longer runs tuile`);
+      expect(await t.stop()).toBe(0);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 
   it('serving processes that die at start (port in use) are tried a few times, then tuile exits', async () => {
