@@ -1,8 +1,11 @@
 // First start on an empty data folder: the reference scenario (DESIGN 1) run against the management API
 // itself, on the two deliveries committed in data/demo: the north is published, then the south is chained
 // on it and the layer synchronised. The same calls as examples/tutorial.sh, without the network.
+// A marker file stays in the data folder while it runs: a start that finds it (the previous one was killed
+// during the demo) resumes it, reusing what the demo already made and redoing what did not finish.
 
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Hono } from 'hono';
@@ -11,9 +14,31 @@ import { TuileError } from './errors.js';
 const DEMO = resolve(fileURLToPath(import.meta.url), '../../data/demo');
 export const DEMO_LAYER = 'france_relief';
 
-type Json = Record<string, unknown> & { _id: string; status: string };
+type Json = Record<string, unknown> & { _id: string; status: string; name?: string };
 
-export async function seedDemo(api: Hono, token: string): Promise<void> {
+/** The marker of a demo under way, in the data folder. */
+const pendingFile = (dataDir: string) => join(dataDir, 'demo.pending');
+
+/** Whether a start must run the demo: on a new data folder, or to finish one a kill interrupted. */
+export function demoWanted(dataDir: string, newFolder: boolean): boolean {
+  return newFolder || existsSync(pendingFile(dataDir));
+}
+
+/** Marks the demo as under way; call before the new data folder's first state commit. */
+export async function demoStarting(dataDir: string): Promise<void> {
+  await writeFile(pendingFile(dataDir), `${new Date().toISOString()}\n`);
+}
+
+/** Runs the demo, or resumes an interrupted one; whatever the outcome, a later start does not run it again. */
+export async function seedDemo(api: Hono, token: string, dataDir: string, resuming: boolean): Promise<void> {
+  try {
+    await scenario(api, token, resuming);
+  } finally {
+    await rm(pendingFile(dataDir), { force: true });
+  }
+}
+
+async function scenario(api: Hono, token: string, resuming: boolean): Promise<void> {
   const call = async (method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Json & Json[]> => {
     const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -36,7 +61,19 @@ export async function seedDemo(api: Hono, token: string): Promise<void> {
   const endpoint = ((await call('GET', `${D}/endpoints`))[0] as Json)._id;
   const processing = (await call('GET', `${D}/processings`))[0]._id;
 
+  /** What an interrupted run of the demo made under that name (exact), newest first. */
+  const made = async (path: string, name: string, key = 'name'): Promise<Json[]> => {
+    const list = (await call('GET', `${path}?${key}=${encodeURIComponent(name)}&limit=100`)) as Json[];
+    return list.filter((x) => x[key] === name).reverse();
+  };
+
   const deliver = async (name: string, file: string): Promise<string> => {
+    for (const old of resuming ? await made(`${D}/uploads`, name) : []) {
+      // a check caught by the kill runs again at start
+      const u = old.status === 'CHECKING' ? await until(`${D}/uploads/${old._id}`, ['CLOSED', 'UNSTABLE', 'OPEN'], []) : old;
+      if (u.status === 'CLOSED') return u._id;
+      await call('DELETE', `${D}/uploads/${u._id}`); // a push or a close the kill cut: made again below
+    }
     const u = await call('POST', `${D}/uploads`, { name, description: `demo delivery: ${file}`, type: 'RASTER', srs: 'EPSG:2154' });
     await call('POST', `${D}/uploads/${u._id}/data?path=${encodeURIComponent(`data/${file}`)}`, undefined, await readFile(join(DEMO, file)));
     await call('POST', `${D}/uploads/${u._id}/close`);
@@ -44,13 +81,28 @@ export async function seedDemo(api: Hono, token: string): Promise<void> {
     return u._id;
   };
   const compute = async (name: string, inputs: { upload: string[]; stored_data?: string[] }, parameters: Record<string, unknown>) => {
+    for (const sd of resuming ? await made(`${D}/stored_data`, name) : []) {
+      if (sd.status === 'GENERATED') return sd._id;
+      const executions = (await call('GET', `${D}/processings/executions?limit=100`)) as Json[];
+      const e = executions.find((x) => (x.output as { stored_data?: { _id: string } }).stored_data?._id === sd._id);
+      if (e && e.status === 'CREATED') await call('POST', `${D}/processings/executions/${e._id}/launch`);
+      if (e && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status)) {
+        await until(`${D}/processings/executions/${e._id}`, ['SUCCESS'], ['FAILURE', 'ABORTED']);
+        return sd._id;
+      }
+      await call('DELETE', `${D}/stored_data/${sd._id}`); // its build was interrupted: built again below
+    }
     const e = await call('POST', `${D}/processings/executions`, { processing, inputs, output: { stored_data: { name, storage_tags: ['PYRAMIDE'] } }, parameters });
     await call('POST', `${D}/processings/executions/${e._id}/launch`);
     const done = await until(`${D}/processings/executions/${e._id}`, ['SUCCESS'], ['FAILURE', 'ABORTED']);
     return (done.output as { stored_data: { _id: string } }).stored_data._id;
   };
 
-  console.log('tuile: empty data folder: running the reference scenario on the demo deliveries (France relief, Lambert-93)');
+  console.log(
+    resuming
+      ? 'tuile: the demo was interrupted by a stop: resuming it'
+      : 'tuile: empty data folder: running the reference scenario on the demo deliveries (France relief, Lambert-93)',
+  );
   const north = await compute('france_relief_north', { upload: [await deliver('France relief, north', 'france_relief_north_2154.tif')] }, {
     tms: 'PM',
     compression: 'png',
@@ -63,13 +115,16 @@ export async function seedDemo(api: Hono, token: string): Promise<void> {
     keywords: ['relief', 'demo'],
     used_data: [{ stored_data: sd, bottom_level: '7', top_level: '0' }],
   });
-  const conf = await call('POST', `${D}/configurations`, { type: 'WMTS-TMS', name: 'France relief', layer_name: DEMO_LAYER, type_infos: typeInfos(north), getfeatureinfo: { stored_data: true } });
-  const offering = await call('POST', `${D}/configurations/${conf._id}/offerings`, { endpoint, open: true });
+  const confBody = (sd: string) => ({ type: 'WMTS-TMS', name: 'France relief', layer_name: DEMO_LAYER, type_infos: typeInfos(sd), getfeatureinfo: { stored_data: true } });
+  const conf = (resuming ? (await made(`${D}/configurations`, DEMO_LAYER, 'layer_name'))[0] : undefined) ?? (await call('POST', `${D}/configurations`, confBody(north)));
+  const offering =
+    (resuming ? ((await call('GET', `${D}/configurations/${conf._id}/offerings`)) as Json[])[0] : undefined) ??
+    (await call('POST', `${D}/configurations/${conf._id}/offerings`, { endpoint, open: true }));
   await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], ['UNSTABLE']);
   console.log(`tuile: demo: north published as ${DEMO_LAYER}; chaining the south on it`);
 
   const whole = await compute('france_relief_north_south', { upload: [await deliver('France relief, south', 'france_relief_south_2154.tif')], stored_data: [north] }, {});
-  await call('PUT', `${D}/configurations/${conf._id}`, { type: 'WMTS-TMS', name: 'France relief', layer_name: DEMO_LAYER, type_infos: typeInfos(whole), getfeatureinfo: { stored_data: true } });
+  await call('PUT', `${D}/configurations/${conf._id}`, confBody(whole));
   await call('PUT', `${D}/offerings/${offering._id}`);
   await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], ['UNSTABLE']);
   // PUBLISHED in the state means switched: a commit is visible once every serving process follows it

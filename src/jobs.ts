@@ -93,6 +93,12 @@ export class JobRunner {
    */
   async recover(): Promise<void> {
     const paths = dataPaths(this.opts.dataDir);
+    // temporary folders of builds that never renamed go first: on a full disk they are what frees it
+    if (existsSync(paths.pyramids)) {
+      for (const name of await readdir(paths.pyramids)) {
+        if (name.startsWith('.') && name.includes('.tmp-')) await rm(join(paths.pyramids, name), { recursive: true, force: true });
+      }
+    }
     const orphans: string[] = [];
     await this.store.update((s) => {
       for (const e of Object.values(s.executions)) {
@@ -102,23 +108,42 @@ export class JobRunner {
         e.update = e.finish;
         log(e, 'FAILURE: the server stopped during the execution; its partial output was removed');
         const sd = s.stored_data[e.output.stored_data];
-        // the folder it was building, unless the state already points to it (it finished, then the stop came)
-        if (e.folder && (!sd || pyramidFolder(sd) !== e.folder)) orphans.push(e.folder);
-        if (sd && (sd.status === 'GENERATING' || sd.status === 'MODIFYING')) {
-          // an injection leaves its stored data as it was: still whole, still served
-          sd.status = e.inject ? 'GENERATED' : 'UNSTABLE';
-          sd.update = e.finish;
-        }
+        // the folder it was building, unless the state already serves it (it finished, then the stop came)
+        if (e.folder && (!sd || sd.status !== 'GENERATED' || pyramidFolder(sd) !== e.folder)) orphans.push(e.folder);
+      }
+      for (const e of Object.values(s.executions)) {
+        // ended (aborted, or a commit lost to a full disk) without its end being written whole
+        if ((e.status === 'ABORTED' || e.status === 'FAILURE') && !e.finish) e.finish = e.update;
+      }
+      // nothing runs now: a stored data still being made by no waiting execution was left by a lost commit
+      const waiting = new Set(Object.values(s.executions).filter((e) => e.status === 'WAITING').map((e) => e.output.stored_data));
+      for (const sd of Object.values(s.stored_data)) {
+        if ((sd.status !== 'GENERATING' && sd.status !== 'MODIFYING') || waiting.has(sd._id)) continue;
+        // an injection leaves its stored data as it was: still whole, still served
+        sd.status = sd.status === 'MODIFYING' ? 'GENERATED' : 'UNSTABLE';
+        sd.update = now();
+        if (sd.status === 'UNSTABLE') orphans.push(pyramidFolder(sd));
       }
     });
-    for (const folder of orphans) await rm(paths.pyramid(folder), { recursive: true, force: true });
-    // temporary folders of builds that never renamed
-    if (existsSync(paths.pyramids)) {
-      for (const name of await readdir(paths.pyramids)) {
-        if (name.startsWith('.') && name.includes('.tmp-')) await rm(join(paths.pyramids, name), { recursive: true, force: true });
+    for (const folder of new Set(orphans)) await rm(paths.pyramid(folder), { recursive: true, force: true });
+    this.sync(this.store.state);
+  }
+
+  /**
+   * Commits the end of an execution, again and again while the state cannot be written (a full disk):
+   * an execution must not stay PROGRESS with nothing running. Stopping gives up; the next start repairs.
+   */
+  private async commitEnd(id: string, change: (s: State) => void): Promise<void> {
+    for (let wait = 500; ; wait = Math.min(2 * wait, 5_000)) {
+      try {
+        await this.store.update(change);
+        return;
+      } catch (err) {
+        if (this.stopping) throw err;
+        console.error(`tuile: execution ${id}: its end cannot be saved (${errorMessage(err)}); trying again in ${wait / 1000} s`);
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
-    this.sync(this.store.state);
   }
 
   /** Stops the running build (its child removes its temporary output) and queues nothing more. */
@@ -209,10 +234,12 @@ export class JobRunner {
           const pct = m.total ? Math.floor((100 * m.done) / m.total) : 0;
           if (Date.now() - lastSaved >= 1000 && pct < 100) {
             lastSaved = Date.now();
-            void this.store.update((s) => {
-              const e = s.executions[id];
-              if (e?.status === 'PROGRESS') e.progress = pct;
-            });
+            this.store
+              .update((s) => {
+                const e = s.executions[id];
+                if (e?.status === 'PROGRESS') e.progress = pct;
+              })
+              .catch((err) => console.error(`tuile: execution ${id}: progress not saved: ${errorMessage(err)}`));
           }
         } else {
           settled = m;
@@ -226,7 +253,7 @@ export class JobRunner {
 
     if (outcome.type === 'done') {
       const d = outcome.result.descriptor;
-      await this.store.update((s) => {
+      await this.commitEnd(id, (s) => {
         const e = s.executions[id];
         const sd = s.stored_data[e.output.stored_data];
         const t = now();
@@ -261,7 +288,10 @@ export class JobRunner {
       });
       return;
     }
-    if (out !== dataPaths(this.opts.dataDir).pyramid(target ? pyramidFolder(target) : '')) await rm(out, { recursive: true, force: true });
+    if (out !== dataPaths(this.opts.dataDir).pyramid(target ? pyramidFolder(target) : '')) {
+      // what cannot be removed now (a read-only or failing disk) is collected at the next start
+      await rm(out, { recursive: true, force: true }).catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`));
+    }
     const aborted = this.store.state.executions[id]?.status === 'ABORTED';
     const line = aborted
       ? 'ABORTED: stopped on request; nothing was kept'
@@ -272,7 +302,7 @@ export class JobRunner {
   }
 
   private async finish(id: string, status: 'FAILURE' | 'ABORTED', line: string): Promise<void> {
-    await this.store.update((s) => {
+    await this.commitEnd(id, (s) => {
       const e = s.executions[id];
       if (!e) return;
       const t = now();

@@ -20,13 +20,15 @@ import { recoverChecks } from './api/uploads.js';
 import type { ApiContext } from './api/http.js';
 import { TileCache } from './cache.js';
 import { dataPaths, loadConfig, type Config } from './config.js';
-import { seedDemo } from './demo.js';
+import { collectOrphans, lockDataDir } from './datadir.js';
+import { demoStarting, demoWanted, seedDemo } from './demo.js';
 import { errorMessage } from './errors.js';
 import { JobRunner } from './jobs.js';
 import { Metrics, mergeSnapshots, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
 import type { ServerContext } from './protocols/tile.js';
 import { RegistryHolder, specsFromState, type LayerSpec } from './registry.js';
+import { drain as drainGracefully, graceful, internalHop } from './shutdown.js';
 import { StateStore } from './state/store.js';
 
 type Message =
@@ -42,6 +44,8 @@ type Message =
 
 /** How long a commit waits for every serving process to switch to its layers. */
 const SWITCH_TIMEOUT_MS = 5000;
+/** Serving processes that may fail to start in a row (a port in use...) before no other is forked. */
+const MAX_FAILED_STARTS = 3;
 /** How long in-flight requests may take to finish after SIGTERM. */
 const DRAIN_MS = 10_000;
 
@@ -68,6 +72,7 @@ async function runServer(cfg: Config, specs: LayerSpec[], opts: ServingOptions =
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
+  graceful(server);
   return new Promise<void>((res, rej) => {
     server.once('listening', () => res());
     server.once('error', rej);
@@ -75,16 +80,9 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-/** Stops accepting, lets in-flight requests finish (bounded), then closes what is left. */
+/** Stops accepting, answers in-flight requests (bounded), lets keep-alive sockets end, then cuts what is left. */
 function drain(server: Server): Promise<void> {
-  return new Promise((res) => {
-    server.close(() => res());
-    server.closeIdleConnections();
-    setTimeout(() => {
-      server.closeAllConnections();
-      res();
-    }, DRAIN_MS).unref();
-  });
+  return drainGracefully(server, DRAIN_MS);
 }
 
 function printBanner(cfg: Config, specs: LayerSpec[]): void {
@@ -132,8 +130,15 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
 
   // The primary owns the state: store, job queue, API; serving processes follow its commits.
   const paths = dataPaths(cfg.dataDir);
+  lockDataDir(cfg.dataDir);
   const store = await StateStore.open(paths.state);
+  // before anything serves: a push or a build started now would be taken for an orphan
+  await collectOrphans(store.state, cfg.dataDir);
   const token = await adminToken(cfg);
+  // only on a new data folder (a user who deleted everything does not get the demo back), or to finish
+  // one a kill interrupted: marked before the first commit makes the folder look used
+  const demo = cfg.demo && demoWanted(cfg.dataDir, store.isNew);
+  if (demo && store.isNew) await demoStarting(cfg.dataDir);
   await ensureDefaults(store);
   let running: Running | null = null;
   const apiCtx: ApiContext = {
@@ -167,9 +172,8 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   await jobs.recover();
   await recoverChecks(apiCtx);
   recoverOfferings(apiCtx);
-  // only on a new data folder: a user who deleted everything does not get the demo back
-  if (cfg.demo && store.isNew) {
-    await seedDemo(api, token).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));
+  if (demo) {
+    await seedDemo(api, token, cfg.dataDir, !store.isNew).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));
   }
   printBanner(cfg, specs());
   return running;
@@ -212,6 +216,9 @@ async function serve(cfg: Config, hooks: ServeHooks): Promise<Running> {
     limitBodies(apiServer, cfg);
     await listen(apiServer, 0, '127.0.0.1');
     apiPort = (apiServer.address() as AddressInfo).port;
+    // its answers reach clients through the serving processes, which copy their headers: a Connection
+    // header of this hop would override the serving process's own (close, when it stops)
+    internalHop(apiServer);
   }
   const cl = primary(cfg, hooks.specs, apiPort, !hooks.api);
   hooks.onChange(cl.publish);
@@ -230,7 +237,12 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
   let nextId = 1;
   let generation = 0;
   let markReady!: () => void;
-  const readyP = new Promise<void>((r) => (markReady = r));
+  let failReady!: (err: Error) => void;
+  const readyP = new Promise<void>((r, j) => ((markReady = r), (failReady = j)));
+  let isReady = false;
+  const started = new WeakSet<Worker>();
+  let failedStarts = 0;
+  let gaveUp = false;
   const acks = new Map<number, { left: Set<Worker>; done: () => void }>();
   const preparing = new Map<number, { left: Set<Worker>; errors: string[]; done: () => void }>();
   // a collection answers the worker that asked for /metrics, or the primary itself (offering stats)
@@ -260,7 +272,10 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
     workers.add(w);
     w.on('message', (m: Message) => {
       if (m.type === 'ready') {
+        started.add(w);
+        failedStarts = 0;
         if (++ready === cfg.workers) {
+          isReady = true;
           markReady();
           if (banner) printBanner(cfg, specs());
         }
@@ -302,6 +317,20 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
         if (p.left.size === 0) p.done();
       }
       if (!shuttingDown) {
+        // one that dies before serving would die again the same way: a few tries, then stop trying
+        if (!gaveUp && !started.has(w) && ++failedStarts >= MAX_FAILED_STARTS) {
+          gaveUp = true;
+          const why = `${failedStarts} serving processes in a row exited before serving (last: ${signal ?? code}); not starting another`;
+          console.error(`tuile: ${why}`);
+          if (!isReady) failReady(new Error(why));
+        }
+        if (gaveUp) {
+          if (isReady && workers.size === 0) {
+            console.error('tuile: no serving process left; stopping');
+            process.exit(1);
+          }
+          return;
+        }
         console.error(`tuile: worker ${w.process.pid} exited (${signal ?? code}); starting another`);
         fork();
       } else if (workers.size === 0) {
@@ -358,7 +387,9 @@ function primary(cfg: Config, specs: () => LayerSpec[], apiPort: number | undefi
   const stop = async () => {
     shuttingDown = true;
     if (workers.size === 0) return;
-    for (const w of workers) w.kill('SIGTERM');
+    // a signal, not worker.kill(): that disconnects first, and the disconnection closes the worker's
+    // servers the abrupt way (idle keep-alive sockets destroyed) before its SIGTERM handler drains them
+    for (const w of workers) w.process.kill('SIGTERM');
     await Promise.race([allExited, new Promise((r) => setTimeout(r, DRAIN_MS + 2000).unref())]);
   };
   for (let i = 0; i < cfg.workers; i++) fork();

@@ -1,7 +1,7 @@
 // The state store: serial updates, atomic snapshots. A write interrupted at any step leaves the previous
 // or the new state on disk, never a broken file, whether it fails (injected) or the process is killed.
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StateStore, type WriteStep } from '../src/state/store.js';
@@ -58,7 +58,7 @@ describe('StateStore', () => {
     expect(counter(store.state)).toBe(1);
   });
 
-  for (const step of ['open', 'write', 'fsync', 'rename', 'dirsync'] as WriteStep[]) {
+  for (const step of ['open', 'write', 'fsync', 'previous', 'rename', 'dirsync'] as WriteStep[]) {
     it(`a write failing at '${step}' leaves the previous or the new state, and no temporary file`, async () => {
       const file = join(dir.path, `fail-${step}.json`);
       let failAt: WriteStep | null = null;
@@ -86,6 +86,32 @@ describe('StateStore', () => {
       expect(readdirSync(dir.path).filter((n) => n.startsWith(`.fail-${step}`))).toEqual([]);
     });
   }
+
+  it('keeps the replaced snapshot as <file>.1 and starts from it when <file> cannot be read', async () => {
+    const bads = ['{"version":1,"datas', '', '{"version":2}', '{"version":1}'];
+    for (const [i, bad] of bads.entries()) {
+      const file = join(dir.path, `gen${i}.json`);
+      const store = await StateStore.open(file);
+      await bump(store);
+      await bump(store);
+      expect(counter(JSON.parse(readFileSync(`${file}.1`, 'utf8')))).toBe(1);
+      writeFileSync(file, bad);
+      const again = await StateStore.open(file);
+      expect(again.isNew).toBe(false);
+      expect(counter(again.state)).toBe(1);
+      // the unreadable file is set aside, so that the next write does not make it the previous generation
+      expect(readdirSync(dir.path).filter((n) => n.startsWith(`gen${i}.json.corrupt-`))).toHaveLength(1);
+      expect(existsSync(file)).toBe(false);
+      await bump(again);
+      expect(counter(JSON.parse(readFileSync(file, 'utf8')))).toBe(2);
+      expect(counter(JSON.parse(readFileSync(`${file}.1`, 'utf8')))).toBe(1);
+    }
+    // neither generation readable: an error, not an empty state
+    const file = join(dir.path, 'gen0.json');
+    writeFileSync(file, '{');
+    writeFileSync(`${file}.1`, '{');
+    await expect(StateStore.open(file)).rejects.toThrow(/no readable previous generation/);
+  });
 
   it('a process killed while writing, again and again, always leaves a whole snapshot', async () => {
     const file = join(dir.path, 'killed.json');

@@ -1,15 +1,17 @@
 // The embedded state store (DESIGN 8): the whole state as one JSON snapshot, changed only through a serial
 // queue of updates, each written atomically (temp file, fsync, rename, fsync of the folder) before it
 // becomes the current state; commit listeners (the layer registry, the job queue) run after each commit.
+// The snapshot it replaces stays as `<file>.1`: a current snapshot that cannot be read (a disk that lied,
+// an editor) is set aside and the store starts from that previous generation, loudly.
 // Another backend (PostgreSQL with notifications) would keep this interface: `state`, `update`, `onCommit`.
 
 import { randomUUID } from 'node:crypto';
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import { emptyState, type State } from './model.js';
 
-export type WriteStep = 'open' | 'write' | 'fsync' | 'rename' | 'dirsync';
+export type WriteStep = 'open' | 'write' | 'fsync' | 'previous' | 'rename' | 'dirsync';
 
 export interface StoreOptions {
   /** called before each step of a snapshot write; throwing there simulates a crash at that step */
@@ -33,21 +35,45 @@ export class StateStore {
     this.current = state;
   }
 
-  /** Opens the snapshot, or starts an empty state when there is none (temporary files of a crash are removed). */
+  /**
+   * Opens the snapshot, or starts an empty state when there is none (temporary files of a crash are
+   * removed). A snapshot that cannot be read is renamed `<file>.corrupt-<time>` and the previous
+   * generation `<file>.1` is used instead, with a warning on stderr; with neither readable, it throws.
+   */
   static async open(file: string, opts: StoreOptions = {}): Promise<StateStore> {
-    let state: State;
-    let isNew = false;
-    try {
-      state = JSON.parse(await readFile(file, 'utf8')) as State;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new TuileError('InvalidInput', `state ${file} cannot be read: ${errorMessage(err)}`);
-      }
-      state = emptyState(randomUUID());
-      isNew = true;
+    const current = await readSnapshot(file);
+    if (current.state) {
+      const store = new StateStore(file, current.state, opts, false);
+      await store.removeTemporaries();
+      return store;
     }
-    if (state.version !== 1) throw new TuileError('InvalidInput', `state ${file}: unknown version ${String(state.version)}`);
-    const store = new StateStore(file, state, opts, isNew);
+    const previous = await readSnapshot(`${file}.1`);
+    if (!current.error && !previous.state && !previous.error) {
+      const store = new StateStore(file, emptyState(randomUUID()), opts, true);
+      await store.removeTemporaries();
+      return store;
+    }
+    if (!previous.state) {
+      const why = [current.error, previous.error].filter(Boolean).join('; ');
+      throw new TuileError('InvalidInput', `state ${file} cannot be read and there is no readable previous generation: ${why}`);
+    }
+    let aside = '';
+    if (current.error) {
+      // kept for a post-mortem, and out of the way: the next commit must not make it the previous generation
+      aside = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      await rename(file, aside);
+    }
+    const bar = '!'.repeat(100);
+    console.error(
+      [
+        bar,
+        `tuile: WARNING: the state ${file} ${current.error ? `cannot be read (${current.error})` : 'is missing'}.`,
+        `tuile: WARNING: starting from the previous generation ${file}.1: the last committed change is lost.`,
+        ...(aside ? [`tuile: WARNING: the unreadable file is kept as ${aside}.`] : []),
+        bar,
+      ].join('\n'),
+    );
+    const store = new StateStore(file, previous.state, opts, false);
     await store.removeTemporaries();
     return store;
   }
@@ -103,6 +129,10 @@ export class StateStore {
       } finally {
         await fh.close();
       }
+      // the snapshot being replaced becomes the previous generation, linked (not copied) and renamed
+      // over the older one, so that some complete generation is at both names at every moment
+      step('previous');
+      await this.keepPrevious();
       step('rename');
       await rename(tmp, this.file);
     } catch (err) {
@@ -123,6 +153,18 @@ export class StateStore {
     }
   }
 
+  private async keepPrevious(): Promise<void> {
+    const tmp = join(dirname(this.file), `.${basename(this.file)}.1.tmp`);
+    await rm(tmp, { force: true });
+    try {
+      await link(this.file, tmp);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // the first snapshot
+      throw err;
+    }
+    await rename(tmp, `${this.file}.1`);
+  }
+
   private async removeTemporaries(): Promise<void> {
     const prefix = `.${basename(this.file)}.`;
     let names: string[] = [];
@@ -133,4 +175,28 @@ export class StateStore {
     }
     await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp')).map((n) => rm(join(dirname(this.file), n), { force: true })));
   }
+}
+
+/** A snapshot: its state, or why it cannot be used; neither when the file does not exist. */
+async function readSnapshot(file: string): Promise<{ state?: State; error?: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    return { error: errorMessage(err) };
+  }
+  let state: State;
+  try {
+    state = JSON.parse(text) as State;
+  } catch (err) {
+    return { error: `invalid JSON: ${errorMessage(err)}` };
+  }
+  if (state === null || typeof state !== 'object') return { error: 'not a JSON object' };
+  if (state.version !== 1) return { error: `unknown version ${String(state.version)}` };
+  const missing = (['datastores', 'uploads', 'executions', 'stored_data', 'configurations', 'offerings'] as const).filter(
+    (k) => state[k] === null || typeof state[k] !== 'object',
+  );
+  if (missing.length) return { error: `no ${missing.join(', ')}` };
+  return { state };
 }

@@ -32,7 +32,8 @@ beforeAll(async () => {
   proc.stdout!.on('data', (d) => (output += d));
   proc.stderr!.on('data', (d) => (output += d));
   const deadline = Date.now() + 90_000;
-  while (!/serving 1 layer/.test(output)) {
+  // the whole banner: its lines may come in more than one read
+  while (!/serving 1 layer[\s\S]*france_relief: http\S*\n/.test(output)) {
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start:\n${output}`);
     await new Promise((r) => setTimeout(r, 200));
   }
