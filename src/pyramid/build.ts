@@ -200,6 +200,23 @@ export async function prepareOut(out: string): Promise<void> {
   }
 }
 
+/**
+ * The temporary folder a pyramid is written into, beside `out`: published with one rename, so a crash leaves
+ * no half pyramid at `out` (and the rename stays on one file system).
+ */
+export async function tempBeside(out: string): Promise<string> {
+  await mkdir(dirname(out), { recursive: true }).catch((err) => {
+    throw new TuileError('OutputError', `cannot create ${dirname(out)}: ${errorMessage(err)}`);
+  });
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`);
+  try {
+    await mkdir(tmp);
+  } catch (err) {
+    throw new TuileError('OutputError', `cannot write in ${dirname(out)}: ${errorMessage(err)}`);
+  }
+  return tmp;
+}
+
 export async function writeFileSynced(path: string, text: string): Promise<void> {
   const fh = await open(path, 'w');
   try {
@@ -309,16 +326,7 @@ async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number):
     if (l) total += (l.maxX - l.minX + 1) * (l.maxY - l.minY + 1);
   }
 
-  // Build into a sibling temporary folder; publish with one rename (a crash leaves no half pyramid).
-  await mkdir(dirname(out), { recursive: true }).catch((err) => {
-    throw new TuileError('OutputError', `cannot create ${dirname(out)}: ${errorMessage(err)}`);
-  });
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`);
-  try {
-    await mkdir(tmp);
-  } catch (err) {
-    throw new TuileError('OutputError', `cannot write in ${dirname(out)}: ${errorMessage(err)}`);
-  }
+  const tmp = await tempBeside(out);
   const lonlat = lonLatOf(bbox);
   let writer: PMTilesWriter | null = null;
   let stopped = false; // after a failure, late results are dropped instead of written

@@ -5,13 +5,13 @@
 // encoded again. The work follows the tiles copied; the folder is published by one rename, as a build's.
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { rename, rm } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import { PM, lonLatToMercator, tileLimitsForBounds, type Bbox, type TileLimits } from '../geo/tms.js';
 import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
 import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
-import { lonLatOf, prepareOut, unionBbox, unionLimits, writeFileSynced } from './build.js';
+import { lonLatOf, prepareOut, tempBeside, unionBbox, unionLimits, writeFileSynced } from './build.js';
 import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
 import { PMTilesWriter, tileIdToZxy, zxyToTileId } from './pmtiles.js';
@@ -190,15 +190,7 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
 
   const out = resolve(opts.out);
   await prepareOut(out);
-  await mkdir(dirname(out), { recursive: true }).catch((err) => {
-    throw new TuileError('OutputError', `cannot create ${dirname(out)}: ${errorMessage(err)}`);
-  });
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`);
-  try {
-    await mkdir(tmp);
-  } catch (err) {
-    throw new TuileError('OutputError', `cannot write in ${dirname(out)}: ${errorMessage(err)}`);
-  }
+  const tmp = await tempBeside(out);
   const lonlat = lonLatOf(bbox);
   let writer: PMTilesWriter | null = null;
   try {
