@@ -3,8 +3,11 @@
 // works: GDAL (whole-layer gdal_translate and gdalwarp, TMS TileMap URL, XYZ through a GDAL_WMS file,
 // gdallocationinfo), OWSLib (WMTS and TMS), PyQGIS under xvfb (WMTS from both capabilities, XYZ, render,
 // identify in feature and text modes), and in headless Chromium OpenLayers (from the capabilities),
-// Leaflet (XYZ, TMS), MapLibre (XYZ, pmtiles:// on the layer's standalone archive) with no console error.
-// Renders of one view are compared with a gdalwarp of the delivery (PSNR >= 35 dB) and with the tiles.
+// Leaflet (XYZ, TMS), MapLibre (XYZ, pmtiles:// on the layer's root archive) with no console error.
+// Renders of two views are compared with a gdalwarp of the delivery (PSNR >= 35 dB) and with the tiles.
+// Then the south, chained on the north, is published on the layer and the chain fused through the API
+// (`pyramid-fusion`): MapLibre draws the layer (XYZ) and the fused archive (pmtiles://), compared with a
+// gdalwarp of both deliveries and with each other, and the chained archive alone, to measure what it lacks.
 //   npm run interop                 # OUT=dir keeps the renders and RESULTS.md there
 // Installs what it lacks from Debian (qgis python3-qgis xvfb gdal-bin chromium python3-owslib) when
 // run as root; a client whose packages are missing is reported as not run. Exit code 1 when a check fails.
@@ -16,7 +19,7 @@ import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { archivesOf, chainSouth, publish, startTuile } from './tuile.mjs';
+import { archivesOf, chainSouth, fuse, publish, publishOn, startTuile } from './tuile.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
@@ -129,6 +132,7 @@ async function startStatic(archives) {
     let file = null;
     if (path === '/archive.pmtiles') file = archives.root;
     if (path === '/chained.pmtiles' && archives.chained) file = archives.chained;
+    if (path === '/fused.pmtiles' && archives.fused) file = archives.fused;
     for (const [prefix, dir] of Object.entries(roots)) if (path.startsWith(prefix)) file = join(dir, path.slice(prefix.length));
     if (!file || file.includes('..') || !existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end();
@@ -201,7 +205,7 @@ async function compareRender(c, name, file, view = VIEW) {
   const where = view === VIEW ? '' : ` (${view.name})`;
   const a = psnr(img, view.ref, view.tiles);
   const b = view.tiles && view.tiles.file !== file ? psnr(img, view.tiles) : null;
-  c.check(`${name}${where} render vs gdalwarp of the delivery`, a.psnr >= MIN_PSNR && a.n > 10_000, `${a.psnr.toFixed(1)} dB over ${a.n} px${a.detail ? `, ${a.detail}` : ''}`);
+  c.check(`${name}${where} render vs gdalwarp of the ${view.deliveries ?? 'delivery'}`, a.psnr >= MIN_PSNR && a.n > 10_000, `${a.psnr.toFixed(1)} dB over ${a.n} px${a.detail ? `, ${a.detail}` : ''}`);
   if (b) c.check(`${name}${where} render vs the tiles`, b.psnr >= MIN_PSNR && b.n > 10_000, `${b.psnr.toFixed(1)} dB`);
 }
 
@@ -213,16 +217,16 @@ async function main() {
   const base = tuile.base;
   let statics;
   try {
-    const north = await publish(base, { layer: LAYER, bottom: Z, delivery: DELIVERY });
+    const published = await publish(base, { layer: LAYER, bottom: Z, delivery: DELIVERY });
     log(`layer ${LAYER} published on ${base}`);
-    await chainSouth(base, north, SOUTH).catch((err) => log(`the chained pyramid could not be built: ${err.message}`));
+    const chain = await chainSouth(base, published.storedData, SOUTH).catch((err) => log(`the chained pyramid could not be built: ${err.message}`));
     const archives = archivesOf(dataDir);
     statics = await startStatic(archives);
     const caps = `${base}/wmts/1.0.0/WMTSCapabilities.xml`;
     const kvpCaps = `${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`;
     const projwin = [VIEW.x0, VIEW.y1, VIEW.x1, VIEW.y0].map(String);
     const gdalEnv = { ...process.env, GDAL_DEFAULT_WMS_CACHE_PATH: join(OUT, 'gdal-cache'), NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' };
-    const gdal = (tool, args) => run(tool, args, { env: gdalEnv, maxBuffer: 64 << 20, timeout: 300_000 });
+    const gdal = (tool, args, env = {}) => run(tool, args, { env: { ...gdalEnv, ...env }, maxBuffer: 64 << 20, timeout: 300_000 });
 
     VIEWS.push(await wholeView(base));
     // the references: the delivery warped by GDAL onto each view (the layer was built bicubic), and the
@@ -290,7 +294,7 @@ async function main() {
     // PyQGIS
     await qgisClient(base, probe);
     // browsers
-    await browsers(base, statics.origin, !!archives.chained);
+    await browsers(base, statics.origin, (browser, clientOf) => fusedArchive({ browser, clientOf, base, origin: statics.origin, published, chain, archives, dataDir, gdal }));
   } finally {
     await statics?.close();
     tuile.proc.kill('SIGTERM');
@@ -426,7 +430,8 @@ async function drawnShare(file, view) {
 const LABELS = { 'ol-wmts': 'WMTS from the capabilities', 'leaflet-xyz': 'XYZ', 'leaflet-tms': 'TMS', 'maplibre-xyz': 'XYZ', 'maplibre-pmtiles': "pmtiles:// (the layer's root archive)" };
 const LIBS = { 'ol-wmts': 'OpenLayers', 'leaflet-xyz': 'Leaflet', 'leaflet-tms': 'Leaflet', 'maplibre-xyz': 'MapLibre GL JS', 'maplibre-pmtiles': 'MapLibre GL JS' };
 
-async function browsers(base, origin, chained) {
+/** The browser pages on the published layer, then `after` (the fused archive's checks) in the same browser. */
+async function browsers(base, origin, after) {
   if (!existsSync(CHROMIUM)) return void client('Chromium', 'not installed').check('run', false, `${CHROMIUM} missing`);
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
@@ -445,22 +450,59 @@ async function browsers(base, origin, chained) {
         c.check(`${LABELS[name]}${where}: draws, no console error`, r.ok, r.detail);
         if (r.shot) await compareRender(c, LABELS[name], r.shot, view);
       }
-      if (!chained) continue;
-      // the README's warning: a chained pyramid's archive, read alone, holds only its own tiles
-      const root = await browserRender(browser, base, origin, view, 'maplibre-pmtiles');
-      const alone = await browserRender(browser, base, origin, view, 'maplibre-pmtiles', 'chained.pmtiles');
-      const c = clientOf('MapLibre GL JS');
-      if (alone.shot && root.shot) {
-        const [a, b] = [await drawnShare(alone.shot, view), await drawnShare(root.shot, view)];
-        c.check(
-          `pmtiles:// on a chained pyramid's archive${where} holds only its own tiles`,
-          alone.ok && a < b - 0.05,
-          `draws ${(a * 100).toFixed(0)} % of the north's pixels in view, the root archive ${(b * 100).toFixed(0)} %`,
-        );
-      } else c.check(`pmtiles:// on a chained pyramid's archive${where}`, false, alone.detail);
     }
+    await after(browser, clientOf);
   } finally {
     await browser.close();
+  }
+}
+
+/**
+ * The issue's MapLibre on a fused archive: the layer switched to the chain (north + south) and the chain
+ * fused, through the management API; on each view, MapLibre's XYZ render of the layer and its pmtiles://
+ * render of the fused archive against a gdalwarp of both deliveries (the south over the north, as the
+ * chain draws it) and against each other. The chained archive read alone shows why fusion is needed: it
+ * draws only the tiles the south touched, measured as the share of the north's pixels it draws.
+ */
+async function fusedArchive({ browser, clientOf, base, origin, published, chain, archives, dataDir, gdal }) {
+  const c = clientOf('MapLibre GL JS');
+  if (!chain) return void c.check('pmtiles:// on the fused archive', false, 'no chained pyramid to fuse');
+  try {
+    await publishOn(base, published, chain);
+    log(`layer ${LAYER} published on the chain (north + south)`);
+    const fused = await fuse(base, chain);
+    // a fusion's output is a new stored data: its pyramid folder is its id
+    archives.fused = join(dataDir, 'pyramids', fused, 'tiles.pmtiles');
+    log(`chain fused into stored data ${fused}`);
+  } catch (err) {
+    return void c.check('the chain published and fused through the API', false, err.message);
+  }
+  for (const north of VIEWS) {
+    const slug = `north-south-${north.name.replace(/\W+/g, '-')}`;
+    const tif = join(OUT, `reference-${slug}.tif`);
+    await gdal('gdalwarp', ['-q', '-overwrite', '-t_srs', 'EPSG:3857', '-te', String(north.x0), String(north.y0), String(north.x1), String(north.y1), '-ts', String(W), String(H), '-r', north.kernel, DELIVERY, SOUTH, tif]);
+    await gdal('gdal_translate', ['-q', '-of', 'PNG', tif, join(OUT, `reference-${slug}.png`)]);
+    // the layer's tiles as GDAL's WMTS driver assembles them (a cache of its own: the layer changed)
+    const tiles = join(OUT, `gdal-wmts-${slug}.png`);
+    const v = [north.x0, north.y1, north.x1, north.y0].map(String);
+    await gdal('gdal_translate', ['-q', '-of', 'PNG', '-projwin', ...v, '-outsize', String(W), String(H), `WMTS:${base}/wmts/1.0.0/WMTSCapabilities.xml,layer=${LAYER}`, tiles], { GDAL_DEFAULT_WMS_CACHE_PATH: join(OUT, 'gdal-cache-chain') });
+    const view = { ...north, name: `north + south, ${north.name}`, deliveries: 'deliveries', ref: await grey(join(OUT, `reference-${slug}.png`)), tiles: { ...(await grey(tiles)), file: tiles } };
+    const where = ` (${view.name})`;
+    const xyz = await browserRender(browser, base, origin, view, 'maplibre-xyz');
+    c.check(`XYZ${where}: draws, no console error`, xyz.ok, xyz.detail);
+    if (xyz.shot) await compareRender(c, 'XYZ', xyz.shot, view);
+    const whole = await browserRender(browser, base, origin, view, 'maplibre-pmtiles', 'fused.pmtiles');
+    c.check(`pmtiles:// (the fused archive)${where}: draws, no console error`, whole.ok, whole.detail);
+    if (whole.shot) await compareRender(c, 'pmtiles:// (the fused archive)', whole.shot, view);
+    const alone = await browserRender(browser, base, origin, view, 'maplibre-pmtiles', 'chained.pmtiles');
+    if (alone.shot && whole.shot) {
+      const [a, b] = [await drawnShare(alone.shot, north), await drawnShare(whole.shot, north)];
+      c.check(
+        `pmtiles:// on the chained pyramid's archive${where} holds only its own tiles`,
+        alone.ok && a < b - 0.05,
+        `draws ${(a * 100).toFixed(0)} % of the north's pixels in view, the fused archive ${(b * 100).toFixed(0)} %`,
+      );
+    } else c.check(`pmtiles:// on the chained pyramid's archive${where}`, false, alone.detail);
   }
 }
 

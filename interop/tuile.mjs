@@ -1,5 +1,5 @@
 // interop's tuile: `node dist/main.js` on a data folder of its own on 127.0.0.1, and the management API
-// calls of the tutorial that publish a layer and chain a pyramid on it.
+// calls of the tutorial that publish a layer, chain a pyramid on it, publish the chain and fuse it.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -65,7 +65,10 @@ export async function until(base, path, want) {
   }
 }
 
-/** The tutorial's steps 1-3: the north delivery uploaded, built (png, bicubic, levels 0-7), published. */
+/**
+ * The tutorial's steps 1-3: the north delivery uploaded, built (png, bicubic, levels 0-7), published.
+ * Answers the stored data and what `publishOn` needs to point the layer at another one.
+ */
 export async function publish(base, { layer, bottom, delivery }) {
   const [ds] = await api(base, 'GET', '/api/datastores');
   const d = `/api/datastores/${ds._id}`;
@@ -85,17 +88,43 @@ export async function publish(base, { layer, bottom, delivery }) {
   await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
   const done = await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
   const sd = done.output.stored_data._id;
-  const c = await api(base, 'POST', `${d}/configurations`, {
+  const body = (storedData) => ({
     type: 'WMTS-TMS',
     name: 'interop',
     layer_name: layer,
-    type_infos: { title: 'France relief (interop)', abstract: '', keywords: ['relief'], used_data: [{ stored_data: sd, bottom_level: String(bottom), top_level: '0' }] },
+    type_infos: { title: 'France relief (interop)', abstract: '', keywords: ['relief'], used_data: [{ stored_data: storedData, bottom_level: String(bottom), top_level: '0' }] },
     getfeatureinfo: { stored_data: true },
   });
+  const c = await api(base, 'POST', `${d}/configurations`, body(sd));
   const [e] = await api(base, 'GET', `${d}/endpoints`);
   const o = await api(base, 'POST', `${d}/configurations/${c._id}/offerings`, { endpoint: e._id, open: true });
   await until(base, `${d}/offerings/${o._id}`, ['PUBLISHED']);
-  return sd;
+  return { storedData: sd, d, configuration: c._id, offering: o._id, body };
+}
+
+/** The tutorial's step 5: the layer's configuration replaced to serve `storedData`, its offering synchronised. */
+export async function publishOn(base, published, storedData) {
+  const { d, configuration, offering, body } = published;
+  await api(base, 'PUT', `${d}/configurations/${configuration}`, body(storedData));
+  await api(base, 'PUT', `${d}/offerings/${offering}`);
+  await until(base, `${d}/offerings/${offering}`, ['PUBLISHED']);
+}
+
+/** The `pyramid-fusion` processing on one chained pyramid: answers the new, standalone stored data. */
+export async function fuse(base, chained) {
+  const [ds] = await api(base, 'GET', '/api/datastores');
+  const d = `/api/datastores/${ds._id}`;
+  const p = (await api(base, 'GET', `${d}/processings`)).find((x) => x.technical_name === 'pyramid-fusion');
+  if (!p) throw new Error('no pyramid-fusion processing');
+  const x = await api(base, 'POST', `${d}/processings/executions`, {
+    processing: p._id,
+    inputs: { stored_data: [chained] },
+    output: { stored_data: { name: 'north+south fused', storage_tags: ['PYRAMIDE'] } },
+    parameters: {},
+  });
+  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
+  const done = await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
+  return done.output.stored_data._id;
 }
 
 /** The archives of the pyramids: the root one (no parent: it holds the whole layer) and a chained one. */
@@ -111,7 +140,7 @@ export function archivesOf(dataDir) {
   return out;
 }
 
-/** The tutorial's step 4: the south delivery built as a pyramid chained on the north (not published). */
+/** The tutorial's step 4: the south delivery built as a pyramid chained on the north; answers its id. */
 export async function chainSouth(base, north, south) {
   const [ds] = await api(base, 'GET', '/api/datastores');
   const d = `/api/datastores/${ds._id}`;
@@ -129,5 +158,5 @@ export async function chainSouth(base, north, south) {
     parameters: {},
   });
   await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
-  await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
+  return (await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS'])).output.stored_data._id;
 }
