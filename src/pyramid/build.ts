@@ -217,6 +217,19 @@ export async function tempBeside(out: string): Promise<string> {
   return tmp;
 }
 
+/** The archive of a pyramid being written into `tmp`, with the header fields readers show (bounds, centre, name). */
+export function createArchive(tmp: string, out: string, format: TileFormat, top: number, bottom: number, bbox: Bbox): Promise<PMTilesWriter> {
+  const lonlat = lonLatOf(bbox);
+  return PMTilesWriter.create(join(tmp, ARCHIVE), {
+    tileType: format,
+    minZoom: top,
+    maxZoom: bottom,
+    bounds: [lonlat.minX, lonlat.minY, lonlat.maxX, lonlat.maxY],
+    center: [(lonlat.minX + lonlat.maxX) / 2, (lonlat.minY + lonlat.maxY) / 2, Math.max(top, bottom - 4)],
+    metadata: { name: basename(out), generator: 'tuile' },
+  });
+}
+
 export async function writeFileSynced(path: string, text: string): Promise<void> {
   const fh = await open(path, 'w');
   try {
@@ -327,19 +340,11 @@ async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number):
   }
 
   const tmp = await tempBeside(out);
-  const lonlat = lonLatOf(bbox);
   let writer: PMTilesWriter | null = null;
   let stopped = false; // after a failure, late results are dropped instead of written
   let writing: Promise<void> = Promise.resolve();
   try {
-    writer = await PMTilesWriter.create(join(tmp, ARCHIVE), {
-      tileType: format,
-      minZoom: top,
-      maxZoom: bottom,
-      bounds: [lonlat.minX, lonlat.minY, lonlat.maxX, lonlat.maxY],
-      center: [(lonlat.minX + lonlat.maxX) / 2, (lonlat.minY + lonlat.maxY) / 2, Math.max(top, bottom - 4)],
-      metadata: { name: basename(out), generator: 'tuile' },
-    });
+    writer = await createArchive(tmp, out, format, top, bottom, bbox);
     const w = writer;
     const present: (TileLimits | null)[] = limits.map(() => null);
     const counts = limits.map(() => 0);

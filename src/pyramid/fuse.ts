@@ -11,7 +11,7 @@ import { TuileError, errorMessage } from '../errors.js';
 import { PM, lonLatToMercator, tileLimitsForBounds, type Bbox, type TileLimits } from '../geo/tms.js';
 import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
 import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
-import { lonLatOf, prepareOut, tempBeside, unionBbox, unionLimits, writeFileSynced } from './build.js';
+import { createArchive, lonLatOf, prepareOut, tempBeside, unionBbox, unionLimits, writeFileSynced } from './build.js';
 import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
 import { PMTilesWriter, tileIdToZxy, zxyToTileId } from './pmtiles.js';
@@ -191,17 +191,9 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
   const out = resolve(opts.out);
   await prepareOut(out);
   const tmp = await tempBeside(out);
-  const lonlat = lonLatOf(bbox);
   let writer: PMTilesWriter | null = null;
   try {
-    writer = await PMTilesWriter.create(join(tmp, ARCHIVE), {
-      tileType: format,
-      minZoom: top,
-      maxZoom: bottom,
-      bounds: [lonlat.minX, lonlat.minY, lonlat.maxX, lonlat.maxY],
-      center: [(lonlat.minX + lonlat.maxX) / 2, (lonlat.minY + lonlat.maxY) / 2, Math.max(top, bottom - 4)],
-      metadata: { name: basename(out), generator: 'tuile' },
-    });
+    writer = await createArchive(tmp, out, format, top, bottom, bbox);
     const counts = limits.map(() => 0);
     const workers = Math.max(1, Math.min(64, Math.floor(opts.parallelization ?? 4)));
     // tiles are resolved a batch at a time and written in id order: the archive's temporary file is then
@@ -252,7 +244,7 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
       top,
       levels,
       bbox,
-      bboxLonLat: lonlat,
+      bboxLonLat: lonLatOf(bbox),
       parents: [],
       sources: [...new Set(ds.flatMap((d) => d.sources))],
       fusedFrom: chains.flatMap((c) => c.ids),
