@@ -47,8 +47,7 @@ describe('SIGTERM', () => {
 
     const big = await api.deliver([{ path: 'miriam.tif', file: fixture('modis_miriam_4326.tif') }], 'EPSG:4326', 'miriam');
     const e2 = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 12 }, 'miriam');
-    await api.until(`${api.d}/processings/executions/${e2._id}`, ['PROGRESS']);
-    await new Promise((r) => setTimeout(r, 1000));
+    await api.building(`${api.d}/processings/executions/${e2._id}`);
     const t0 = Date.now();
     expect(await t.stop('SIGTERM')).toBe(0);
     expect(Date.now() - t0).toBeLessThan(20_000);
