@@ -1,7 +1,7 @@
 // Pyramid builds through the CLI on real deliveries: archive contents, descriptor, PMTiles interop,
 // bad inputs.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, chmodSync, mkdirSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PMTiles, type Source, type RangeResponse } from 'pmtiles';
@@ -207,10 +207,19 @@ describe('tuile build refuses bad input cleanly', () => {
     const child = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'build', fixture('modis_miriam_4326.tif'), '--out', out, '--bottom', '10', '--compression', 'jpg', '--quiet']);
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
-    // once the temporary folder exists, well before the build ends (level 10: about 10 s here)
-    for (let i = 0; i < 100 && !readdirSync(dir).some((f) => f.includes('.tmp-')); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(readdirSync(dir).some((f) => f.includes('.tmp-'))).toBe(true);
-    await new Promise((r) => setTimeout(r, 500));
+    // in the middle of the build: once tiles have reached the temporary archive's data file (it is written in
+    // 1 MB buffers, level 10 takes about 10 s here), and the build still runs
+    const dataFile = () => {
+      const tmpDir = readdirSync(dir).find((f) => f.includes('.tmp-'));
+      return tmpDir ? join(dir, tmpDir, 'tiles.pmtiles.data.tmp') : null;
+    };
+    const deadline = Date.now() + 60_000;
+    let data: string | null = null;
+    while (!((data = dataFile()) && existsSync(data) && statSync(data).size > 0) && child.exitCode === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(data && existsSync(data) && statSync(data).size, stderr).toBeGreaterThan(0);
+    expect(child.exitCode, 'the build ended before it could be interrupted').toBeNull();
     child.kill('SIGTERM');
     const code = await new Promise((r) => child.once('exit', (c) => r(c)));
     expect(code).toBe(130);

@@ -122,6 +122,21 @@ export class Api {
     }
   }
 
+  /** Polls an execution until its build is under way: PROGRESS with some tiles done (the server saves the
+   * progress at most once a second), so a test can stop the server in the middle of a build, not before it. */
+  async building(path: string, timeoutMs = 120_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.call('GET', path);
+      if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+      const { status, progress } = r.body;
+      if (status === 'PROGRESS' && progress >= 1 && progress < 100) return r.body;
+      if (!['CREATED', 'WAITING', 'PROGRESS'].includes(status)) throw new Error(`${path} is ${status}: it ended before it could be interrupted`);
+      if (Date.now() > deadline) throw new Error(`${path} stuck at ${status} ${progress}%`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
   /** Upload, push the files, close; resolves with the upload once CLOSED or UNSTABLE. */
   async deliver(files: { path: string; file: string }[], srs = 'EPSG:2154', name = 'delivery'): Promise<any> {
     const u = await this.call('POST', `${this.d}/uploads`, { name, description: 'test', type: 'RASTER', srs });

@@ -2,7 +2,7 @@
 // as an uninterrupted demo leaves it (one layer serving north and south, one entity of each, nothing
 // unstable left over); once finished, it never runs again.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, tempDir } from '../helpers/fixtures.js';
@@ -18,8 +18,15 @@ afterAll(async () => {
   data.cleanup();
 });
 
-/** Starts tuile with the demo on and kills it (SIGKILL) once its output matches `when`; returns the output. */
-async function killWhen(when: RegExp, afterMs = 0): Promise<string> {
+/** Entries of a folder of the data folder (none while it does not exist). */
+function entries(name: string): string[] {
+  const dir = join(data.path, name);
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+/** Starts tuile with the demo on and kills it (SIGKILL) once its output matches `when` and the data folder
+ * shows the step under way (`then`); returns the output. */
+async function killWhen(when: RegExp, then: () => boolean): Promise<string> {
   let out = '';
   proc = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(await freePort()), TUILE_DATA_DIR: data.path, TUILE_DEMO: '1', TUILE_WORKERS: '1', TUILE_ADMIN_TOKEN: TOKEN },
@@ -28,11 +35,10 @@ async function killWhen(when: RegExp, afterMs = 0): Promise<string> {
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
   const deadline = Date.now() + 90_000;
-  while (!when.test(out)) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`never saw ${when}:\n${out}`);
-    await new Promise((r) => setTimeout(r, 20));
+  while (!when.test(out) || !then()) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`never saw ${when} then ${then}:\n${out}`);
+    await new Promise((r) => setTimeout(r, 5));
   }
-  await new Promise((r) => setTimeout(r, afterMs));
   const p = proc;
   await new Promise((r) => {
     p.once('exit', r);
@@ -44,11 +50,11 @@ async function killWhen(when: RegExp, afterMs = 0): Promise<string> {
 
 describe('the first-start demo, killed part way', () => {
   it('resumes at each start and ends whole, with nothing half-made left', async () => {
-    // during the north's delivery or build
-    expect(await killWhen(/empty data folder: running the reference scenario/, 1500)).not.toMatch(/resuming/);
+    // during the north's build: its folder is in pyramids/
+    expect(await killWhen(/empty data folder: running the reference scenario/, () => entries('pyramids').length > 0)).not.toMatch(/resuming/);
     expect(existsSync(join(data.path, 'demo.pending'))).toBe(true);
-    // during the south's
-    expect(await killWhen(/north published as france_relief/, 800)).toMatch(/the demo was interrupted by a stop: resuming it/);
+    // during the south's delivery: its upload is the second of uploads/
+    expect(await killWhen(/north published as france_relief/, () => entries('uploads').length > 1)).toMatch(/the demo was interrupted by a stop: resuming it/);
 
     t = await startTuile(data.path, { TUILE_DEMO: '1' });
     expect(t.output()).toMatch(/resuming it/);

@@ -23,6 +23,24 @@ function rawSocket(port: number): Promise<{ sock: Socket; received: () => string
   });
 }
 
+/** Tries new connections until one is refused (the server stopped listening): false after 10 s. */
+async function refused(port: number): Promise<boolean> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const code = await new Promise<string>((r) => {
+      const sock = connect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        r('connected');
+      });
+      sock.once('error', (err: NodeJS.ErrnoException) => r(err.code ?? String(err)));
+    });
+    if (code === 'ECONNREFUSED') return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
 const data = tempDir('tuile-life-');
 let t: TuileProcess | undefined;
 
@@ -47,8 +65,7 @@ describe('SIGTERM', () => {
 
     const big = await api.deliver([{ path: 'miriam.tif', file: fixture('modis_miriam_4326.tif') }], 'EPSG:4326', 'miriam');
     const e2 = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 12 }, 'miriam');
-    await api.until(`${api.d}/processings/executions/${e2._id}`, ['PROGRESS']);
-    await new Promise((r) => setTimeout(r, 1000));
+    await api.building(`${api.d}/processings/executions/${e2._id}`);
     const t0 = Date.now();
     expect(await t.stop('SIGTERM')).toBe(0);
     expect(Date.now() - t0).toBeLessThan(20_000);
@@ -90,7 +107,10 @@ describe('SIGTERM', () => {
       }
     };
     const loops = Array.from({ length: 16 }, (_, i) => loop(i));
-    await new Promise((r) => setTimeout(r, 1500));
+    // under load: once tiles are being answered, not after a guessed delay
+    const deadline = Date.now() + 30_000;
+    while (ok < 100 && broken.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(ok).toBeGreaterThanOrEqual(100);
     const exit = t.stop('SIGTERM');
     expect(await exit).toBe(0);
     stop = true;
@@ -126,9 +146,15 @@ describe('SIGTERM', () => {
         `Content-Type: application/octet-stream\r\nContent-Length: ${file.length}\r\n\r\n`,
     );
     push.sock.write(file.subarray(0, 100));
-    await new Promise((r) => setTimeout(r, 300));
+    // the server has the request once its body is being written to a .part file of the upload
+    const parts = join(data.path, 'uploads', up._id, 'data');
+    const partDeadline = Date.now() + 10_000;
+    const partSeen = () => existsSync(parts) && readdirSync(parts).some((f) => f.endsWith('.part'));
+    while (!partSeen() && Date.now() < partDeadline) await new Promise((r) => setTimeout(r, 20));
+    expect(partSeen(), push.received()).toBe(true);
     const exit = t.stop('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
+    // the rest of the body goes once the server is stopping: it no longer accepts connections
+    expect(await refused(port)).toBe(true);
     push.sock.write(file.subarray(100));
     expect(await push.ended).toBe('end');
     const head = push.received().split('\r\n\r\n')[0];

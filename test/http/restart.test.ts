@@ -46,8 +46,7 @@ describe('a restart after a kill during an execution', () => {
     expect(big.status).toBe('CLOSED');
     const e2 = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 12 }, 'miriam');
     const out = e2.output.stored_data._id;
-    await api.until(`${api.d}/processings/executions/${e2._id}`, ['PROGRESS']);
-    await new Promise((r) => setTimeout(r, 1500));
+    await api.building(`${api.d}/processings/executions/${e2._id}`);
     expect(await t.stop('SIGKILL')).toBe('SIGKILL');
     const deadline = Date.now() + 30_000;
     while (buildChildren() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
