@@ -25,7 +25,7 @@ source bench/lib.sh
 
 # the crop's own extent: the update archive's bounds (lon/lat w,s,e,n)
 bbox=$(node --input-type=module -e '
-const { PMTilesReader } = await import(process.cwd() + "/dist/pyramid/pmtiles.js");
+const { PMTilesReader } = await import(process.cwd() + "/dist/pyramid/pmtiles/reader.js");
 const r = await PMTilesReader.open(process.argv[1]);
 console.log(r.header.bounds.join(","));
 await r.close();' "$WORK/update/tiles.pmtiles")

@@ -6,7 +6,7 @@ import { TuileError, errorMessage } from './errors.js';
 import type { BuildOptions } from './pyramid/build.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
-import { PMTilesReader } from './pyramid/pmtiles.js';
+import { PMTilesReader } from './pyramid/pmtiles/reader.js';
 import type { TileFormat } from './tiles/codec.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseScale } from './raster/scale.js';

@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PMTiles, type Source, type RangeResponse } from 'pmtiles';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PMTilesReader } from '../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import { isBlank } from '../src/tiles/merge.js';
 import { expectRefused, fixture, runCli, tempDir, FIXTURES, ROOT } from './helpers/fixtures.js';

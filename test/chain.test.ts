@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPyramid } from '../src/pyramid/build.js';
 import { PyramidChain } from '../src/pyramid/chain.js';
 import type { PyramidDescriptor } from '../src/pyramid/descriptor.js';
-import { PMTilesReader } from '../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import type { RawTile } from '../src/tiles/merge.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';

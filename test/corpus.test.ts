@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PMTilesReader } from '../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import type { RawTile } from '../src/tiles/merge.js';
 import { FIXTURES, runCli, tempDir } from './helpers/fixtures.js';

@@ -9,7 +9,6 @@ import { describe, expect, it } from 'vitest';
 import { TuileError } from '../src/errors.js';
 import {
   crsFromEpsg,
-  crsFromGeoKeys,
   parseCrs,
   sameCrs,
   transformer,
@@ -17,6 +16,7 @@ import {
   WGS84,
   type Crs,
 } from '../src/geo/crs.js';
+import { crsFromGeoKeys } from '../src/geo/geokeys.js';
 
 // Small copies land in test/fixtures/; the full set lives in ../shared/data/real/ beside the repository.
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));

@@ -9,7 +9,7 @@ import { PM, tileBounds } from '../src/geo/tms.js';
 import { PyramidChain } from '../src/pyramid/chain.js';
 import type { PyramidDescriptor } from '../src/pyramid/descriptor.js';
 import { fusePyramids, mercatorBbox } from '../src/pyramid/fuse.js';
-import { PMTilesReader } from '../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
 import { compare } from './helpers/images.js';

@@ -1,7 +1,8 @@
 // Georeferencing math: GCPs to an affine geotransform (gdalwarp's order-1 polynomial), and the linear unit of
 // ProjLinearUnitsGeoKey over an EPSG projected code.
 import { describe, expect, it } from 'vitest';
-import { crsFromGeoKeys, transformer, WGS84 } from '../src/geo/crs.js';
+import { transformer, WGS84 } from '../src/geo/crs.js';
+import { crsFromGeoKeys } from '../src/geo/geokeys.js';
 import { fitAffine } from '../src/raster/georef.js';
 
 describe('fitAffine', () => {

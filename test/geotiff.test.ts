@@ -1,7 +1,8 @@
 // GeoTIFF reading: every TIFF layout and compression reads to the same pixels, windows anywhere agree
 // with the whole image, and the georeferencing is read as GDAL reads it.
 import { describe, expect, it } from 'vitest';
-import { GeoTiffSource, inflateIntoSupported } from '../src/raster/geotiff.js';
+import { GeoTiffSource } from '../src/raster/geotiff.js';
+import { inflateIntoSupported } from '../src/raster/inflate.js';
 import { fixture } from './helpers/fixtures.js';
 
 function psnr(a: Uint8Array, b: Uint8Array): number {

@@ -8,7 +8,7 @@ import { PM, tileBounds } from '../src/geo/tms.js';
 import { GeoTiffSource } from '../src/raster/geotiff.js';
 import { MosaicRenderer } from '../src/raster/render.js';
 import type { Kernel } from '../src/raster/resample.js';
-import { PMTilesReader } from '../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import { blankTile } from '../src/tiles/merge.js';
 import { compare, cut, assemble, readImage, type Comparison } from './helpers/images.js';

@@ -7,13 +7,9 @@ import { join } from 'node:path';
 import { PMTiles, TileType as RefTileType, zxyToTileId as refZxyToTileId } from 'pmtiles';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TuileError } from '../src/errors.js';
-import {
-  PMTilesReader,
-  PMTilesWriter,
-  tileIdToZxy,
-  zxyToTileId,
-  type WriterOptions,
-} from '../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
+import { tileIdToZxy, zxyToTileId } from '../src/pyramid/pmtiles/tileid.js';
+import { PMTilesWriter, type WriterOptions } from '../src/pyramid/pmtiles/writer.js';
 import { NodeFileSource } from './helpers/pmtiles.js';
 
 /** Deterministic PRNG (mulberry32), so that a failure can be replayed. */

@@ -23,7 +23,8 @@ import type { EncodeOptions, TileFormat } from '../tiles/codec.js';
 import type { RawTile } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
-import { PMTilesWriter, zxyToTileId } from './pmtiles.js';
+import { zxyToTileId } from './pmtiles/tileid.js';
+import { PMTilesWriter } from './pmtiles/writer.js';
 import type { MergeTask, SubtreeTask, TaskResult } from './worker.js';
 import { WorkerPool } from './workers.js';
 

@@ -4,7 +4,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { TuileError } from '../errors.js';
 import { ARCHIVE, readDescriptor, type PyramidDescriptor } from './descriptor.js';
-import { PMTilesReader } from './pmtiles.js';
+import { PMTilesReader } from './pmtiles/reader.js';
 
 export interface TileHit {
   /** id of the pyramid of the chain that holds the tile */

@@ -14,7 +14,8 @@ import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.j
 import { createArchive, lonLatOf, prepareOut, tempBeside, unionBbox, unionLimits, writeFileSynced } from './build.js';
 import { PyramidChain } from './chain.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
-import { PMTilesWriter, tileIdToZxy, zxyToTileId } from './pmtiles.js';
+import { tileIdToZxy, zxyToTileId } from './pmtiles/tileid.js';
+import { PMTilesWriter } from './pmtiles/writer.js';
 
 export interface FuseOptions {
   /** Pyramid folders, each read with its parent chain; a later one is drawn over the earlier ones. */

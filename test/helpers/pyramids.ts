@@ -1,7 +1,7 @@
 // Test helper: two pyramid folders compared tile by tile (same tiles present, same masks, pixels compared).
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { PMTilesReader } from '../../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../../src/tiles/codec.js';
 import { runCli } from './fixtures.js';
 import { compare } from './images.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PM } from '../../src/geo/tms.js';
-import { PMTilesReader } from '../../src/pyramid/pmtiles.js';
+import { PMTilesReader } from '../../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../../src/tiles/codec.js';
 import { miriamJpeg, northPng, startServer, type TestServer } from '../helpers/server.js';
 
