@@ -7,7 +7,7 @@ import { ROOT } from './helpers/fixtures.js';
 describe('test pyramid cache key', () => {
   it('covers the planner, the warp, the resampling, the encoder and the archive writer', () => {
     const files = buildSources().map((f) => f.slice(ROOT.length + 1));
-    for (const f of ['src/pyramid/build.ts', 'src/pyramid/worker.ts', 'src/raster/warp.ts', 'src/raster/resample.ts', 'src/tiles/codec.ts', 'src/pyramid/pmtiles.ts', 'src/geo/tms.ts']) {
+    for (const f of ['src/pyramid/build.ts', 'src/pyramid/worker.ts', 'src/raster/warp.ts', 'src/raster/resample.ts', 'src/tiles/codec.ts', 'src/pyramid/pmtiles/writer.ts', 'src/raster/taps.ts', 'src/raster/fastloop.ts', 'src/geo/tms.ts']) {
       expect(files).toContain(f);
     }
     // only code: the HTTP side does not make pyramids
