@@ -7,16 +7,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kernelPadding, resample, type Kernel, type SourceWindow } from '../src/raster/resample.js';
 import { approxSourceCoords, sourceScale, sourceWindow } from '../src/raster/warp.js';
+import { rng } from './helpers/random.js';
 
 const KERNELS: Kernel[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 // Against gdalwarp itself, when GDAL is installed (checked at run time: the test passes, saying so, without it).
 

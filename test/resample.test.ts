@@ -8,16 +8,9 @@ import {
   type SourceWindow,
 } from '../src/raster/resample.js';
 import { approxSourceCoords, sourceScale, sourceWindow } from '../src/raster/warp.js';
+import { rng } from './helpers/random.js';
 
 const KERNELS: Kernel[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 function randomWindow(width: number, height: number, bands: number, seed = 1, x0 = 0, y0 = 0): SourceWindow {
   const r = rng(seed);
