@@ -12,10 +12,20 @@ import type { StateStore } from '../state/store.js';
 export interface ApiContext {
   config: Config;
   store: StateStore;
-  /** opens a pyramid folder and its chain, and closes it again: throws when it cannot be served */
-  checkPyramid(dir: string): Promise<void>;
+  /** the layers the serving processes serve, which follow the committed state */
+  layers: ServedLayers;
   /** answered requests per layer over every serving process: "day\tprotocol\tlayer" -> count */
   layerCounts?(): Promise<Record<string, number>>;
+}
+
+/** What the API sees of the hot swap (src/cluster/switch.ts): checks ahead of a switch, and its progress. */
+export interface ServedLayers {
+  /** opens these pyramid folders' chains in every serving process ahead of a switch: throws when one cannot be served */
+  prepare(dirs: string[]): Promise<void>;
+  /** commits so far that changed the served layers */
+  changes(): number;
+  /** resolves once every serving process serves the layers of the `upTo`th change (default: the latest), or was given up on */
+  served(upTo?: number): Promise<void>;
 }
 
 export class ApiError extends Error {

@@ -135,6 +135,15 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     }
     await next();
   });
+  // an answer describes what is served: a request whose commits changed the layers answers once every
+  // serving process serves them, and a read of the statuses that say so waits for a switch in flight; the
+  // switch itself runs outside the state's queue, so that other writes never wait for it
+  app.use('/api/*', async (c, next) => {
+    const before = ctx.layers.changes();
+    await next();
+    const after = ctx.layers.changes();
+    if (after > before || (c.req.method === 'GET' && /\/(offerings|configurations)(\/|$)/.test(c.req.path))) await ctx.layers.served(after);
+  });
   for (const sub of [datastoreRoutes, uploadRoutes, processingRoutes, storedDataRoutes, configurationRoutes, offeringRoutes, permissionRoutes, keyRoutes]) app.route('/api', sub(ctx));
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname.replace(/\/+$/, '');

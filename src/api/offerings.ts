@@ -112,7 +112,7 @@ async function settle(ctx: ApiContext, id: string): Promise<void> {
       break;
     }
     try {
-      await ctx.checkPyramid(dataPaths(ctx.config.dataDir).pyramid(pyramidFolder(sd)));
+      await ctx.layers.prepare([dataPaths(ctx.config.dataDir).pyramid(pyramidFolder(sd))]);
     } catch (err) {
       // the reason goes to the server's log; the offering says it in words, without the server's paths
       console.error(`tuile: offering ${id}: stored data ${sid}: ${errorMessage(err)}`);
