@@ -13,7 +13,7 @@ import type { Hono } from 'hono';
 import { ApiClient } from './client.js';
 
 const DEMO = resolve(fileURLToPath(import.meta.url), '../../data/demo');
-export const DEMO_LAYER = 'france_relief';
+const DEMO_LAYER = 'france_relief';
 
 type Json = Record<string, unknown> & { _id: string; status: string; name?: string };
 

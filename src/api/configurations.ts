@@ -115,7 +115,7 @@ function validate(s: Readonly<State>, datastore: string, b: ConfigurationBody, s
   if (taken) throw conflict(`layer_name ${b.layer_name} is taken by configuration ${taken._id}`);
 }
 
-export function configurationView(c: Configuration) {
+function configurationView(c: Configuration) {
   const { datastore: _d, ...rest } = c;
   return rest;
 }

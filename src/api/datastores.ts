@@ -62,7 +62,7 @@ export function endpointBase(e: Endpoint | undefined, base: string): string {
   return e?.open === false ? `${base}/private` : base;
 }
 
-export function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
+function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
   const b = endpointBase(e, base);
   return [
     { type: 'WMTS', url: `${b}/wmts` },

@@ -80,7 +80,7 @@ function issues(err: z.ZodError): string[] {
 }
 
 /** Largest JSON body when the API app sets none (TUILE_JSON_MAX_BYTES). */
-export const JSON_MAX_BYTES = 2 ** 20;
+const JSON_MAX_BYTES = 2 ** 20;
 
 /** The context variable in which the API app puts the configured limit of JSON bodies. */
 export const JSON_LIMIT_KEY = 'jsonMaxBytes';
@@ -167,7 +167,7 @@ export function query<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
   return r.data;
 }
 
-export const MAX_LIMIT = 100;
+const MAX_LIMIT = 100;
 
 export const pageQuery = z.object({
   page: z.coerce.number().int().min(1).max(1_000_000).default(1),
@@ -189,7 +189,7 @@ export function byCreation<T extends Entity>(list: T[]): T[] {
 }
 
 /** Tags an entity may carry: a handful in practice; every state write copies them all. */
-export const MAX_TAGS = 100;
+const MAX_TAGS = 100;
 
 export const tagsSchema = z
   .record(z.string().max(256), z.string().max(1024))
@@ -210,7 +210,7 @@ export function baseUrl(c: Context, cfg: Config): string {
   return `${u.protocol}//${c.req.header('host') ?? u.host}`;
 }
 
-export interface RouteDoc {
+interface RouteDoc {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;

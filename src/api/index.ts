@@ -21,7 +21,7 @@ function digest(s: string): Buffer {
 }
 
 /** Compares a presented token with the admin token without leaking, by timing, how much of it matched. */
-export function tokenMatches(presented: string | undefined, expected: string): boolean {
+function tokenMatches(presented: string | undefined, expected: string): boolean {
   if (!presented) return false;
   return timingSafeEqual(digest(presented), digest(expected));
 }

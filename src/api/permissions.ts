@@ -50,7 +50,7 @@ function offeringRefs(s: Readonly<State>, ids: string[]) {
   });
 }
 
-export function permissionView(s: Readonly<State>, p: Permission) {
+function permissionView(s: Readonly<State>, p: Permission) {
   const { datastore, beneficiary, offerings, ...rest } = p;
   const d = s.datastores[datastore];
   return {

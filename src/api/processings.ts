@@ -23,7 +23,7 @@ import { checkFusion, fusionBbox } from './fusion.js';
 
 const level = z.coerce.number().int().min(0).max(21);
 
-export const parametersSchema = z.strictObject({
+const parametersSchema = z.strictObject({
   tms: z.literal('PM').optional(),
   compression: z.enum(['jpg', 'png', 'webp']).optional(),
   interpolation: z.enum(['nn', 'linear', 'bicubic', 'lanczos']).optional(),
@@ -70,7 +70,7 @@ const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional
 const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
 /** The processings this server runs, as the Entrepôt lists them: one entry each. */
-export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
+const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
 
 function processingOf(id: string) {
   return PROCESSINGS.find((p) => p._id === id);

@@ -27,7 +27,7 @@ function storedDataView(sd: StoredData) {
 }
 
 /** Who uses a stored data: chained pyramids, configurations and offerings. */
-export function usersOf(s: Readonly<State>, id: string) {
+function usersOf(s: Readonly<State>, id: string) {
   return {
     storedData: Object.values(s.stored_data).filter((x) => x.parent === id),
     configurations: Object.values(s.configurations).filter((c) => c.type_infos.used_data.some((u) => u.stored_data === id)),

@@ -81,11 +81,6 @@ export class WorkerPool {
     });
   }
 
-  /** Tasks queued or running. */
-  get load(): number {
-    return this.queue.length + this.slots.filter((s) => s.job).length;
-  }
-
   private pump(): void {
     for (const slot of this.slots) {
       if (slot.job || this.queue.length === 0) continue;

@@ -18,7 +18,7 @@ const { fromFile, getDecoder } = createRequire(import.meta.url)('geotiff') as ty
 
 /** Affine georeferencing, GDAL order: X = a0 + col*a1 + row*a2; Y = a3 + col*a4 + row*a5 (pixel corners). */
 /** Largest strip or tile a window may decode. */
-export const MAX_BLOCK_BYTES = 256 * 2 ** 20;
+const MAX_BLOCK_BYTES = 256 * 2 ** 20;
 
 export type GeoTransform = [number, number, number, number, number, number];
 
