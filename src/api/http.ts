@@ -112,7 +112,7 @@ export async function drainBody(c: Context): Promise<void> {
 
 /**
  * The body as text, at most `max` bytes: 413 as soon as its declared length or the bytes read go over, so a
- * huge body is never held whole (a 600 MB one used to end in a 500 from V8's string limit).
+ * huge body is never held whole (past V8's string length limit it would end in a 500).
  */
 async function boundedText(c: Context, max: number): Promise<string> {
   const declared = Number(c.req.header('content-length'));
