@@ -1,8 +1,9 @@
 // What every resource of the management API shares: its context, JSON errors in the Entrepôt's form,
-// body validation (zod schemas, which also document the routes), pagination, and the route table from
-// which /api/openapi.json is written.
+// body validation (zod schemas, which also document the routes), pagination, and the route declaration
+// that puts each route into its sub-app's OpenAPI registry.
 
-import type { Context, Hono } from 'hono';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { TuileError, type ErrorCode } from '../errors.js';
@@ -215,19 +216,49 @@ interface RouteDoc {
   path: string;
   summary: string;
   tag: string;
-  body?: z.ZodType;
-  query?: z.ZodType;
+  body?: z.ZodObject | z.ZodType;
+  query?: z.ZodObject;
   status?: number;
 }
 
-/** The routes of every resource, as their sub-apps declare them, for /api/openapi.json. */
-export const ROUTES: RouteDoc[] = [];
-
 type Handler = (c: Context) => Response | Promise<Response>;
 
-/** Registers a route on a resource's sub-app and records it for the OpenAPI description. */
-export function route(app: Hono, prefix: string, doc: Omit<RouteDoc, 'path'> & { path: string }, handler: Handler): void {
+const ERROR = { $ref: '#/components/responses/Error' };
+
+/** A file pushed to an upload: multipart (field `file`) or the raw body. */
+const FILE_BODY = {
+  required: true,
+  content: {
+    'multipart/form-data': { schema: { type: 'object' as const, properties: { file: { type: 'string' as const, format: 'binary' } }, required: ['file'] } },
+    'application/octet-stream': { schema: { type: 'string' as const, format: 'binary' } },
+  },
+};
+
+/**
+ * A route of a resource's sub-app, described in the sub-app's OpenAPI registry (@hono/zod-openapi), from which
+ * /api/openapi.json is generated. The handler validates its own body and query (the API's error form, the
+ * bounded body read), so the route is registered beside it rather than through `app.openapi`, whose
+ * validators would read the body first and answer in another form.
+ */
+export function route(app: OpenAPIHono, prefix: string, doc: RouteDoc, handler: Handler): void {
   const full = `${prefix}${doc.path}`;
-  if (!ROUTES.some((r) => r.method === doc.method && r.path === full)) ROUTES.push({ ...doc, path: full });
-  app.on(doc.method.toUpperCase(), doc.path, handler);
+  const names = [...full.matchAll(/:(\w+)/g)].map((m) => m[1]);
+  const push = doc.method === 'post' && full.endsWith('/data');
+  // bodies over TUILE_JSON_MAX_BYTES, or slower than TUILE_BODY_TIMEOUT
+  const bounded: Record<string, typeof ERROR> = doc.body || push ? { '408': ERROR, '413': ERROR } : {};
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: doc.method,
+      path: full.replace(/:(\w+)/g, '{$1}'),
+      summary: doc.summary,
+      tags: [doc.tag],
+      request: {
+        params: names.length ? z.object(Object.fromEntries(names.map((n) => [n, z.string()]))) : undefined,
+        query: doc.query,
+        body: doc.body ? { required: true, content: { 'application/json': { schema: doc.body } } } : push ? FILE_BODY : undefined,
+      },
+      responses: { [String(doc.status ?? 200)]: { description: 'success' }, '400': ERROR, '401': ERROR, '404': ERROR, '409': ERROR, ...bounded },
+    }),
+  );
+  app.on(doc.method.toUpperCase(), full, handler);
 }

@@ -4,7 +4,8 @@
 // pyramids into a new standalone one (src/pyramid/fuse.ts).
 
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import {
   EXECUTION_STATUSES,
@@ -91,8 +92,8 @@ function executionView(s: Readonly<State>, e: Execution) {
   };
 }
 
-export function processingRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function processingRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore/processings';
   const ds = (c: Context) => datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;

@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { STORED_DATA_STATUSES, now, publishedStoredData, type State, type StoredData } from '../state/model.js';
@@ -38,8 +39,8 @@ function usersOf(s: Readonly<State>, id: string) {
   };
 }
 
-export function storedDataRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function storedDataRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore/stored_data';
   const get = (c: Context) => find(ctx.store.state.stored_data, 'stored data', c.req.param('datastore')!, c.req.param('stored_data')!);
