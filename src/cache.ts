@@ -13,7 +13,7 @@ export interface CacheStats {
 }
 
 /** What a load found: bytes, or nothing (absent tiles are cached too, as empty entries). */
-export type Loaded = Uint8Array | null;
+type Loaded = Uint8Array | null;
 
 const EMPTY_WEIGHT = 64; // the key and bookkeeping of an absent tile
 

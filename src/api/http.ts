@@ -1,8 +1,9 @@
 // What every resource of the management API shares: its context, JSON errors in the Entrepôt's form,
-// body validation (zod schemas, which also document the routes), pagination, and the route table from
-// which /api/openapi.json is written.
+// body validation (zod schemas, which also document the routes), pagination, and the route declaration
+// that puts each route into its sub-app's OpenAPI registry.
 
-import type { Context, Hono } from 'hono';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { TuileError, type ErrorCode } from '../errors.js';
@@ -90,7 +91,7 @@ function issues(err: z.ZodError): string[] {
 }
 
 /** Largest JSON body when the API app sets none (TUILE_JSON_MAX_BYTES). */
-export const JSON_MAX_BYTES = 2 ** 20;
+const JSON_MAX_BYTES = 2 ** 20;
 
 /** The context variable in which the API app puts the configured limit of JSON bodies. */
 export const JSON_LIMIT_KEY = 'jsonMaxBytes';
@@ -122,7 +123,7 @@ export async function drainBody(c: Context): Promise<void> {
 
 /**
  * The body as text, at most `max` bytes: 413 as soon as its declared length or the bytes read go over, so a
- * huge body is never held whole (a 600 MB one used to end in a 500 from V8's string limit).
+ * huge body is never held whole (past V8's string length limit it would end in a 500).
  */
 async function boundedText(c: Context, max: number): Promise<string> {
   const declared = Number(c.req.header('content-length'));
@@ -177,7 +178,7 @@ export function query<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
   return r.data;
 }
 
-export const MAX_LIMIT = 100;
+const MAX_LIMIT = 100;
 
 export const pageQuery = z.object({
   page: z.coerce.number().int().min(1).max(1_000_000).default(1),
@@ -199,7 +200,7 @@ export function byCreation<T extends Entity>(list: T[]): T[] {
 }
 
 /** Tags an entity may carry: a handful in practice; every state write copies them all. */
-export const MAX_TAGS = 100;
+const MAX_TAGS = 100;
 
 export const tagsSchema = z
   .record(z.string().max(256), z.string().max(1024))
@@ -220,24 +221,54 @@ export function baseUrl(c: Context, cfg: Config): string {
   return `${u.protocol}//${c.req.header('host') ?? u.host}`;
 }
 
-export interface RouteDoc {
+interface RouteDoc {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;
   tag: string;
-  body?: z.ZodType;
-  query?: z.ZodType;
+  body?: z.ZodObject | z.ZodType;
+  query?: z.ZodObject;
   status?: number;
 }
 
-/** The routes of every resource, as their sub-apps declare them, for /api/openapi.json. */
-export const ROUTES: RouteDoc[] = [];
-
 type Handler = (c: Context) => Response | Promise<Response>;
 
-/** Registers a route on a resource's sub-app and records it for the OpenAPI description. */
-export function route(app: Hono, prefix: string, doc: Omit<RouteDoc, 'path'> & { path: string }, handler: Handler): void {
+const ERROR = { $ref: '#/components/responses/Error' };
+
+/** A file pushed to an upload: multipart (field `file`) or the raw body. */
+const FILE_BODY = {
+  required: true,
+  content: {
+    'multipart/form-data': { schema: { type: 'object' as const, properties: { file: { type: 'string' as const, format: 'binary' } }, required: ['file'] } },
+    'application/octet-stream': { schema: { type: 'string' as const, format: 'binary' } },
+  },
+};
+
+/**
+ * A route of a resource's sub-app, described in the sub-app's OpenAPI registry (@hono/zod-openapi), from which
+ * /api/openapi.json is generated. The handler validates its own body and query (the API's error form, the
+ * bounded body read), so the route is registered beside it rather than through `app.openapi`, whose
+ * validators would read the body first and answer in another form.
+ */
+export function route(app: OpenAPIHono, prefix: string, doc: RouteDoc, handler: Handler): void {
   const full = `${prefix}${doc.path}`;
-  if (!ROUTES.some((r) => r.method === doc.method && r.path === full)) ROUTES.push({ ...doc, path: full });
-  app.on(doc.method.toUpperCase(), doc.path, handler);
+  const names = [...full.matchAll(/:(\w+)/g)].map((m) => m[1]);
+  const push = doc.method === 'post' && full.endsWith('/data');
+  // bodies over TUILE_JSON_MAX_BYTES, or slower than TUILE_BODY_TIMEOUT
+  const bounded: Record<string, typeof ERROR> = doc.body || push ? { '408': ERROR, '413': ERROR } : {};
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: doc.method,
+      path: full.replace(/:(\w+)/g, '{$1}'),
+      summary: doc.summary,
+      tags: [doc.tag],
+      request: {
+        params: names.length ? z.object(Object.fromEntries(names.map((n) => [n, z.string()]))) : undefined,
+        query: doc.query,
+        body: doc.body ? { required: true, content: { 'application/json': { schema: doc.body } } } : push ? FILE_BODY : undefined,
+      },
+      responses: { [String(doc.status ?? 200)]: { description: 'success' }, '400': ERROR, '401': ERROR, '404': ERROR, '409': ERROR, ...bounded },
+    }),
+  );
+  app.on(doc.method.toUpperCase(), full, handler);
 }
