@@ -9,7 +9,8 @@ import { cors } from 'hono/cors';
 import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
 import type { Config } from './config.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
-import { CORS_EXPOSE, CORS_HEADERS, type ServerContext } from './protocols/tile.js';
+import { jsonError, TuileError } from './errors.js';
+import { CORS_EXPOSE, CORS_HEADERS, jsonErrorResponse, type ServerContext } from './protocols/tile.js';
 import { endpointView } from './registry.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
@@ -120,11 +121,8 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   protocolRoutes(priv, endpointContext(ctx, true));
   app.route(PRIVATE, priv);
   protocolRoutes(app, endpointContext(ctx, false));
-  app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
-  app.onError((err, c) => {
-    console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
-    return c.json({ error: 'internal_error', error_description: [err.message] }, 500);
-  });
+  app.notFound((c) => jsonErrorResponse(new TuileError('NotFound', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), c));
+  app.onError(jsonErrorResponse);
   return app;
 }
 
@@ -150,8 +148,9 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
       (err) => {
         // the path only: a query may carry an apikey, which is never logged
         console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
-        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json', ...CORS_HEADERS });
-        res.end(JSON.stringify({ error: 'internal_error', error_description: [(err as Error).message] }));
+        const e = jsonError(err);
+        if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'application/json', ...CORS_HEADERS });
+        res.end(JSON.stringify(e.body));
       },
     );
   };

@@ -5,7 +5,7 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { TuileError, type ErrorCode } from '../errors.js';
+import { HTTP_STATUS, TuileError } from '../errors.js';
 import type { Entity, State } from '../state/model.js';
 import type { StateStore } from '../state/store.js';
 
@@ -20,7 +20,7 @@ export interface ApiContext {
 
 export class ApiError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 500,
+    readonly status: 400 | 401 | 403 | 404 | 406 | 409 | 413 | 500,
     readonly error: string,
     readonly descriptions: string[],
   ) {
@@ -28,20 +28,13 @@ export class ApiError extends Error {
   }
 }
 
-const STATUS_OF: Partial<Record<ErrorCode, ApiError['status']>> = {
-  NotFound: 404,
-  Conflict: 409,
-  InvalidParameter: 400,
-  InvalidInput: 400,
-  NotGeoreferenced: 400,
-  UnsupportedCrs: 400,
-  UnsupportedRaster: 400,
-  OutOfRange: 400,
-};
-
+/** A TuileError with the status of the one table (errors.ts); a server-side one (5xx) as internal_error. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof TuileError && STATUS_OF[err.code]) return new ApiError(STATUS_OF[err.code]!, err.code, [err.message]);
+  if (err instanceof TuileError) {
+    const status = HTTP_STATUS[err.code] as ApiError['status'];
+    if (status < 500) return new ApiError(status, err.code, [err.message]);
+  }
   return new ApiError(500, 'internal_error', [err instanceof Error ? err.message : String(err)]);
 }
 

@@ -4,7 +4,9 @@
 import { TileCache } from '../cache.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { TuileError } from '../errors.js';
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { jsonError, TuileError } from '../errors.js';
 import type { TileLimits } from '../geo/tms.js';
 import { access, chainAt, type Layer, type LayerSource } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
@@ -20,6 +22,11 @@ export function levelOf(layer: Layer, z: number): TileLimits | undefined {
   return layer.levels.find((l) => l.z === z);
 }
 
+/** Whether a tile (y from the top) is inside a level's limits. */
+export function within(level: TileLimits, t: { z: number; x: number; y: number }): boolean {
+  return t.x >= level.minX && t.x <= level.maxX && t.y >= level.minY && t.y <= level.maxY;
+}
+
 /**
  * The tile {z, x, y} (y from the top) of a layer. Throws OutOfRange outside its levels or limits, with
  * the allowed range in the message; inside them, a tile with no data is the layer's blank tile.
@@ -30,7 +37,7 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
     const zs = layer.levels.map((l) => l.z);
     throw new TuileError('OutOfRange', `level ${z} is not served by layer ${layer.name} (levels ${Math.min(...zs)} to ${Math.max(...zs)})`);
   }
-  if (x < level.minX || x > level.maxX || y < level.minY || y > level.maxY) {
+  if (!within(level, { z, x, y })) {
     throw new TuileError(
       'OutOfRange',
       `tile ${z}/${x}/${y} is outside layer ${layer.name} at level ${z} (columns ${level.minX}-${level.maxX}, rows ${level.minY}-${level.maxY})`,
@@ -140,16 +147,21 @@ export function apiKeyOf(req: Request): string | undefined {
   return req.headers.get('apikey') || undefined;
 }
 
-export interface Denial {
-  status: 401 | 403;
-  message: string;
-}
-
-/** Why a request may not use a layer (401 without a key, 403 with one that does not open it), or null. */
-export function denial(layer: Layer, key: string | undefined): Denial | null {
+/**
+ * Why a request may not use a layer, or null: Unauthorized (401) without a key, Forbidden (403) with one that
+ * does not open it; the locator is where the key goes.
+ */
+export function denial(layer: Layer, key: string | undefined): TuileError | null {
   const a = access(layer, key);
   if (a === 'granted') return null;
   return a === 'no-key'
-    ? { status: 401, message: `layer ${layer.name} needs an API key (apikey= parameter or apikey header)` }
-    : { status: 403, message: `this API key does not give access to layer ${layer.name}, or its permission has ended` };
+    ? new TuileError('Unauthorized', `layer ${layer.name} needs an API key (apikey= parameter or apikey header)`, { locator: 'apikey' })
+    : new TuileError('Forbidden', `this API key does not give access to layer ${layer.name}, or its permission has ended`, { locator: 'apikey' });
+}
+
+/** The onError of the protocols that answer errors in JSON (XYZ, OGC API, the app): a server error is logged. */
+export function jsonErrorResponse(err: Error, c: Context): Response {
+  const e = jsonError(err);
+  if (e.status >= 500) console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+  return c.json(e.body, e.status as ContentfulStatusCode);
 }

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Hono } from 'hono';
+import { statusOf } from '../errors.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
 import { apiKeyOf, baseUrl, denial, type ServerContext } from './tile.js';
@@ -221,7 +222,7 @@ export function viewerRoutes(ctx: ServerContext): Hono {
     const key = apiKeyOf(c.req.raw);
     const denied = denial(layer, key);
     if (denied) {
-      return c.html(page('Access denied · tuile', `<header><a href="../">tuile</a></header><main><h1>${escapeHtml(denied.message)}</h1><p>Add <code>?apikey=</code> to the address.</p></main>`), denied.status);
+      return c.html(page('Access denied · tuile', `<header><a href="../">tuile</a></header><main><h1>${escapeHtml(denied.message)}</h1><p>Add <code>?apikey=</code> to the address.</p></main>`), statusOf(denied) as 401);
     }
     return c.html(viewerPage(layer, key));
   });
