@@ -18,6 +18,7 @@ import { wmtsRoutes } from './protocols/wmts.js';
 import { ogcapiRoutes } from './protocols/ogcapi.js';
 import { viewerRoutes } from './protocols/viewer.js';
 import { tileFastPath } from './protocols/fastpath.js';
+import { matchTilePath, OGCAPI, TMS, WMTS_REST, XYZ } from './protocols/grammar.js';
 
 export interface AppOptions {
   /** metrics of every serving process (cluster); defaults to this process only */
@@ -38,19 +39,13 @@ function endpointContext(ctx: ServerContext, priv: boolean): ServerContext {
 
 /** The protocols of one endpoint, on their paths. */
 function protocolRoutes(app: Hono, ctx: ServerContext): void {
-  app.route('/wmts', wmtsRoutes(ctx));
-  app.route('/tms', tmsRoutes(ctx));
-  app.route('/tiles', xyzRoutes(ctx));
-  app.route('/ogcapi', ogcapiRoutes(ctx));
+  // mounted where the tile grammar says, which the fast path matches against
+  app.route(WMTS_REST.mount, wmtsRoutes(ctx));
+  app.route(TMS.mount, tmsRoutes(ctx));
+  app.route(XYZ.mount, xyzRoutes(ctx));
+  app.route(OGCAPI.mount, ogcapiRoutes(ctx));
   app.route('/', viewerRoutes(ctx));
 }
-
-const TILE_PATHS = [
-  /^\/tiles\/[^/]+\/\d+\/\d+\/[^/]+$/,
-  /^\/tms\/1\.0\.0\/[^/]+\/\d+\/\d+\/[^/]+$/,
-  /^\/wmts\/1\.0\.0\/[^/]+\/[^/]+\/[^/]+\/[^/]+\/\d+\/\d+\.\w+$/,
-  /^\/ogcapi\/collections\/[^/]+\/map\/tiles\/[^/]+\/[^/]+\/\d+\/\d+$/,
-];
 
 /** The LAYER of a WMTS KVP request (parameter names are case-insensitive). */
 function kvpLayer(url: string): string | undefined {
@@ -67,7 +62,7 @@ export function isTileRequest(url: string): boolean {
   let path = q < 0 ? url.slice(start) : url.slice(start, q);
   if (path.startsWith(PRIVATE + '/')) path = path.slice(PRIVATE.length);
   if (path === '/wmts') return q >= 0 && /[?&]request=gettile(&|$)/i.test(url.slice(q));
-  return TILE_PATHS.some((re) => re.test(path));
+  return matchTilePath(path) !== null;
 }
 
 export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {

@@ -6,7 +6,8 @@ import { TuileError } from '../errors.js';
 import { getTms, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS, parseFormat, type TileFormat } from '../tiles/codec.js';
-import { apiKeyOf, baseUrl, denial, jsonErrorResponse, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, denial, jsonErrorResponse, serveTile, type ServerContext } from './tile.js';
+import { OGCAPI, TILE_INDEX as INDEX, tileOf } from './grammar.js';
 
 const JSON_TYPE = 'application/json';
 const REL = 'http://www.opengis.net/def/rel/ogc/1.0/';
@@ -34,6 +35,11 @@ const OGC_TMS: Record<string, OgcTms> = {
     wellKnownScaleSet: 'http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible',
   },
 };
+
+/** The OGC id of a tuile tile matrix set (PM: WebMercatorQuad), the one its OGC API tile URLs name. */
+export function ogcTmsId(tms: TileMatrixSet): string | undefined {
+  return OGC_TMS[tms.id]?.id;
+}
 
 const BY_OGC_ID = new Map(Object.entries(OGC_TMS).map(([tuileId, o]) => [o.id, tuileId]));
 
@@ -263,8 +269,8 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     }),
   );
 
-  app.get('/collections/:layer/map/tiles/:tms/:tileMatrix/:tileRow/:tileCol', async (c) => {
-    const { layer: name, tms, tileMatrix, tileRow, tileCol } = c.req.param();
+  app.get(OGCAPI.route, async (c) => {
+    const { layer: name, tms, tileMatrix, tileRow, tileCol }: Record<string, string> = c.req.param();
     const found = lookup(name);
     if (!found) throw new TuileError('NotFound', `no collection '${name}'`);
     const { layer, o } = found;
@@ -281,10 +287,10 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     if (!INDEX.test(tileMatrix) || !INDEX.test(tileRow) || !INDEX.test(tileCol)) {
       throw new TuileError('InvalidParameter', 'expected .../{tileMatrix}/{tileRow}/{tileCol} with non-negative integers');
     }
-    const z = layer.tms.levels.findIndex((m) => m.id === tileMatrix);
     // 20-057 /req/core/tc-error: outside the tile matrix set or the layer's limits is a 404
-    if (z < 0) throw new TuileError('NotFound', `tile matrix ${tileMatrix} is not in ${o.id}`);
-    return serveTile(ctx, c.req.raw, layer, z, Number(tileCol), Number(tileRow));
+    const tile = tileOf(OGCAPI, OGCAPI.read(c.req.param())!, layer.tms);
+    if (!tile) throw new TuileError('NotFound', `tile matrix ${tileMatrix} is not in ${o.id}`);
+    return serveTile(ctx, c.req.raw, layer, tile);
   });
 
   return app;

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics.js';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { jsonError, TuileError } from '../errors.js';
-import type { TileLimits } from '../geo/tms.js';
+import type { Tile, TileLimits } from '../geo/tms.js';
 import { access, chainAt, type Layer, type LayerSource } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
 
@@ -23,7 +23,7 @@ export function levelOf(layer: Layer, z: number): TileLimits | undefined {
 }
 
 /** Whether a tile (y from the top) is inside a level's limits. */
-export function within(level: TileLimits, t: { z: number; x: number; y: number }): boolean {
+export function within(level: TileLimits, t: Tile): boolean {
   return t.x >= level.minX && t.x <= level.maxX && t.y >= level.minY && t.y <= level.maxY;
 }
 
@@ -31,13 +31,14 @@ export function within(level: TileLimits, t: { z: number; x: number; y: number }
  * The tile {z, x, y} (y from the top) of a layer. Throws OutOfRange outside its levels or limits, with
  * the allowed range in the message; inside them, a tile with no data is the layer's blank tile.
  */
-export async function readTile(cache: TileCache, layer: Layer, z: number, x: number, y: number): Promise<ServedTile> {
+export async function readTile(cache: TileCache, layer: Layer, t: Tile): Promise<ServedTile> {
+  const { z, x, y } = t;
   const level = levelOf(layer, z);
   if (!level) {
     const zs = layer.levels.map((l) => l.z);
     throw new TuileError('OutOfRange', `level ${z} is not served by layer ${layer.name} (levels ${Math.min(...zs)} to ${Math.max(...zs)})`);
   }
-  if (!within(level, { z, x, y })) {
+  if (!within(level, t)) {
     throw new TuileError(
       'OutOfRange',
       `tile ${z}/${x}/${y} is outside layer ${layer.name} at level ${z} (columns ${level.minX}-${level.maxX}, rows ${level.minY}-${level.maxY})`,
@@ -62,9 +63,6 @@ export async function blankTile(layer: Layer): Promise<ServedTile> {
     blank: true,
   };
 }
-
-/** A tile index in a URL: a non-negative integer in canonical form, small enough for any level. */
-export const TILE_INDEX = /^(0|[1-9]\d{0,8})$/;
 
 /** Response headers a browser may read across origins. */
 export const CORS_EXPOSE = ['ETag', 'Content-Length', 'Content-Range'];
@@ -130,9 +128,9 @@ export function baseUrl(ctx: ServerContext, req: Request): string {
 }
 
 /** Serves a tile with timing, for the protocols' GetTile handlers. */
-export async function serveTile(ctx: ServerContext, req: Request, layer: Layer, z: number, x: number, y: number): Promise<Response> {
+export async function serveTile(ctx: ServerContext, req: Request, layer: Layer, t: Tile): Promise<Response> {
   const t0 = performance.now();
-  const tile = await readTile(ctx.cache, layer, z, x, y);
+  const tile = await readTile(ctx.cache, layer, t);
   const res = tileResponse(req, tile, ctx.config.tileMaxAge);
   ctx.metrics.tile((performance.now() - t0) / 1000);
   return res;

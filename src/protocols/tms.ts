@@ -4,11 +4,11 @@
 
 import { Hono } from 'hono';
 import { HTTP_STATUS, TuileError } from '../errors.js';
-import { flipY } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
+import { TILE_INDEX, tileOf, TMS } from './grammar.js';
 import { XML_TYPE, xmlDocument as doc } from './xml.js';
-import { apiKeyOf, baseUrl, blankTile, denial, formatFromExtension, levelOf, serveTile, within, TILE_INDEX as INDEX, tileResponse, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, blankTile, denial, formatFromExtension, levelOf, serveTile, tileResponse, within, type ServerContext } from './tile.js';
 
 const XML = { 'Content-Type': XML_TYPE };
 
@@ -94,27 +94,27 @@ export function tmsRoutes(ctx: ServerContext): Hono {
     if (denied) throw denied;
     return c.body(tileMap(baseUrl(ctx, c.req.raw), layer), 200, XML);
   });
-  app.get('/1.0.0/:layer/:z/:x/:file', async (c) => {
-    const { layer: name, z, x, file } = c.req.param();
-    const layer = ctx.holder.current.get(name);
-    if (!layer || !layer.available) throw new TuileError('NotFound', `no layer '${name}'`);
+  app.get(TMS.route, async (c) => {
+    const p: Record<string, string> = c.req.param();
+    const layer = ctx.holder.current.get(p.layer);
+    if (!layer || !layer.available) throw new TuileError('NotFound', `no layer '${p.layer}'`);
     const denied = denial(layer, apiKeyOf(c.req.raw));
     if (denied) throw denied;
-    const m = /^(\d+)\.(\w+)$/.exec(file);
-    if (!m || !INDEX.test(z) || !INDEX.test(x) || !INDEX.test(m[1])) throw new TuileError('InvalidParameter', 'expected /tms/1.0.0/{layer}/{z}/{x}/{y}.{ext} with non-negative integers');
-    if (formatFromExtension(m[2]) !== layer.format) throw new TuileError('NotFound', `layer '${name}' serves .${FORMATS[layer.format].ext} tiles`);
-    const zi = Number(z);
+    const u = TMS.read(p);
+    if (!u || !/^\w+$/.test(u.ext!) || !TILE_INDEX.test(u.level) || !TILE_INDEX.test(u.col) || !TILE_INDEX.test(u.row)) {
+      throw new TuileError('InvalidParameter', 'expected /tms/1.0.0/{layer}/{z}/{x}/{y}.{ext} with non-negative integers');
+    }
+    if (formatFromExtension(u.ext!) !== layer.format) throw new TuileError('NotFound', `layer '${p.layer}' serves .${FORMATS[layer.format].ext} tiles`);
+    const zi = Number(u.level);
     if (zi >= layer.tms.levels.length) throw new TuileError('NotFound', `level ${zi} does not exist`);
-    const row = Number(m[1]);
-    const col = Number(x);
     const matrix = layer.tms.levels[zi];
-    if (row >= matrix.matrixHeight) throw new TuileError('NotFound', `row ${row} does not exist at level ${zi}`);
-    if (col >= matrix.matrixWidth) throw new TuileError('NotFound', `column ${col} does not exist at level ${zi}`);
-    const tile = { z: zi, x: col, y: flipY(layer.tms, zi, row) };
+    if (Number(u.row) >= matrix.matrixHeight) throw new TuileError('NotFound', `row ${u.row} does not exist at level ${zi}`);
+    if (Number(u.col) >= matrix.matrixWidth) throw new TuileError('NotFound', `column ${u.col} does not exist at level ${zi}`);
+    const tile = tileOf(TMS, u, layer.tms)!;
     // the TileMap advertises the whole grid at its levels: outside the data's limits (at a served level), a blank tile
     const level = levelOf(layer, zi);
     if (level && !within(level, tile)) return tileResponse(c.req.raw, await blankTile(layer), ctx.config.tileMaxAge);
-    return serveTile(ctx, c.req.raw, layer, tile.z, tile.x, tile.y);
+    return serveTile(ctx, c.req.raw, layer, tile);
   });
   return app;
 }

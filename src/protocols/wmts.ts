@@ -3,9 +3,10 @@
 
 import { Hono } from 'hono';
 import { TuileError } from '../errors.js';
-import { mercatorToLonLat } from '../geo/tms.js';
+import { mercatorToLonLat, type Tile } from '../geo/tms.js';
 import type { Layer, Registry } from '../registry.js';
 import { FORMATS, pixelAt } from '../tiles/codec.js';
+import { WMTS_REST } from './grammar.js';
 import { exceptionResponse } from './ows.js';
 import { findInfoFormat, INFO_FORMATS, renderFeatureInfo, type FeatureInfo, type InfoFormat } from './featureinfo.js';
 import { capabilities, matrixCount, SECTIONS, STYLE, VERSION } from './wmts-capabilities.js';
@@ -39,9 +40,7 @@ const NON_NEGATIVE = /^\d+$/;
 
 interface TileAddress {
   layer: Layer;
-  z: number;
-  row: number;
-  col: number;
+  tile: Tile;
 }
 
 /**
@@ -83,7 +82,7 @@ function tileAddress(reg: Registry, p: Params): TileAddress {
   if (col < limits.minX || col > limits.maxX) {
     throw new TuileError('TileOutOfRange', `column ${colText} is outside layer '${name}' at tile matrix ${matrix} (columns ${limits.minX} to ${limits.maxX})`, { locator: 'TILECOL' });
   }
-  return { layer, z, row, col };
+  return { layer, tile: { z, x: col, y: row } };
 }
 
 const TILE_PARAMS = ['LAYER', 'STYLE', 'FORMAT', 'TILEMATRIXSET', 'TILEMATRIX', 'TILEROW', 'TILECOL'];
@@ -93,7 +92,7 @@ async function getTile(ctx: ServerContext, req: Request, reg: Registry, p: Param
   requirePresent(p, TILE_PARAMS);
   const t = tileAddress(reg, p);
   // the limits were checked above, on this same layer: readTile finds no other
-  return serveTile(ctx, req, t.layer, t.z, t.col, t.row);
+  return serveTile(ctx, req, t.layer, t.tile);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -115,9 +114,10 @@ function infoFormat(layer: Layer, value: string): InfoFormat {
 }
 
 async function featureInfo(ctx: ServerContext, t: TileAddress, i: number, j: number): Promise<FeatureInfo> {
-  const { layer, z, row, col } = t;
+  const { layer } = t;
+  const { z, x: col, y: row } = t.tile;
   const tms = layer.tms;
-  const tile = await readTile(ctx.cache, layer, z, col, row);
+  const tile = await readTile(ctx.cache, layer, t.tile);
   const px = tile.blank ? undefined : await pixelAt(tile.data, i, j);
   const nodata = !px || px.alpha === 0;
   const res = tms.levels[z].resolution;
@@ -214,37 +214,39 @@ export function wmtsRoutes(ctx: ServerContext): Hono {
   app.get('/1.0.0/WMTSCapabilities.xml', (c) =>
     new Response(capabilities(ctx.holder.current, baseUrl(ctx, c.req.raw), undefined, apiKeyOf(c.req.raw)), { headers: { 'Content-Type': XML_TYPE } }),
   );
-  app.get('/1.0.0/:layer/:style/:tms/:z/:row/:file', (c) => {
-      const { layer, style, tms, z, row, file } = c.req.param();
-      const [col, ext] = splitExtension(file);
-      const format = formatFromExtension(ext);
-      const p = restParams({
-        LAYER: layer,
-        STYLE: style,
-        FORMAT: format ? FORMATS[format].mime : `.${ext}`,
-        TILEMATRIXSET: tms,
-        TILEMATRIX: z,
-        TILEROW: row,
-        TILECOL: col,
-      });
-      return getTile(ctx, c.req.raw, ctx.holder.current, withKey(p, c.req.raw));
+  // the grammar's route; its parameters are validated as the KVP ones they stand for (a file without an
+  // extension included), so that both encodings give the same exceptions
+  app.get(WMTS_REST.route, (c) => {
+    const { layer, style, tms, z, row, file }: Record<string, string> = c.req.param();
+    const [col, ext] = splitExtension(file);
+    const format = formatFromExtension(ext);
+    const p = restParams({
+      LAYER: layer,
+      STYLE: style,
+      FORMAT: format ? FORMATS[format].mime : `.${ext}`,
+      TILEMATRIXSET: tms,
+      TILEMATRIX: z,
+      TILEROW: row,
+      TILECOL: col,
+    });
+    return getTile(ctx, c.req.raw, ctx.holder.current, withKey(p, c.req.raw));
   });
   app.get('/1.0.0/:layer/:style/:tms/:z/:row/:col/:j/:file', (c) => {
-      const { layer, style, tms, z, row, col, j, file } = c.req.param();
-      const [i, ext] = splitExtension(file);
-      const f = findInfoFormat('ext', ext);
-      const p = restParams({
-        LAYER: layer,
-        STYLE: style,
-        TILEMATRIXSET: tms,
-        TILEMATRIX: z,
-        TILEROW: row,
-        TILECOL: col,
-        J: j,
-        I: i,
-        INFOFORMAT: f ? f.mime : `.${ext}`,
-      });
-      return getFeatureInfo(ctx, ctx.holder.current, withKey(p, c.req.raw));
+    const { layer, style, tms, z, row, col, j, file } = c.req.param();
+    const [i, ext] = splitExtension(file);
+    const f = findInfoFormat('ext', ext);
+    const p = restParams({
+      LAYER: layer,
+      STYLE: style,
+      TILEMATRIXSET: tms,
+      TILEMATRIX: z,
+      TILEROW: row,
+      TILECOL: col,
+      J: j,
+      I: i,
+      INFOFORMAT: f ? f.mime : `.${ext}`,
+    });
+    return getFeatureInfo(ctx, ctx.holder.current, withKey(p, c.req.raw));
   });
   return app;
 }
