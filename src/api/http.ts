@@ -4,6 +4,7 @@
 
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
+import { publicBaseUrl } from '../base-url.js';
 import type { Config } from '../config.js';
 import { HTTP_STATUS, TuileError } from '../errors.js';
 import type { Entity, State } from '../state/model.js';
@@ -196,11 +197,9 @@ export function mergeTags(current: Record<string, string>, added: Record<string,
 }
 export const uuid = z.uuid();
 
-/** The base URL clients reach this server at (configured, or from the request). */
+/** The base URL clients reach this server at (base-url.ts: the one the protocols write too). */
 export function baseUrl(c: Context, cfg: Config): string {
-  if (cfg.publicUrl) return cfg.publicUrl;
-  const u = new URL(c.req.url);
-  return `${u.protocol}//${c.req.header('host') ?? u.host}`;
+  return publicBaseUrl(c.req.raw, cfg.publicUrl);
 }
 
 export interface RouteDoc {

@@ -2,7 +2,7 @@
 // Feature formats are what GIS clients parse into features (QGIS Identify in feature mode): a GeoJSON
 // FeatureCollection and MapServer-style GML 2, each with one point feature at the pixel centre.
 
-import { escapeHtml } from './viewer.js';
+import { html } from 'hono/html';
 import { xmlDocument } from './xml.js';
 
 export interface InfoFormat {
@@ -120,11 +120,9 @@ export function renderFeatureInfo(info: FeatureInfo, format: InfoFormat, crs = '
     case 'application/json':
       return new Response(geoJson(info, crs), { headers: type('application/json') });
     case 'text/html': {
-      const rows = infoFields(info)
-        .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
-        .join('\n');
-      const title = escapeHtml(`GetFeatureInfo ${info.layer}`);
-      return new Response(`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${title}</title></head><body>\n<table>\n${rows}\n</table>\n</body></html>\n`, {
+      const rows = infoFields(info).map(([k, v], n) => html`${n ? '\n' : ''}<tr><th>${k}</th><td>${v}</td></tr>`);
+      const title = `GetFeatureInfo ${info.layer}`;
+      return new Response(String(html`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${title}</title></head><body>\n<table>\n${rows}\n</table>\n</body></html>\n`), {
         headers: type('text/html'),
       });
     }

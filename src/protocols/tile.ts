@@ -2,6 +2,7 @@
 // inside the limits, and the HTTP side (ETag/304, Cache-Control, HEAD). Protocols only parse and render errors.
 
 import { TileCache } from '../cache.js';
+import { publicBaseUrl } from '../base-url.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Context } from 'hono';
@@ -117,14 +118,9 @@ export interface ServerContext {
   metrics: Metrics;
 }
 
-/** Base URL written into capabilities and links: the configured public URL, else the request's own. */
+/** Base URL written into capabilities and links (base-url.ts), under the endpoint's path. */
 export function baseUrl(ctx: ServerContext, req: Request): string {
-  const prefix = ctx.prefix ?? '';
-  if (ctx.config.publicUrl) return ctx.config.publicUrl + prefix;
-  const u = new URL(req.url);
-  const proto = req.headers.get('X-Forwarded-Proto')?.split(',')[0].trim() || u.protocol.replace(':', '');
-  const host = req.headers.get('X-Forwarded-Host')?.split(',')[0].trim() || req.headers.get('Host') || u.host;
-  return `${proto}://${host}${prefix}`;
+  return publicBaseUrl(req, ctx.config.publicUrl) + (ctx.prefix ?? '');
 }
 
 /** Serves a tile with timing, for the protocols' GetTile handlers. */
