@@ -136,19 +136,24 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
       proxy(req, res, apiPort, ctx.config.jsonMaxBytes);
       return;
     }
-    fast(req, res).then(
-      (done) => {
-        if (!done) void full(req, usualHeaderCase(res));
-      },
-      (err) => {
-        // the path only: a query may carry an apikey, which is never logged
-        console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
-        const e = jsonError(err);
-        if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'application/json', ...CORS_HEADERS });
-        res.end(JSON.stringify(e.body));
-      },
-    );
+    let done: boolean | Promise<boolean>;
+    try {
+      done = fast(req, res);
+    } catch (err) {
+      return failed(req, res, err);
+    }
+    if (done === false) void full(req, usualHeaderCase(res));
+    else if (done !== true) done.then((ok) => (ok ? undefined : void full(req, usualHeaderCase(res))), (err) => failed(req, res, err));
   };
+}
+
+/** A fast-path failure (a tile that could not be read): logged, answered 500 in JSON. */
+function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  // the path only: a query may carry an apikey, which is never logged
+  console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
+  const e = jsonError(err);
+  if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'application/json', ...CORS_HEADERS });
+  res.end(JSON.stringify(e.body));
 }
 
 const USUAL_NAMES: Record<string, string> = { etag: 'ETag', 'www-authenticate': 'WWW-Authenticate' };
