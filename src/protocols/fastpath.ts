@@ -36,7 +36,7 @@ function okHeaders(tile: ServedTile, maxAge: number): Record<string, string | nu
 /**
  * Answers a tile request when it can: true (answered), false (hands the request to the full application),
  * or, when the tile is not in the cache, a promise of either. A cached tile is answered in the request's own
- * tick, without a promise: that is most of what separates this path from a bare node:http server.
+ * tick: the promise hops of an await per request showed in the profile of the hot tile.
  */
 export function tileFastPath(ctx: ServerContext): (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean> {
   const answer = (req: IncomingMessage, res: ServerResponse, tile: ServedTile, name: string, route: string, t0: number): true => {
