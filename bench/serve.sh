@@ -21,7 +21,12 @@ PORT_TUILE=${TUILE_BENCH_PORT:-18091}; PORT_BARE=$((PORT_TUILE + 1))
 
 # the peers' tile lists (the same tiles for every server), as bench-serve.sh makes them
 RASTER="$(pick_raster)"; raster_facts; render_all
-[ -d "$WORK/g2t/xyz_png" ] || PEERS_RESULTS="$WORK/logs" RUNS=1 bash "$PEERS/bench-build.sh" g2t-warp g2t-png >/dev/null
+# (the list keeps the tiles present in every peer's cache: their pyramids are built once if missing)
+need=()
+[ -d "$WORK/g2t/xyz_png" ] || need+=(g2t-warp g2t-png)
+[ -d "$WORK/mapproxy/cache/ortho_png" ] || need+=(mapproxy-png)
+[ -d "$WORK/mapcache/cache/ortho" ] || need+=(mapcache-png)
+[ ${#need[@]} -eq 0 ] || PEERS_RESULTS="$WORK/logs" RUNS=1 bash "$PEERS/bench-build.sh" "${need[@]}" >/dev/null
 L="$WORK/lists"; mkdir -p "$L"
 "$PY" "$PEERS/lib/tiles.py" list "$BBOX_3857_CSV" "$ZMIN" "$ZMAX" "$WORK/ref_tiles.txt" >/dev/null
 "$PY" "$PEERS/lib/make_lists.py" "$WORK/ref_tiles.txt" "$WORK" "$L"
