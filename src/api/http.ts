@@ -5,8 +5,9 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { z } from 'zod';
+import { publicBaseUrl } from '../base-url.js';
 import type { Config } from '../config.js';
-import { TuileError, type ErrorCode } from '../errors.js';
+import { HTTP_STATUS, TuileError } from '../errors.js';
 import type { Entity, State } from '../state/model.js';
 import type { StateStore } from '../state/store.js';
 
@@ -31,7 +32,7 @@ export interface ServedLayers {
 
 export class ApiError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 500,
+    readonly status: 400 | 401 | 403 | 404 | 406 | 409 | 413 | 500,
     readonly error: string,
     readonly descriptions: string[],
   ) {
@@ -39,20 +40,13 @@ export class ApiError extends Error {
   }
 }
 
-const STATUS_OF: Partial<Record<ErrorCode, ApiError['status']>> = {
-  NotFound: 404,
-  Conflict: 409,
-  InvalidParameter: 400,
-  InvalidInput: 400,
-  NotGeoreferenced: 400,
-  UnsupportedCrs: 400,
-  UnsupportedRaster: 400,
-  OutOfRange: 400,
-};
-
+/** A TuileError with the status of the one table (errors.ts); a server-side one (5xx) as internal_error. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof TuileError && STATUS_OF[err.code]) return new ApiError(STATUS_OF[err.code]!, err.code, [err.message]);
+  if (err instanceof TuileError) {
+    const status = HTTP_STATUS[err.code] as ApiError['status'];
+    if (status < 500) return new ApiError(status, err.code, [err.message]);
+  }
   return new ApiError(500, 'internal_error', [err instanceof Error ? err.message : String(err)]);
 }
 
@@ -214,11 +208,9 @@ export function mergeTags(current: Record<string, string>, added: Record<string,
 }
 export const uuid = z.uuid();
 
-/** The base URL clients reach this server at (configured, or from the request). */
+/** The base URL clients reach this server at (base-url.ts: the one the protocols write too). */
 export function baseUrl(c: Context, cfg: Config): string {
-  if (cfg.publicUrl) return cfg.publicUrl;
-  const u = new URL(c.req.url);
-  return `${u.protocol}//${c.req.header('host') ?? u.host}`;
+  return publicBaseUrl(c.req.raw, cfg.publicUrl);
 }
 
 interface RouteDoc {
