@@ -37,10 +37,10 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
     );
   }
   const chain = chainAt(layer, z);
-  const holder = chain.locate(z, x, y);
+  const holder = chain.locate({ z, x, y });
   const mime = FORMATS[layer.format].mime;
   if (holder) {
-    const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile(z, x, y))?.data ?? null);
+    const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile({ z, x, y }))?.data ?? null);
     if (data) return { data, etag: `"${holder}-${z}-${x}-${y}"`, mime, blank: false };
   }
   return blankTile(layer);

@@ -160,14 +160,14 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
     const holders: PyramidChain[] = [];
     const seen = new Set<string>();
     for (let i = chains.length - 1; i >= 0; i--) {
-      const id = chains[i].locate(z, x, y);
+      const id = chains[i].locate({ z, x, y });
       if (id !== undefined && !seen.has(id)) {
         seen.add(id);
         holders.push(chains[i]);
       }
     }
     const read = async (c: PyramidChain) => {
-      const hit = await c.getTile(z, x, y);
+      const hit = await c.getTile({ z, x, y });
       if (!hit) throw new TuileError('InvalidInput', `${c.dir}: tile ${z}/${x}/${y} is in its index but cannot be read`);
       return hit.data;
     };
