@@ -15,6 +15,7 @@ import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { fusePyramids, type FuseOptions } from './pyramid/fuse.js';
+import { pyramidStorage } from './pyramid/storage.js';
 import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
@@ -125,7 +126,7 @@ export class JobRunner {
         if (sd.status === 'UNSTABLE') orphans.push(pyramidFolder(sd));
       }
     });
-    for (const folder of new Set(orphans)) await rm(paths.pyramid(folder), { recursive: true, force: true });
+    for (const folder of new Set(orphans)) await pyramidStorage().remove(paths.pyramid(folder));
     this.sync(this.store.state);
   }
 
@@ -290,7 +291,7 @@ export class JobRunner {
     }
     if (out !== dataPaths(this.opts.dataDir).pyramid(target ? pyramidFolder(target) : '')) {
       // what cannot be removed now (a read-only or failing disk) is collected at the next start
-      await rm(out, { recursive: true, force: true }).catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`));
+      await pyramidStorage().remove(out).catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`));
     }
     const aborted = this.store.state.executions[id]?.status === 'ABORTED';
     const line = aborted

@@ -116,7 +116,7 @@ describe('update build: south chained on north (png, bicubic, levels 0-7)', () =
     const ranges: { dir: string; offset: number; length: number }[] = [];
     // the local storage, recording what the chain asks of it
     const storage: PyramidStorage = {
-      url: 'file',
+      ...localStorage,
       readDescriptor: (dir) => {
         descriptors.push(dir);
         return localStorage.readDescriptor(dir);
