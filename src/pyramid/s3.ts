@@ -96,6 +96,9 @@ export class S3Storage implements PyramidStorage {
     this.url = url;
     this.bucket = bucket;
     this.prefix = prefix;
+    // The SDK prints, once per process, that its releases from 2027 on need Node 22: on stderr, where the CLI
+    // promises one line per error. It is a notice about future releases, for whoever updates package.json.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     // region and credentials come from the SDK's usual chain (AWS_REGION, AWS_ACCESS_KEY_ID, profiles...)
     this.client = new S3Client({
       ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
