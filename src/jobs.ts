@@ -16,6 +16,7 @@ import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/bui
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { fusePyramids, type FuseOptions } from './pyramid/fuse.js';
 import { pyramidStorage } from './pyramid/storage.js';
+import { uploadStorage } from './upload-storage.js';
 import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
@@ -342,7 +343,10 @@ export class JobRunner {
   private async buildOptions(s: Readonly<State>, e: Execution, out: string): Promise<Omit<BuildOptions, 'onProgress' | 'signal'>> {
     const inputs: string[] = [];
     for (const u of e.inputs.upload) {
-      const files = await uploadFiles(join(dataPaths(this.opts.dataDir).upload(u), 'data'));
+      const dir = join(dataPaths(this.opts.dataDir).upload(u), 'data');
+      // the upload may have been received by another node
+      await uploadStorage().fetch(u, dir);
+      const files = await uploadFiles(dir);
       if (files.length === 0) throw new TuileError('InvalidInput', `upload ${u} holds no GeoTIFF`);
       inputs.push(...files);
     }

@@ -86,6 +86,21 @@ class S3Source implements ByteSource {
   }
 }
 
+/** A client of the store: path-style addressing at a custom endpoint, region and credentials from the SDK's usual chain. */
+export function newS3Client(endpoint: string | undefined): S3Client {
+  // The SDK prints, once per process, that its releases from 2027 on need Node 22: on stderr, where the CLI
+  // promises one line per error. It is a notice about future releases, for whoever updates package.json.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  return new S3Client({
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    // the SDK's default CRC trailers (aws-chunked uploads) are newer than several S3-compatible stores
+    // (Swift's s3api, older Ceph); S3 itself accepts either
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
 export class S3Storage implements PyramidStorage {
   readonly url: string;
   private readonly bucket: string;
@@ -96,18 +111,7 @@ export class S3Storage implements PyramidStorage {
     this.url = url;
     this.bucket = bucket;
     this.prefix = prefix;
-    // The SDK prints, once per process, that its releases from 2027 on need Node 22: on stderr, where the CLI
-    // promises one line per error. It is a notice about future releases, for whoever updates package.json.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-    // region and credentials come from the SDK's usual chain (AWS_REGION, AWS_ACCESS_KEY_ID, profiles...)
-    this.client = new S3Client({
-      ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
-      region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-      // the SDK's default CRC trailers (aws-chunked uploads) are newer than several S3-compatible stores
-      // (Swift's s3api, older Ceph); S3 itself accepts either
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    this.client = newS3Client(endpoint);
   }
 
   /** The key of a file of the pyramid folder `dir`: folders are named by their last path segment. */

@@ -1,9 +1,10 @@
 // Pyramids in S3-compatible object storage (#17), on the real store scripts/engines.sh starts (Swift with
 // s3api): the reference scenario (north, then south chained on it, published) run through the API of a
 // tuile with TUILE_STORAGE_URL and of one on local disk serves the same bytes for every tile; the pyramids
-// are objects, not folders; a restart serves them again; deleting a stored data deletes its objects.
+// are objects, not folders; a restart serves them again; uploads are kept in the store too, and a node that
+// lacks an upload's files builds it from there; deleting a stored data or an upload deletes its objects.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,17 +35,21 @@ async function built(api: Api, e: any): Promise<string> {
   return e.output.stored_data._id;
 }
 
+async function publish(api: Api, layer: string, storedData: string): Promise<void> {
+  const conf = await api.call('POST', `${api.d}/configurations`, api.configuration(layer, storedData, String(BOTTOM)));
+  expect(conf.status).toBe(201);
+  const o = await api.call('POST', `${api.d}/configurations/${conf.body._id}/offerings`, { endpoint: await api.endpoint(), open: true });
+  expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+}
+
 /** North, south chained on it, a layer on the chain: the scenario of DESIGN 1 through the API. */
 async function scenario(api: Api): Promise<Record<string, string>> {
   const [n, s] = await Promise.all([api.deliver([{ path: 'north.tif', file: NORTH }], 'EPSG:2154', 'north'), api.deliver([{ path: 'south.tif', file: SOUTH }], 'EPSG:2154', 'south')]);
   expect([n.status, s.status]).toEqual(['CLOSED', 'CLOSED']);
   const north = await built(api, await api.execute({ upload: [n._id] }, PNG, 'north'));
   const chained = await built(api, await api.execute({ upload: [s._id], stored_data: [north] }, {}, 'north+south'));
-  const conf = await api.call('POST', `${api.d}/configurations`, api.configuration(LAYER, chained, String(BOTTOM)));
-  expect(conf.status).toBe(201);
-  const o = await api.call('POST', `${api.d}/configurations/${conf.body._id}/offerings`, { endpoint: await api.endpoint(), open: true });
-  expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
-  return { northUpload: n._id, north, chained };
+  await publish(api, LAYER, chained);
+  return { northUpload: n._id, southUpload: s._id, north, chained };
 }
 
 /** Every tile address of levels 0..BOTTOM over France and around it. */
@@ -59,15 +64,15 @@ function addresses(): { z: number; x: number; y: number }[] {
   return out;
 }
 
-/** What a server answers for each tile of the layer: status and a hash of the bytes. */
-async function served(base: string): Promise<Map<string, string>> {
+/** What a server answers for each tile of a layer: status and a hash of the bytes. */
+async function served(base: string, layer = LAYER): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const tiles = addresses();
   // a few at a time: the S3 side makes one ranged GET per tile not in its cache
   for (let i = 0; i < tiles.length; i += 8) {
     await Promise.all(
       tiles.slice(i, i + 8).map(async ({ z, x, y }) => {
-        const r = await fetch(`${base}/tiles/${LAYER}/${z}/${x}/${y}.png`);
+        const r = await fetch(`${base}/tiles/${layer}/${z}/${x}/${y}.png`);
         const b = Buffer.from(await r.arrayBuffer());
         out.set(`${z}/${x}/${y}`, `${r.status} ${createHash('sha1').update(b).digest('hex')}`);
       }),
@@ -76,10 +81,10 @@ async function served(base: string): Promise<Map<string, string>> {
   return out;
 }
 
-/** Keys of the objects under the storage URL's pyramids/{folder}/. */
-async function objects(folder: string): Promise<string[]> {
+/** Keys of the objects under the storage URL's pyramids/{folder}/ (or uploads/{id}/). */
+async function objects(folder: string, kind = 'pyramids'): Promise<string[]> {
   const { bucket, prefix } = parseStorageUrl(storageUrl);
-  const under = `${prefix}/pyramids/${folder}/`;
+  const under = `${prefix}/${kind}/${folder}/`;
   const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: under }));
   return (r.Contents ?? []).map((c) => c.Key!.slice(under.length)).sort();
 }
@@ -121,6 +126,8 @@ describe.runIf(engines)('pyramids in S3-compatible storage', () => {
       expect(await objects(id)).toEqual(['pyramid.json', 'tiles.pmtiles']);
       expect(existsSync(join(remote.path, 'pyramids', id))).toBe(false);
     }
+    expect(await objects(servers.remote.ids.northUpload, 'uploads')).toEqual(['north.tif']);
+    expect(await objects(servers.remote.ids.southUpload, 'uploads')).toEqual(['south.tif']);
     // the stored data's size and extent came from the stored descriptor, as on disk
     const [l, r] = await Promise.all(
       (['local', 'remote'] as const).map(async (k) => (await servers[k].api.call('GET', `${servers[k].api.d}/stored_data/${servers[k].ids.chained}`)).body),
@@ -132,6 +139,8 @@ describe.runIf(engines)('pyramids in S3-compatible storage', () => {
   it('serves the same tiles after a restart, reading the archives from the store again', async () => {
     const before = await served(servers.remote.t.base);
     await servers.remote.t.stop();
+    // as a node that did not receive the deliveries: only the store has their files now
+    for (const id of [servers.remote.ids.northUpload, servers.remote.ids.southUpload]) rmSync(join(remote.path, 'uploads', id, 'data'), { recursive: true, force: true });
     servers.remote.t = await startTuile(remote.path, remoteEnv);
     servers.remote.api = new Api(servers.remote.t.base);
     await servers.remote.api.init();
@@ -139,15 +148,34 @@ describe.runIf(engines)('pyramids in S3-compatible storage', () => {
     for (const [k, v] of before) expect(after.get(k), k).toBe(v);
   });
 
-  it('deletes the objects of a deleted stored data, and only those', async () => {
+  it('builds an upload whose files only the store has, the same pyramid as from disk', async () => {
     const { api, ids } = servers.remote;
-    const again = await built(api, await api.execute({ upload: [ids.northUpload] }, PNG, 'north again'));
+    ids.again = await built(api, await api.execute({ upload: [ids.northUpload] }, PNG, 'north again'));
+    expect(existsSync(join(remote.path, 'uploads', ids.northUpload, 'data', 'north.tif'))).toBe(true);
+    await Promise.all([publish(servers.local.api, 'north', servers.local.ids.north), publish(api, 'north', ids.again)]);
+    const [a, b] = await Promise.all([served(servers.local.t.base, 'north'), served(servers.remote.t.base, 'north')]);
+    expect(new Set([...a.values()].filter((v) => v.startsWith('200'))).size).toBeGreaterThan(20);
+    for (const [k, v] of a) expect(b.get(k), k).toBe(v);
+  });
+
+  it('deletes the objects of a deleted stored data or upload, and only those', async () => {
+    const { api, ids } = servers.remote;
+    const again = ids.again;
     expect(await objects(again)).toEqual(['pyramid.json', 'tiles.pmtiles']);
-    // used by the chain: refused, and kept
+    // used by the chain, or served: refused, and kept
+    expect((await api.call('DELETE', `${api.d}/stored_data/${again}`)).status).toBe(409);
+    const offering = (await api.call('GET', `${api.d}/offerings`)).body.find((o: any) => o.layer_name === 'north');
+    expect((await api.call('DELETE', `${api.d}/offerings/${offering._id}`)).status).toBe(204);
+    for (let i = 0; i < 200 && (await api.call('GET', `${api.d}/offerings/${offering._id}`)).status !== 404; i++) await new Promise((r) => setTimeout(r, 50));
+    const conf = (await api.call('GET', `${api.d}/configurations`)).body.find((c: any) => c.layer_name === 'north');
+    expect((await api.call('DELETE', `${api.d}/configurations/${conf._id}`)).status).toBe(204);
     expect((await api.call('DELETE', `${api.d}/stored_data/${ids.north}`)).status).toBe(409);
     expect((await api.call('DELETE', `${api.d}/stored_data/${again}`)).status).toBe(204);
     expect(await objects(again)).toEqual([]);
     expect(await objects(ids.north)).toEqual(['pyramid.json', 'tiles.pmtiles']);
     expect((await fetch(`${servers.remote.t.base}/tiles/${LAYER}/5/16/11.png`)).status).toBe(200);
+    expect((await api.call('DELETE', `${api.d}/uploads/${ids.southUpload}`)).status).toBe(204);
+    expect(await objects(ids.southUpload, 'uploads')).toEqual([]);
+    expect(await objects(ids.northUpload, 'uploads')).toEqual(['north.tif']);
   });
 });
