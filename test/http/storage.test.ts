@@ -2,7 +2,8 @@
 // s3api): the reference scenario (north, then south chained on it, published) run through the API of a
 // tuile with TUILE_STORAGE_URL and of one on local disk serves the same bytes for every tile; the pyramids
 // are objects, not folders; a restart serves them again; uploads are kept in the store too, and a node that
-// lacks an upload's files builds it from there; deleting a stored data or an upload deletes its objects.
+// lacks an upload's files builds it from there; a fusion reads and writes there; deleting a stored data
+// or an upload deletes its objects.
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -156,6 +157,20 @@ describe.runIf(engines)('pyramids in S3-compatible storage', () => {
     const [a, b] = await Promise.all([served(servers.local.t.base, 'north'), served(servers.remote.t.base, 'north')]);
     expect(new Set([...a.values()].filter((v) => v.startsWith('200'))).size).toBeGreaterThan(20);
     for (const [k, v] of a) expect(b.get(k), k).toBe(v);
+  });
+
+  it('fuses the chain from the store into one pyramid in the store that serves the same bytes', async () => {
+    const { api, ids } = servers.remote;
+    const fusion = (await api.call('GET', `${api.d}/processings`)).body.find((p: any) => p.name === 'Fusion de pyramides raster')._id;
+    const e = await api.call('POST', `${api.d}/processings/executions`, { processing: fusion, inputs: { stored_data: [ids.chained] }, output: { stored_data: { name: 'flat' } }, parameters: {} });
+    expect(e.status, JSON.stringify(e.body)).toBe(201);
+    expect((await api.call('POST', `${api.d}/processings/executions/${e.body._id}/launch`)).status).toBe(200);
+    const flat = await built(api, e.body);
+    expect(await objects(flat)).toEqual(['pyramid.json', 'tiles.pmtiles']);
+    await publish(api, 'flat', flat);
+    const [a, b] = await Promise.all([served(servers.local.t.base), served(servers.remote.t.base, 'flat')]);
+    // a 404's body names the layer: statuses everywhere, bytes where there is a tile
+    for (const [k, v] of a) expect(v.startsWith('200') ? b.get(k) : b.get(k)?.slice(0, 3), k).toBe(v.startsWith('200') ? v : v.slice(0, 3));
   });
 
   it('deletes the objects of a deleted stored data or upload, and only those', async () => {
