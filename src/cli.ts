@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { TuileError, errorMessage } from './errors.js';
 import type { BuildOptions } from './pyramid/build.js';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { ARCHIVE } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles/reader.js';
 import { pyramidStorage, readDescriptor } from './pyramid/storage.js';

@@ -104,7 +104,7 @@ class S3Uploads implements UploadStorage {
         await rename(tmp, target);
       } catch (err) {
         await rm(tmp, { force: true }).catch(() => {});
-        throw new TuileError('InvalidInput', `cannot fetch ${o.key} of upload ${id} from ${this.url}: ${errorMessage(err)}`, { cause: err });
+        throw new TuileError('Internal', `cannot fetch ${o.key} of upload ${id} from ${this.url}: ${errorMessage(err)}`, { cause: err });
       }
     }
   }

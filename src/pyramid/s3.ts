@@ -58,7 +58,8 @@ class S3Source implements ByteSource {
       if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 416) {
         return new S3Source(key, 0, undefined, client, bucket, object, new Uint8Array(0));
       }
-      throw new TuileError('InvalidInput', `cannot read ${key}: ${errorMessage(err)}`, { cause: err });
+      // the store failing is the server's trouble, not a bad input: 500, as a failing disk
+      throw new TuileError('Internal', `cannot read ${key}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
@@ -74,7 +75,7 @@ class S3Source implements ByteSource {
     } catch (err) {
       const replaced = err instanceof S3ServiceException && err.$metadata.httpStatusCode === 412;
       throw new TuileError(
-        'InvalidInput',
+        replaced ? 'InvalidInput' : 'Internal',
         replaced ? `${this.key} was replaced since it was opened` : `cannot read ${this.key} at ${offset}: ${errorMessage(err)}`,
         { cause: err },
       );
@@ -127,7 +128,7 @@ export class S3Storage implements PyramidStorage {
       text = res.Body ? await res.Body.transformToString('utf8') : '';
     } catch (err) {
       if (isMissing(err)) throw new TuileError('NotFound', `${dir}: not a pyramid folder (no object s3://${this.bucket}/${key})`);
-      throw new TuileError('InvalidInput', `${dir}: cannot read s3://${this.bucket}/${key}: ${errorMessage(err)}`, { cause: err });
+      throw new TuileError('Internal', `${dir}: cannot read s3://${this.bucket}/${key}: ${errorMessage(err)}`, { cause: err });
     }
     return parseDescriptor(text, dir);
   }
