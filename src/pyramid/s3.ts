@@ -108,11 +108,12 @@ export class S3Storage implements PyramidStorage {
   private readonly prefix: string;
   private readonly client: S3Client;
 
-  constructor(url: string, { bucket, prefix }: { bucket: string; prefix: string }, endpoint?: string) {
+  /** `client`: another client of the same store (tests give one that counts requests). */
+  constructor(url: string, { bucket, prefix }: { bucket: string; prefix: string }, endpoint?: string, client = newS3Client(endpoint)) {
     this.url = url;
     this.bucket = bucket;
     this.prefix = prefix;
-    this.client = newS3Client(endpoint);
+    this.client = client;
   }
 
   /** The key of a file of the pyramid folder `dir`: folders are named by their last path segment. */

@@ -1,7 +1,8 @@
 // Pyramids in S3-compatible object storage (#17), on the real store scripts/engines.sh starts (Swift with
 // s3api): the reference scenario (north, then south chained on it, published) run through the API of a
 // tuile with TUILE_STORAGE_URL and of one on local disk serves the same bytes for every tile; the pyramids
-// are objects, not folders; a restart serves them again; uploads are kept in the store too, and a node that
+// are objects, not folders, opened with one ranged GET each (header and directories) and read with one per
+// tile (requests counted on the SDK client); a restart serves them again; uploads are kept in the store too, and a node that
 // lacks an upload's files builds it from there; a fusion reads and writes there; deleting a stored data
 // or an upload deletes its objects.
 import { createHash } from 'node:crypto';
@@ -10,6 +11,8 @@ import { join } from 'node:path';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PM, lonLatToMercator, tileLimitsForBounds } from '../../src/geo/tms.js';
+import { PyramidChain } from '../../src/pyramid/chain.js';
+import { S3Storage } from '../../src/pyramid/s3.js';
 import { enginesOrSkip, freshStorageUrl, parseStorageUrl, s3Client } from '../helpers/engines.js';
 import { fixture, tempDir } from '../helpers/fixtures.js';
 import { Api, startTuile, type TuileProcess } from '../helpers/tuile.js';
@@ -135,6 +138,48 @@ describe.runIf(engines)('pyramids in S3-compatible storage', () => {
     );
     expect(r.type_infos).toEqual(l.type_infos);
     expect(r.extent).toEqual(l.extent);
+  });
+
+  it('opens an archive in the store with one ranged GET (two with leaves), and reads a tile with one more', async () => {
+    const client = s3Client(engines!);
+    const requests: string[] = [];
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string; Range?: string };
+        requests.push(`${context.commandName} ${input.Key!.split('/').slice(-1)[0]} ${input.Range ?? 'whole'}`);
+        return next(args);
+      },
+      { step: 'initialize', name: 'countRequests' },
+    );
+    const { chained } = servers.remote.ids;
+    // any folder path: the store knows a pyramid by its folder's name
+    const storage = new S3Storage(storageUrl, parseStorageUrl(storageUrl), engines!.s3Endpoint, client);
+    const chain = await PyramidChain.open(join('/elsewhere/pyramids', chained), storage);
+    try {
+      expect(requests.filter((r) => r.includes('pyramid.json')).sort()).toEqual(['GetObjectCommand pyramid.json whole', 'GetObjectCommand pyramid.json whole']);
+      const archive = requests.filter((r) => r.includes('tiles.pmtiles'));
+      expect(archive.filter((r) => r.endsWith('bytes=0-16383'))).toHaveLength(2);
+      expect(archive.length).toBeLessThanOrEqual(4);
+      requests.length = 0;
+      const held = [...chain.tiles()].filter((t) => t.z === BOTTOM);
+      for (const t of held) expect(chain.locate(t)).toBeDefined();
+      expect(requests).toEqual([]);
+      // tiles of each member, each one ranged GET at most (none for what came with the first 16 KiB), the bytes HTTP serves
+      const [own, parent] = chain.ids;
+      const some = [...held.filter((t) => chain.locate(t) === own).slice(0, 3), ...held.filter((t) => chain.locate(t) === parent).slice(0, 3)];
+      expect(some).toHaveLength(6);
+      for (const t of some) {
+        const hit = (await chain.getTile(t))!;
+        const served = Buffer.from(await (await fetch(`${servers.remote.t.base}/tiles/${LAYER}/${t.z}/${t.x}/${t.y}.png`)).arrayBuffer());
+        expect(Buffer.from(hit.data).equals(served), `${t.z}/${t.x}/${t.y}`).toBe(true);
+      }
+      expect(requests.length).toBeGreaterThan(0);
+      expect(requests.length).toBeLessThanOrEqual(some.length);
+      for (const r of requests) expect(r).toMatch(/^GetObjectCommand tiles\.pmtiles bytes=\d+-\d+$/);
+    } finally {
+      await chain.close();
+      client.destroy();
+    }
   });
 
   it('serves the same tiles after a restart, reading the archives from the store again', async () => {
