@@ -2,9 +2,9 @@
 // s3api): the reference scenario (north, then south chained on it, published) run through the API of a
 // tuile with TUILE_STORAGE_URL and of one on local disk serves the same bytes for every tile; the pyramids
 // are objects, not folders, opened with one ranged GET each (header and directories) and read with one per
-// tile (requests counted on the SDK client); a restart serves them again; uploads are kept in the store too, and a node that
-// lacks an upload's files builds it from there; a fusion reads and writes there; deleting a stored data
-// or an upload deletes its objects.
+// tile (requests counted on the SDK client); a restart serves them again; uploads are kept in the store
+// too, and a node that lacks an upload's files builds it from there; a fusion reads and writes there;
+// deleting a stored data or an upload deletes its objects.
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
