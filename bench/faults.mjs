@@ -316,7 +316,7 @@ async function check(round, t) {
         const n = 2 ** z;
         const x = Math.floor(((lon + 180) / 360) * n);
         const y = Math.floor(((1 - Math.log(Math.tan((lat * Math.PI) / 180) + 1 / Math.cos((lat * Math.PI) / 180)) / Math.PI) / 2) * n);
-        const hit = await chain.getTile(z, x, y);
+        const hit = await chain.getTile({ z, x, y });
         const r = await fetch(`${t.base}/tiles/${o.layer_name}/${z}/${x}/${y}.png`);
         const body = new Uint8Array(await r.arrayBuffer());
         tiles++;

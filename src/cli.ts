@@ -4,9 +4,10 @@
 import { parseArgs } from 'node:util';
 import { TuileError, errorMessage } from './errors.js';
 import type { BuildOptions } from './pyramid/build.js';
-import { isAbsolute, join, resolve } from 'node:path';
-import { ARCHIVE, readDescriptor } from './pyramid/descriptor.js';
+import { isAbsolute, resolve } from 'node:path';
+import { ARCHIVE } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles/reader.js';
+import { pyramidStorage, readDescriptor } from './pyramid/storage.js';
 import type { TileFormat } from './tiles/codec.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseScale } from './raster/scale.js';
@@ -178,7 +179,7 @@ async function inspect(args: string[]): Promise<void> {
   if (positionals.length !== 1) throw new TuileError('InvalidParameter', 'inspect needs one pyramid folder');
   const dir = positionals[0];
   const d = await readDescriptor(dir);
-  const reader = await PMTilesReader.open(join(dir, ARCHIVE));
+  const reader = await PMTilesReader.open(await pyramidStorage().openArchive(dir));
   const archiveTiles = reader.tileCount;
   await reader.close();
   // where each parent is, and whether it is still there: a broken chain is what an operator looks for

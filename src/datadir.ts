@@ -7,7 +7,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { dataPaths } from './config.js';
 import { TuileError, errorMessage } from './errors.js';
-import { readDescriptor } from './pyramid/descriptor.js';
+import { readDescriptor } from './pyramid/storage.js';
 import { pyramidFolder, type State } from './state/model.js';
 
 const LOCK_FILE = 'tuile.lock';

@@ -15,6 +15,8 @@ import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
 import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { fusePyramids, type FuseOptions } from './pyramid/fuse.js';
+import { pyramidStorage } from './pyramid/storage.js';
+import { uploadStorage } from './upload-storage.js';
 import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseFormat } from './tiles/codec.js';
@@ -125,7 +127,7 @@ export class JobRunner {
         if (sd.status === 'UNSTABLE') orphans.push(pyramidFolder(sd));
       }
     });
-    for (const folder of new Set(orphans)) await rm(paths.pyramid(folder), { recursive: true, force: true });
+    for (const folder of new Set(orphans)) await pyramidStorage().remove(paths.pyramid(folder));
     this.sync(this.store.state);
   }
 
@@ -285,7 +287,7 @@ export class JobRunner {
     }
     if (out !== dataPaths(this.opts.dataDir).pyramid(target ? pyramidFolder(target) : '')) {
       // what cannot be removed now (a read-only or failing disk) is collected at the next start
-      await rm(out, { recursive: true, force: true }).catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`));
+      await pyramidStorage().remove(out).catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`));
     }
     const aborted = this.store.state.executions[id]?.status === 'ABORTED';
     const line = aborted
@@ -336,7 +338,10 @@ export class JobRunner {
   private async buildOptions(s: Readonly<State>, e: Execution, out: string): Promise<Omit<BuildOptions, 'onProgress' | 'signal'>> {
     const inputs: string[] = [];
     for (const u of e.inputs.upload) {
-      const files = await uploadFiles(join(dataPaths(this.opts.dataDir).upload(u), 'data'));
+      const dir = join(dataPaths(this.opts.dataDir).upload(u), 'data');
+      // the upload may have been received by another node
+      await uploadStorage().fetch(u, dir);
+      const files = await uploadFiles(dir);
       if (files.length === 0) throw new TuileError('InvalidInput', `upload ${u} holds no GeoTIFF`);
       inputs.push(...files);
     }

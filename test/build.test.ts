@@ -71,7 +71,7 @@ describe('tuile build (france north, Lambert-93, grey + alpha)', () => {
       s.maxY = Math.max(s.maxY, t.y);
       s.n++;
       seen.set(t.z, s);
-      const raw = await decodeTile((await reader.getTile(t.z, t.x, t.y))!);
+      const raw = await decodeTile((await reader.getTile(t))!);
       expect(isBlank(raw), `tile ${t.z}/${t.x}/${t.y} is blank`).toBe(false);
       total++;
     }
@@ -94,7 +94,7 @@ describe('tuile build (france north, Lambert-93, grey + alpha)', () => {
     expect(header.maxZoom).toBe(6);
     let n = 0;
     for (const t of ours.tiles()) {
-      const a = await ours.getTile(t.z, t.x, t.y);
+      const a = await ours.getTile(t);
       const b = await theirs.getZxy(t.z, t.x, t.y);
       expect(b, `pmtiles misses ${t.z}/${t.x}/${t.y}`).toBeDefined();
       expect(Buffer.from(b!.data).equals(Buffer.from(a!))).toBe(true);
@@ -103,7 +103,7 @@ describe('tuile build (france north, Lambert-93, grey + alpha)', () => {
     expect(n).toBe(header.numAddressedTiles);
     // a tile outside the data is absent in both
     expect(await theirs.getZxy(6, 0, 0)).toBeUndefined();
-    expect(ours.has(6, 0, 0)).toBe(false);
+    expect(ours.has({ z: 6, x: 0, y: 0 })).toBe(false);
     await ours.close();
   });
 
@@ -131,7 +131,7 @@ describe('tuile build options', () => {
     expect([...zs].sort()).toEqual([3, 4, 5]);
     const l5 = d.levels.find((l: { id: string }) => l.id === '5').limits;
     // a corner tile of the bottom level holds both France and the sea: the sea is white, not black
-    const corner = await decodeTile((await reader.getTile(5, l5.minX, l5.minY))!);
+    const corner = await decodeTile((await reader.getTile({ z: 5, x: l5.minX, y: l5.minY }))!);
     expect(corner.bands).toBe(1);
     expect(corner.data[0]).toBeGreaterThan(240);
     await reader.close();
@@ -158,7 +158,7 @@ describe('tuile build options', () => {
     const rm = await PMTilesReader.open(join(m, 'tiles.pmtiles'));
     expect(rm.tileCount).toBe(ra.tileCount);
     for (const t of ra.tiles()) {
-      expect(Buffer.from((await rm.getTile(t.z, t.x, t.y))!).equals(Buffer.from((await ra.getTile(t.z, t.x, t.y))!))).toBe(true);
+      expect(Buffer.from((await rm.getTile(t))!).equals(Buffer.from((await ra.getTile(t))!))).toBe(true);
     }
     await ra.close();
     await rm.close();

@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPyramid } from '../src/pyramid/build.js';
 import { PyramidChain } from '../src/pyramid/chain.js';
 import type { PyramidDescriptor } from '../src/pyramid/descriptor.js';
+import type { ByteSource } from '../src/pyramid/byte-source.js';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
+import { localStorage, type PyramidStorage } from '../src/pyramid/storage.js';
 import { decodeTile } from '../src/tiles/codec.js';
 import type { RawTile } from '../src/tiles/merge.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
@@ -92,7 +94,7 @@ describe('update build: south chained on north (png, bicubic, levels 0-7)', () =
 
   const decoded = async (r: PMTilesReader | PyramidChain, k: string): Promise<RawTile> => {
     const { z, x, y } = parse(k);
-    const data = r instanceof PyramidChain ? (await r.getTile(z, x, y))?.data : await r.getTile(z, x, y);
+    const data = r instanceof PyramidChain ? (await r.getTile({ z, x, y }))?.data : await r.getTile({ z, x, y });
     expect(data, `tile ${k}`).toBeDefined();
     return decodeTile(data!);
   };
@@ -103,9 +105,52 @@ describe('update build: south chained on north (png, bicubic, levels 0-7)', () =
     for (const k of northOnly) {
       const { z, x, y } = parse(k);
       expect(own.update.has(k), `${k} is stored in the update`).toBe(false);
-      expect(chain.locate(z, x, y)).toBe(descriptorOf(dirs.north).id);
-      const hit = await chain.getTile(z, x, y);
-      expect(Buffer.from(hit!.data).equals(Buffer.from((await north.getTile(z, x, y))!))).toBe(true);
+      expect(chain.locate({ z, x, y })).toBe(descriptorOf(dirs.north).id);
+      const hit = await chain.getTile({ z, x, y });
+      expect(Buffer.from(hit!.data).equals(Buffer.from((await north.getTile({ z, x, y }))!))).toBe(true);
+    }
+  });
+
+  it('opens through its storage each descriptor and archive once, and reads one range per tile, none to locate', async () => {
+    const descriptors: string[] = [];
+    const ranges: { dir: string; offset: number; length: number }[] = [];
+    // the local storage, recording what the chain asks of it
+    const storage: PyramidStorage = {
+      ...localStorage,
+      readDescriptor: (dir) => {
+        descriptors.push(dir);
+        return localStorage.readDescriptor(dir);
+      },
+      openArchive: async (dir): Promise<ByteSource> => {
+        const inner = await localStorage.openArchive(dir);
+        return {
+          key: inner.key,
+          size: inner.size,
+          getBytes: (offset, length) => {
+            ranges.push({ dir, offset, length });
+            return inner.getBytes(offset, length);
+          },
+          close: () => inner.close(),
+        };
+      },
+    };
+    const c = await PyramidChain.open(dirs.update, storage);
+    try {
+      expect(descriptors.sort()).toEqual([dirs.north, dirs.update].sort());
+      expect(new Set(ranges.map((r) => r.dir))).toEqual(new Set([dirs.north, dirs.update]));
+      ranges.length = 0;
+      const northOnly = [...own.north].filter((k) => parse(k).z === BOTTOM && !own.southAlone.has(k)).map(parse);
+      const southOnly = [...own.update].filter((k) => parse(k).z === BOTTOM).map(parse);
+      for (const t of [...northOnly, ...southOnly]) expect(c.locate(t)).toBeDefined();
+      expect(ranges).toEqual([]);
+      for (const t of northOnly) expect(Buffer.from((await c.getTile(t))!.data).equals(Buffer.from((await north.getTile(t))!))).toBe(true);
+      expect(ranges.length).toBe(northOnly.length);
+      expect(ranges.every((r) => r.dir === dirs.north)).toBe(true);
+      ranges.length = 0;
+      for (const t of southOnly) expect((await c.getTile(t))!.pyramidId).toBe(c.id);
+      expect(ranges.map((r) => r.dir)).toEqual(southOnly.map(() => dirs.update));
+    } finally {
+      await c.close();
     }
   });
 
@@ -113,7 +158,7 @@ describe('update build: south chained on north (png, bicubic, levels 0-7)', () =
     const southOnly = [...own.southAlone].filter((k) => parse(k).z === BOTTOM && !own.north.has(k));
     expect(southOnly.length).toBeGreaterThan(5);
     for (const k of southOnly) {
-      expect(chain.locate(parse(k).z, parse(k).x, parse(k).y)).toBe(chain.id);
+      expect(chain.locate({ z: parse(k).z, x: parse(k).x, y: parse(k).y })).toBe(chain.id);
       expect(samePixels(await decoded(chain, k), await decoded(southAlone, k)), k).toBe(true);
     }
   });
@@ -179,7 +224,7 @@ describe('update build: south chained on north (png, bicubic, levels 0-7)', () =
     try {
       for (const k of own.full) {
         const { z, x, y } = parse(k);
-        const c = compare(await decodeTile((await c2.getTile(z, x, y))!.data), await decoded(full, k));
+        const c = compare(await decodeTile((await c2.getTile({ z, x, y }))!.data), await decoded(full, k));
         expect(c.psnr, `${k}: ${c.psnr.toFixed(1)} dB`).toBeGreaterThanOrEqual(40);
         expect(c.maskMismatch, k).toBeLessThan(0.002);
       }
@@ -257,21 +302,21 @@ describe('a chain of 20 updates (north and south in turn, levels 0-5)', () => {
       for (const k of fullTiles) {
         const { z, x, y } = parse(k);
         let src = -1;
-        for (let i = steps - 1; i >= 0 && src < 0; i--) if (members[i].has(z, x, y)) src = i;
+        for (let i = steps - 1; i >= 0 && src < 0; i--) if (members[i].has({ z, x, y })) src = i;
         expect(src, `no member holds ${k}`).toBeGreaterThanOrEqual(0);
-        expect(chain.locate(z, x, y)).toBe(ids[src]);
-        const hit = (await chain.getTile(z, x, y))!;
+        expect(chain.locate({ z, x, y })).toBe(ids[src]);
+        const hit = (await chain.getTile({ z, x, y }))!;
         expect(hit.pyramidId).toBe(ids[src]);
-        expect(Buffer.from(hit.data).equals(Buffer.from((await members[src].getTile(z, x, y))!))).toBe(true);
+        expect(Buffer.from(hit.data).equals(Buffer.from((await members[src].getTile({ z, x, y }))!))).toBe(true);
         if (src === steps - 2) fromLastNorth++;
-        const c = compare(await decodeTile(hit.data), await decodeTile((await full.getTile(z, x, y))!));
+        const c = compare(await decodeTile(hit.data), await decodeTile((await full.getTile({ z, x, y }))!));
         expect(c.psnr, `${k}: ${c.psnr.toFixed(1)} dB`).toBeGreaterThanOrEqual(40);
         expect(c.maskMismatch, k).toBeLessThan(0.002);
       }
       // the north-only tiles come from the last north update, the others from the last (south) one
       expect(fromLastNorth).toBeGreaterThan(0);
-      expect(chain.locate(LEVEL, 0, 0)).toBeUndefined();
-      expect(await chain.getTile(LEVEL, 0, 0)).toBeUndefined();
+      expect(chain.locate({ z: LEVEL, x: 0, y: 0 })).toBeUndefined();
+      expect(await chain.getTile({ z: LEVEL, x: 0, y: 0 })).toBeUndefined();
       expect(last.levels.map((l) => l.limits)).toEqual(descriptorOf(fullDir).levels.map((l) => l.limits));
     } finally {
       await Promise.all([chain.close(), full.close(), ...members.map((m) => m.close())]);
@@ -291,9 +336,9 @@ describe('a chain of 20 updates (north and south in turn, levels 0-5)', () => {
     try {
       for (const k of await ownTiles(fullDir)) {
         const { z, x, y } = parse(k);
-        const t = await decodeTile((await chain.getTile(z, x, y))!.data);
+        const t = await decodeTile((await chain.getTile({ z, x, y }))!.data);
         expect(t.bands, k).toBe(3);
-        const grey = await decodeTile((await full.getTile(z, x, y))!);
+        const grey = await decodeTile((await full.getTile({ z, x, y }))!);
         for (const band of [0, 1, 2]) {
           const one: RawTile = { ...t, bands: 1, data: t.data.filter((_, i) => i % 3 === band) };
           const c = compare(one, grey);

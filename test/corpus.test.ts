@@ -62,7 +62,7 @@ async function block(dir: string, ref: Expected['ref'], bands: number): Promise<
   try {
     for (let j = 0; j < ref.ny; j++) {
       for (let i = 0; i < ref.nx; i++) {
-        const data = await reader.getTile(ref.z, ref.x0 + i, ref.y0 + j);
+        const data = await reader.getTile({ z: ref.z, x: ref.x0 + i, y: ref.y0 + j });
         if (!data) continue; // blank tiles are not stored
         const t = await decodeTile(data);
         for (let y = 0; y < 256; y++) {

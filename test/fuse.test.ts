@@ -50,7 +50,7 @@ async function chainTiles(d: string): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
     for (const t of c.tiles()) {
       if (out.has(key(t))) continue;
-      out.set(key(t), Buffer.from((await c.getTile(t.z, t.x, t.y))!.data));
+      out.set(key(t), Buffer.from((await c.getTile(t))!.data));
     }
     return out;
   } finally {
@@ -80,7 +80,7 @@ describe('tuile merge of a chained pyramid', () => {
     expect(own.map(key).sort()).toEqual([...served.keys()].sort());
     const r = await PMTilesReader.open(join(dir('flat'), 'tiles.pmtiles'));
     try {
-      for (const t of own) expect(Buffer.from((await r.getTile(t.z, t.x, t.y))!).equals(served.get(key(t))!), key(t)).toBe(true);
+      for (const t of own) expect(Buffer.from((await r.getTile(t))!).equals(served.get(key(t))!), key(t)).toBe(true);
     } finally {
       await r.close();
     }
@@ -110,7 +110,7 @@ describe('tuile merge of a chained pyramid', () => {
       expect(c.ids).toEqual([descriptorOf(dir('flat')).id]);
       for (const [k, bytes] of served) {
         const [z, x, y] = k.split('/').map(Number);
-        expect(Buffer.from((await c.getTile(z, x, y))!.data).equals(bytes), k).toBe(true);
+        expect(Buffer.from((await c.getTile({ z, x, y }))!.data).equals(bytes), k).toBe(true);
       }
       await c.close();
       const source = new NodeFileSource(join(dir('flat'), 'tiles.pmtiles'));
@@ -170,7 +170,7 @@ describe('tuile merge of separate pyramids', () => {
       let composited = 0;
       for (const k of own) {
         const [z, x, y] = k.split('/').map(Number);
-        const got = Buffer.from((await r.getTile(z, x, y))!);
+        const got = Buffer.from((await r.getTile({ z, x, y }))!);
         if (!south.has(k)) expect(got.equals(north.get(k)!), k).toBe(true);
         else if (!north.has(k)) expect(got.equals(south.get(k)!), k).toBe(true);
         else {

@@ -47,7 +47,7 @@ function build(source: string, z: number, kernel: Kernel): string {
 async function tileOf(dir: string, z: number, x: number, y: number) {
   const reader = await PMTilesReader.open(join(dir, 'tiles.pmtiles'));
   try {
-    const data = await reader.getTile(z, x, y);
+    const data = await reader.getTile({ z, x, y });
     // blank tiles are not stored: an absent tile is a transparent one
     return data ? decodeTile(data) : blankTile(256, 1);
   } finally {

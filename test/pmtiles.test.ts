@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { PMTiles, TileType as RefTileType, zxyToTileId as refZxyToTileId } from 'pmtiles';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TuileError } from '../src/errors.js';
+import { FileSource, type ByteSource } from '../src/pyramid/byte-source.js';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { tileIdToZxy, zxyToTileId } from '../src/pyramid/pmtiles/tileid.js';
 import { PMTilesWriter, type WriterOptions } from '../src/pyramid/pmtiles/writer.js';
@@ -92,15 +93,15 @@ async function checkArchive(path: string, opts: WriterOptions, tiles: TestTile[]
     expect(r.tileCount).toBe(tiles.length);
     expect(new Set([...r.tiles()].map(key))).toEqual(new Set(tiles.map(key)));
     // plain checks in the per-tile loops: an expect() per tile costs more than the reads
-    for (const t of tiles) if (!r.has(t.z, t.x, t.y)) expect.fail(`has(${key(t)}) is false`);
+    for (const t of tiles) if (!r.has(t)) expect.fail(`has(${key(t)}) is false`);
     for (const t of absent) {
-      expect(r.has(t.z, t.x, t.y)).toBe(false);
-      expect(await r.getTile(t.z, t.x, t.y)).toBeUndefined();
+      expect(r.has(t)).toBe(false);
+      expect(await r.getTile(t)).toBeUndefined();
     }
     // bounded concurrency: sequential awaits make the 60k-tile case slow for no extra coverage
     for (let i = 0; i < tiles.length; i += 256) {
       const chunk = tiles.slice(i, i + 256);
-      const got = await Promise.all(chunk.map((t) => r.getTile(t.z, t.x, t.y)));
+      const got = await Promise.all(chunk.map((t) => r.getTile(t)));
       chunk.forEach((t, j) => {
         if (hex(got[j]!) !== hex(t.data)) expect.fail(`tile ${key(t)} differs`);
       });
@@ -405,5 +406,97 @@ describe('PMTiles archives', () => {
     await expectTuileError(PMTilesWriter.create(path, { ...smallOpts, bounds: [10, 0, 5, 1] }), 'InvalidParameter');
     await expectTuileError(PMTilesWriter.create(join(d, 'no', 'such', 'dir.pmtiles'), smallOpts), 'OutputError');
     expect(await readdir(d)).toEqual([]);
+  });
+});
+
+/** A local file that records every range the reader asks it for. */
+class CountingSource implements ByteSource {
+  readonly ranges: [number, number][] = [];
+  closed = false;
+  constructor(private readonly inner: FileSource) {}
+  get key() {
+    return this.inner.key;
+  }
+  get size() {
+    return this.inner.size;
+  }
+  getBytes(offset: number, length: number) {
+    this.ranges.push([offset, length]);
+    return this.inner.getBytes(offset, length);
+  }
+  async close() {
+    this.closed = true;
+    await this.inner.close();
+  }
+}
+
+describe('the reader on its byte source', () => {
+  it('reads the header, metadata, root and leaves once at open, then one range per tile and none for a lookup', async () => {
+    const rand = prng(5);
+    const chosen = new Map<string, TestTile>();
+    while (chosen.size < 9000) {
+      const t = { z: 12, x: Math.floor(rand() * 4096), y: Math.floor(rand() * 4096) };
+      chosen.set(key(t), { ...t, data: randomBytes(1 + Math.floor(rand() * 300)) });
+    }
+    const tiles = [...chosen.values()];
+    const path = join(await freshDir(), 'counted.pmtiles');
+    await writeArchive(path, { tileType: 'png', minZoom: 12, maxZoom: 12, bounds: [-180, -85, 180, 85], metadata: { name: 'counted' } }, tiles);
+
+    const source = new CountingSource(await FileSource.open(path));
+    const r = await PMTilesReader.open(source);
+    const h = r.header;
+    expect(h.leafDirectoryLength).toBeGreaterThan(0);
+    expect(source.ranges).toEqual([
+      [0, 127],
+      [h.jsonMetadataOffset, h.jsonMetadataLength],
+      [h.rootDirectoryOffset, h.rootDirectoryLength],
+      [h.leafDirectoryOffset, h.leafDirectoryLength],
+    ]);
+    expect(r.key).toBe(path);
+    expect(r.metadata).toEqual({ name: 'counted' });
+
+    source.ranges.length = 0;
+    for (const t of tiles) if (!r.has(t)) expect.fail(`has(${key(t)}) is false`);
+    const absent = { z: 12, x: 0, y: 0 };
+    if (!chosen.has(key(absent))) expect(await r.getTile(absent)).toBeUndefined();
+    expect(await r.getTile({ z: 13, x: 0, y: 0 })).toBeUndefined();
+    expect(source.ranges).toEqual([]);
+
+    const some = tiles.slice(0, 200);
+    const got = await Promise.all(some.map((t) => r.getTile(t)));
+    some.forEach((t, i) => expect(hex(got[i]!), key(t)).toBe(hex(t.data)));
+    expect(source.ranges.length).toBe(some.length);
+    source.ranges.forEach(([offset, length], i) => {
+      expect(length).toBe(some[i].data.length);
+      expect(offset).toBeGreaterThanOrEqual(h.tileDataOffset);
+    });
+
+    await r.close();
+    expect(source.closed).toBe(true);
+    await expectTuileError(r.getTile(tiles[0]), 'Internal');
+  });
+
+  it('closes its source when the archive is refused, and calls a short tile read truncated', async () => {
+    const path = join(await freshDir(), 'short.pmtiles');
+    const tiles: TestTile[] = [];
+    for (let x = 0; x < 16; x++) tiles.push({ z: 4, x, y: 3, data: randomBytes(1000 + x) });
+    await writeArchive(path, { tileType: 'png', minZoom: 4, maxZoom: 4, bounds: [-180, -85, 180, 85] }, tiles);
+
+    const garbage = join(await freshDir(), 'garbage.pmtiles');
+    await writeFile(garbage, Buffer.from('not an archive '.repeat(20)));
+    const refused = new CountingSource(await FileSource.open(garbage));
+    await expectTuileError(PMTilesReader.open(refused), 'InvalidInput');
+    expect(refused.closed).toBe(true);
+
+    const source = new CountingSource(await FileSource.open(path));
+    const r = await PMTilesReader.open(source);
+    // the file loses its end while open (a replaced or damaged archive): the reader must not return a cut tile
+    await truncate(path, source.size - 500);
+    // clustered: the tile of the highest id is stored last
+    const last = tiles.reduce((a, b) => (zxyToTileId(b.z, b.x, b.y) > zxyToTileId(a.z, a.x, a.y) ? b : a));
+    const e = await expectTuileError(r.getTile(last), 'InvalidInput');
+    expect(e.message).toContain('truncated');
+    expect(hex((await r.getTile(tiles[0]))!)).toBe(hex(tiles[0].data));
+    await r.close();
   });
 });

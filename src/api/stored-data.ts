@@ -1,13 +1,12 @@
 // Stored data: the pyramids executions make. Their dependencies (a chained pyramid uses its parent) and
 // their use by configurations and offerings keep them from being deleted while needed (409).
 
-import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
+import { pyramidStorage } from '../pyramid/storage.js';
 import { STORED_DATA_STATUSES, now, publishedStoredData, type State, type StoredData } from '../state/model.js';
 import { body, byCreation, conflict, datastoreOf, find, mergeTags, page, pageQuery, query, route, tagsSchema, type ApiContext } from './http.js';
 
@@ -94,8 +93,9 @@ export function storedDataRoutes(ctx: ApiContext): OpenAPIHono {
     // layers that served it were switched away before (or it was never served): the folder can go
     // its folder and every generation injections made
     const root = dataPaths(ctx.config.dataDir).pyramids;
-    const names = existsSync(root) ? await readdir(root) : [];
-    await Promise.all(names.filter((n) => n === id || n.startsWith(`${id}.`)).map((n) => rm(join(root, n), { recursive: true, force: true })));
+    const storage = pyramidStorage();
+    const names = await storage.folders(root);
+    await Promise.all(names.filter((n) => n === id || n.startsWith(`${id}.`)).map((n) => storage.remove(join(root, n))));
     return c.body(null, 204);
   });
 

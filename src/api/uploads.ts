@@ -17,6 +17,7 @@ import { dataPaths } from '../config.js';
 import { errorMessage, withoutPaths } from '../errors.js';
 import { checkIsolated } from '../checks.js';
 import { parseCrs } from '../geo/crs.js';
+import { uploadStorage } from '../upload-storage.js';
 import { RASTER_CHECK, SERVER, UPLOAD_STATUSES, now, type CheckRun, type Upload } from '../state/model.js';
 import {
   badRequest,
@@ -219,10 +220,14 @@ export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
   const u = ctx.store.state.uploads[id];
   if (!u || u.status !== 'CHECKING') return;
   const { config } = ctx;
-  const { ok, logs: lines, footprint } = await checkIsolated(
-    { root: root(ctx, u), srs: u.srs, maxPixels: config.maxPixels, maxTiles: config.maxTiles },
-    { timeoutMs: config.checkTimeout * 1000, memoryMB: config.checkMemoryMB },
-  );
+  // another node may have received the files: the check reads them here
+  const unfetched = await uploadStorage().fetch(id, root(ctx, u)).then(() => null, errorMessage);
+  const { ok, logs: lines, footprint } = unfetched
+    ? { ok: false, logs: [unfetched], footprint: undefined }
+    : await checkIsolated(
+        { root: root(ctx, u), srs: u.srs, maxPixels: config.maxPixels, maxTiles: config.maxTiles },
+        { timeoutMs: config.checkTimeout * 1000, memoryMB: config.checkMemoryMB },
+      );
   // a check log is shown to API users: no server path in it
   const logs = lines.map((l) => withoutPaths(l, config.dataDir));
   const size = await dirSize(root(ctx, u));
@@ -304,6 +309,7 @@ export function uploadRoutes(ctx: ApiContext): OpenAPIHono {
         delete s.uploads[id];
       });
       await rm(dataPaths(ctx.config.dataDir).upload(id), { recursive: true, force: true });
+      await uploadStorage().removed(id);
     } finally {
       sealing.delete(id);
     }
@@ -322,7 +328,15 @@ export function uploadRoutes(ctx: ApiContext): OpenAPIHono {
       path = uploadPath(query(c, pathQuery).path);
       pushes.set(u._id, (pushes.get(u._id) ?? 0) + 1);
       counted = true;
-      size = await receive(c, join(root(ctx, u), path), ctx.config.uploadMaxBytes);
+      const target = join(root(ctx, u), path);
+      size = await receive(c, target, ctx.config.uploadMaxBytes);
+      // in the store before the answer, or not at all: no node may later miss a file the client saw accepted
+      await uploadStorage()
+        .saved(u._id, path, target)
+        .catch(async (err) => {
+          await rm(target, { force: true });
+          throw err;
+        });
     } catch (err) {
       await drainBody(c);
       throw err;
@@ -350,6 +364,7 @@ export function uploadRoutes(ctx: ApiContext): OpenAPIHono {
     const target = join(root(ctx, u), path);
     if (!existsSync(target)) throw notFound('file', path);
     await rm(target, { recursive: true, force: true });
+    await uploadStorage().removed(u._id, path);
     return c.body(null, 204);
   });
 

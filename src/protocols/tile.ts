@@ -46,10 +46,10 @@ export async function readTile(cache: TileCache, layer: Layer, t: Tile): Promise
     );
   }
   const chain = chainAt(layer, z);
-  const holder = chain.locate(z, x, y);
+  const holder = chain.locate(t);
   const mime = FORMATS[layer.format].mime;
   if (holder) {
-    const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile(z, x, y))?.data ?? null);
+    const data = await cache.get(TileCache.key(holder, z, x, y), async () => (await chain.getTile(t))?.data ?? null);
     if (data) return { data, etag: `"${holder}-${z}-${x}-${y}"`, mime, blank: false };
   }
   return blankTile(layer);
@@ -61,7 +61,7 @@ export async function readTile(cache: TileCache, layer: Layer, t: Tile): Promise
  */
 export function cachedTile(cache: TileCache, layer: Layer, t: Tile): ServedTile | undefined {
   const { z, x, y } = t;
-  const holder = chainAt(layer, z).locate(z, x, y);
+  const holder = chainAt(layer, z).locate(t);
   const data = holder ? cache.peek(TileCache.key(holder, z, x, y)) : undefined;
   return data ? { data, etag: `"${holder}-${z}-${x}-${y}"`, mime: FORMATS[layer.format].mime, blank: false } : undefined;
 }

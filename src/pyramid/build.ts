@@ -3,7 +3,7 @@
 // An update build (`parent`) stores only the tiles its delivery changes; the rest read through (DESIGN 5).
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat, open } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, open } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import { transformer, WEB_MERCATOR, WGS84 } from '../geo/crs.js';
@@ -22,6 +22,7 @@ import type { Kernel } from '../raster/resample.js';
 import type { EncodeOptions, TileFormat } from '../tiles/codec.js';
 import type { RawTile } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
+import { pyramidStorage } from './storage.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
 import { zxyToTileId } from './pmtiles/tileid.js';
 import { PMTilesWriter } from './pmtiles/writer.js';
@@ -507,8 +508,7 @@ async function buildWith(pool: WorkerPool, opts: BuildOptions, started: number):
       stats: { tiles: tilesWritten, bytes: stats.bytes, seconds },
     };
     await writeFileSynced(join(tmp, DESCRIPTOR), JSON.stringify(descriptor, null, 2) + '\n');
-    await rm(out, { recursive: true, force: true }); // prepareOut made sure it is absent or empty
-    await rename(tmp, out);
+    await pyramidStorage().publish(tmp, out);
     return { descriptor, tiles: tilesWritten, bytes: stats.bytes, seconds };
   } catch (err) {
     stopped = true;

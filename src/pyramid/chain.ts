@@ -1,18 +1,15 @@
 // An opened pyramid and its parent chain: tile lookups go through in-memory archive indexes, nearest
 // pyramid first, so a tile absent from an update is read from the pyramid it was built on (DESIGN 5).
 
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { TuileError } from '../errors.js';
-import { ARCHIVE, readDescriptor, type PyramidDescriptor } from './descriptor.js';
+import type { Tile } from '../geo/tms.js';
+import type { PyramidDescriptor } from './descriptor.js';
 import { PMTilesReader } from './pmtiles/reader.js';
+import { pyramidStorage, type PyramidStorage } from './storage.js';
+import type { TileHit, TileSource } from './tile-source.js';
 
-export interface TileHit {
-  /** id of the pyramid of the chain that holds the tile */
-  pyramidId: string;
-  data: Uint8Array;
-}
-
-export class PyramidChain {
+export class PyramidChain implements TileSource {
   private closed = false;
 
   private constructor(
@@ -35,9 +32,9 @@ export class PyramidChain {
    * Opens a pyramid folder and every parent its descriptor names, checking that each one opens. The
    * descriptor lists the whole chain, so the members open side by side and each archive exactly once.
    */
-  static async open(dir: string): Promise<PyramidChain> {
+  static async open(dir: string, storage: PyramidStorage = pyramidStorage()): Promise<PyramidChain> {
     const root = resolve(dir);
-    const descriptor = await readDescriptor(root);
+    const descriptor = await storage.readDescriptor(root);
     const ids = [descriptor.id, ...descriptor.parents.map((p) => p.id)];
     const dirs = [root, ...descriptor.parents.map((p) => (isAbsolute(p.path) ? p.path : resolve(root, p.path)))];
     const seen = new Set<string>();
@@ -48,10 +45,10 @@ export class PyramidChain {
     const opened = await Promise.allSettled(
       dirs.map(async (d, i) => {
         if (i > 0) {
-          const pd = await readDescriptor(d);
+          const pd = await storage.readDescriptor(d);
           if (pd.id !== ids[i]) throw new TuileError('InvalidInput', `${root}: parent ${d} is pyramid ${pd.id}, not ${ids[i]}`);
         }
-        return { id: ids[i], reader: await PMTilesReader.open(join(d, ARCHIVE)) };
+        return { id: ids[i], reader: await PMTilesReader.open(await storage.openArchive(d)) };
       }),
     );
     const members = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -64,20 +61,20 @@ export class PyramidChain {
   }
 
   /** Which pyramid of the chain holds a tile (in memory, no I/O); undefined when none does. */
-  locate(z: number, x: number, y: number): string | undefined {
-    for (const m of this.members) if (m.reader.has(z, x, y)) return m.id;
+  locate(t: Tile): string | undefined {
+    for (const m of this.members) if (m.reader.has(t)) return m.id;
     return undefined;
   }
 
   /** Every tile of every member's archive, member after member: a tile several members hold comes once for each. */
-  *tiles(): Iterable<{ z: number; x: number; y: number }> {
+  *tiles(): Iterable<Tile> {
     for (const m of this.members) yield* m.reader.tiles();
   }
 
-  async getTile(z: number, x: number, y: number): Promise<TileHit | undefined> {
+  async getTile(t: Tile): Promise<TileHit | undefined> {
     for (const m of this.members) {
-      if (m.reader.has(z, x, y)) {
-        const data = await m.reader.getTile(z, x, y);
+      if (m.reader.has(t)) {
+        const data = await m.reader.getTile(t);
         if (data) return { pyramidId: m.id, data };
       }
     }

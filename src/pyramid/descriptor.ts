@@ -1,8 +1,6 @@
 // pyramid.json: what a pyramid folder holds (levels with tile limits, format, bands, nodata, extent,
-// parent chain) and its atomic reading and writing.
+// parent chain) and its parsing; storage.ts reads it from where the pyramid is.
 
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import type { Bbox, TileLimits } from '../geo/tms.js';
 import type { TileFormat } from '../tiles/codec.js';
@@ -47,21 +45,16 @@ export interface PyramidDescriptor {
   stats: { tiles: number; bytes: number; seconds: number };
 }
 
-export async function readDescriptor(dir: string): Promise<PyramidDescriptor> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, DESCRIPTOR), 'utf8');
-  } catch (err) {
-    throw new TuileError('NotFound', `${dir}: not a pyramid folder (${errorMessage(err)})`);
-  }
+/** A descriptor from its text; `where` names it in messages (a folder, an object key). */
+export function parseDescriptor(text: string, where: string): PyramidDescriptor {
   let d: PyramidDescriptor;
   try {
     d = JSON.parse(text) as PyramidDescriptor;
   } catch (err) {
-    throw new TuileError('InvalidInput', `${dir}/${DESCRIPTOR}: invalid JSON (${errorMessage(err)})`);
+    throw new TuileError('InvalidInput', `${where}/${DESCRIPTOR}: invalid JSON (${errorMessage(err)})`);
   }
-  if (d.format !== 'tuile-pyramid' || d.version !== 1) {
-    throw new TuileError('InvalidInput', `${dir}/${DESCRIPTOR}: not a tuile pyramid descriptor`);
+  if (d === null || typeof d !== 'object' || d.format !== 'tuile-pyramid' || d.version !== 1) {
+    throw new TuileError('InvalidInput', `${where}/${DESCRIPTOR}: not a tuile pyramid descriptor`);
   }
   return d;
 }

@@ -5,7 +5,7 @@
 // encoded again. The work follows the tiles copied; the folder is published by one rename, as a build's.
 
 import { randomUUID } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import { PM, lonLatToMercator, tileLimitsForBounds, type Bbox, type TileLimits } from '../geo/tms.js';
@@ -13,6 +13,7 @@ import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
 import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
 import { createArchive, lonLatOf, prepareOut, tempBeside, unionBbox, unionLimits, writeFileSynced } from './build.js';
 import { PyramidChain } from './chain.js';
+import { pyramidStorage } from './storage.js';
 import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
 import { tileIdToZxy, zxyToTileId } from './pmtiles/tileid.js';
 import { PMTilesWriter } from './pmtiles/writer.js';
@@ -160,14 +161,14 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
     const holders: PyramidChain[] = [];
     const seen = new Set<string>();
     for (let i = chains.length - 1; i >= 0; i--) {
-      const id = chains[i].locate(z, x, y);
+      const id = chains[i].locate({ z, x, y });
       if (id !== undefined && !seen.has(id)) {
         seen.add(id);
         holders.push(chains[i]);
       }
     }
     const read = async (c: PyramidChain) => {
-      const hit = await c.getTile(z, x, y);
+      const hit = await c.getTile({ z, x, y });
       if (!hit) throw new TuileError('InvalidInput', `${c.dir}: tile ${z}/${x}/${y} is in its index but cannot be read`);
       return hit.data;
     };
@@ -253,8 +254,7 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
       stats: { tiles: m, bytes: stats.bytes, seconds },
     };
     await writeFileSynced(join(tmp, DESCRIPTOR), JSON.stringify(descriptor, null, 2) + '\n');
-    await rm(out, { recursive: true, force: true }); // prepareOut made sure it is absent or empty
-    await rename(tmp, out);
+    await pyramidStorage().publish(tmp, out);
     return { descriptor, tiles: m, bytes: stats.bytes, seconds, copied, composited };
   } catch (err) {
     await writer?.abort().catch(() => {});

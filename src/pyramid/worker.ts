@@ -114,7 +114,7 @@ async function chainFor(dir: string): Promise<PyramidChain> {
 
 /** The chain's tile, decoded, in the build's bands; null where the chain has none. */
 async function chainTile(dir: string, z: number, x: number, y: number, bands: number): Promise<RawTile | null> {
-  const hit = await (await chainFor(dir)).getTile(z, x, y);
+  const hit = await (await chainFor(dir)).getTile({ z, x, y });
   return hit ? toBands(await decodeTile(hit.data), bands) : null;
 }
 

@@ -19,7 +19,7 @@ export async function sameTiles(a: string, b: string): Promise<{ tiles: number; 
       const z = Number(level.id);
       for (let y = level.limits.minY; y <= level.limits.maxY; y++) {
         for (let x = level.limits.minX; x <= level.limits.maxX; x++) {
-          const [ta, tb] = await Promise.all([ra.getTile(z, x, y), rb.getTile(z, x, y)]);
+          const [ta, tb] = await Promise.all([ra.getTile({ z, x, y }), rb.getTile({ z, x, y })]);
           expect(Boolean(ta), `tile ${z}/${x}/${y}`).toBe(Boolean(tb));
           if (!ta || !tb) continue;
           const c = compare(await decodeTile(ta), await decodeTile(tb));

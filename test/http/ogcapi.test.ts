@@ -249,7 +249,7 @@ describe('OGC API - Tiles tiles', () => {
     if (!v) throw new Error('the north pyramid should serve level 7');
     let blank: { row: number; col: number } | undefined;
     for (let row = v.minY; row <= v.maxY && !blank; row++) {
-      for (let col = v.minX; col <= v.maxX && !blank; col++) if (!l.chain.locate(7, col, row)) blank = { row, col };
+      for (let col = v.minX; col <= v.maxX && !blank; col++) if (!l.chain.locate({ z: 7, x: col, y: row })) blank = { row, col };
     }
     if (!blank) throw new Error('level 7 of the north pyramid should have tiles without data inside its limits');
     const res = await getBytes(fill(template('north'), 7, blank.row, blank.col));

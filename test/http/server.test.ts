@@ -37,7 +37,7 @@ function stored(): { z: number; x: number; y: number } {
 describe('XYZ and TMS tiles', () => {
   it('serve the archive bytes, TMS counting rows from the bottom', async () => {
     const t = stored();
-    const want = Buffer.from((await reader.getTile(t.z, t.x, t.y))!);
+    const want = Buffer.from((await reader.getTile(t))!);
     const xyz = await fetch(`${srv.url}/tiles/north/${t.z}/${t.x}/${t.y}.png`);
     expect(xyz.status).toBe(200);
     expect(xyz.headers.get('content-type')).toBe('image/png');
@@ -73,7 +73,7 @@ describe('XYZ and TMS tiles', () => {
     // level 7 is finer than the data's edge detail: its limits hold tiles that are all sea
     const l7 = levels.find((l) => l.id === '7')!.limits;
     let blank: { x: number; y: number } | undefined;
-    for (let y = l7.minY; y <= l7.maxY && !blank; y++) for (let x = l7.minX; x <= l7.maxX && !blank; x++) if (!reader.has(7, x, y)) blank = { x, y };
+    for (let y = l7.minY; y <= l7.maxY && !blank; y++) for (let x = l7.minX; x <= l7.maxX && !blank; x++) if (!reader.has({ z: 7, x, y })) blank = { x, y };
     expect(blank).toBeDefined();
     const r = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`);
     expect(r.status).toBe(200);

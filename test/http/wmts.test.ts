@@ -195,7 +195,7 @@ function expectBoxAgreesWithLimits(desc: PyramidDescriptor, box: Bbox): void {
   const stored = [...srv.ctx.holder.current.layers.values()].find((l) => l.chain.descriptor.id === desc.id)!.chain;
   for (let y = bottom.minY; y <= bottom.maxY; y++) {
     for (let x = bottom.minX; x <= bottom.maxX; x++) {
-      if (!stored.locate(desc.bottom, x, y)) continue;
+      if (!stored.locate({ z: desc.bottom, x, y })) continue;
       const t = tileBounds(PM, { z: desc.bottom, x, y });
       // the part of a data tile inside the pyramid's extent is inside the box
       expect(Math.max(t.minX, desc.bbox.minX)).toBeGreaterThanOrEqual(box.minX - eps);
@@ -214,7 +214,7 @@ function limitsOf(desc: PyramidDescriptor, z: number): TileLimits {
 async function dataTile(layer: string, desc: PyramidDescriptor, z: number, ext: string): Promise<{ z: number; x: number; y: number }> {
   const srvLayer = srv.ctx.holder.current.get(layer)!;
   const l = limitsOf(desc, z);
-  for (let y = l.minY; y <= l.maxY; y++) for (let x = l.minX; x <= l.maxX; x++) if (srvLayer.chain.locate(z, x, y)) return { z, x, y };
+  for (let y = l.minY; y <= l.maxY; y++) for (let x = l.minX; x <= l.maxX; x++) if (srvLayer.chain.locate({ z, x, y })) return { z, x, y };
   throw new Error(`no tile with data at level ${z} (${ext})`);
 }
 
@@ -453,7 +453,7 @@ describe('GetTile', () => {
     const layer = srv.ctx.holder.current.get('north')!;
     const l7 = limitsOf(northDesc, 7);
     let blank: { x: number; y: number } | undefined;
-    for (let y = l7.minY; y <= l7.maxY && !blank; y++) for (let x = l7.minX; x <= l7.maxX && !blank; x++) if (!layer.chain.locate(7, x, y)) blank = { x, y };
+    for (let y = l7.minY; y <= l7.maxY && !blank; y++) for (let x = l7.minX; x <= l7.maxX && !blank; x++) if (!layer.chain.locate({ z: 7, x, y })) blank = { x, y };
     expect(blank).toBeDefined();
     for (const path of [kvpTile('north', 7, blank!.y, blank!.x), `/wmts/1.0.0/north/normal/PM/7/${blank!.y}/${blank!.x}.png`]) {
       const r = await bytes(path);
@@ -670,7 +670,7 @@ describe('GetFeatureInfo', () => {
     const layer = srv.ctx.holder.current.get('north')!;
     const l7 = limitsOf(northDesc, 7);
     let blank: { x: number; y: number } | undefined;
-    for (let y = l7.minY; y <= l7.maxY && !blank; y++) for (let x = l7.minX; x <= l7.maxX && !blank; x++) if (!layer.chain.locate(7, x, y)) blank = { x, y };
+    for (let y = l7.minY; y <= l7.maxY && !blank; y++) for (let x = l7.minX; x <= l7.maxX && !blank; x++) if (!layer.chain.locate({ z: 7, x, y })) blank = { x, y };
     for (const [mime] of FORMATS) {
       const info = await readInfo(kvpInfo('north', 7, blank!.y, blank!.x, 10, 20, mime), mime);
       expect(info, mime).toMatchObject({ values: '', alpha: '0', nodata: 'true' });
@@ -862,7 +862,7 @@ describe('GDAL WMTS driver', () => {
     for (let y = l.minY; y < l.maxY; y++) {
       for (let x = l.minX; x < l.maxX; x++) {
         if (even && (x % 2 !== 0 || y % 2 !== 0)) continue;
-        if (chain.locate(z, x, y) && chain.locate(z, x + 1, y + 1)) return { x, y };
+        if (chain.locate({ z, x, y }) && chain.locate({ z, x: x + 1, y: y + 1 })) return { x, y };
       }
     }
     throw new Error(`no 2x2 block with data at level ${z}`);

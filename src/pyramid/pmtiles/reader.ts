@@ -1,65 +1,54 @@
-// PMTiles reader: every directory read once at open into typed arrays, then one positioned read per tile.
+// PMTiles reader on a byte source: every directory read once at open into typed arrays, then one range
+// read per tile.
 
-import { open, type FileHandle } from 'node:fs/promises';
 import { TuileError, errorMessage } from '../../errors.js';
-import { decompress, deserializeDirectory, growF64, growU32, serializeDirectory, type Entries } from './directory.js';
+import type { Tile } from '../../geo/tms.js';
+import { FileSource, type ByteSource } from '../byte-source.js';
+import { decompress, deserializeDirectory, growF64, growU32, type Entries } from './directory.js';
 import { HEADER_BYTES, corrupt, decodeHeader, type PMTilesHeader } from './header.js';
 import { tileIdToZxy, validTile, zxyToTileId } from './tileid.js';
-
-
-export async function readFully(fh: FileHandle, into: Uint8Array, position: number): Promise<number> {
-  let done = 0;
-  while (done < into.length) {
-    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
-}
 
 // Leaf directories may nest (spec "Directory Hierarchy"); a cycle in a corrupt file must not recurse forever.
 const MAX_DEPTH = 4;
 
-async function readExact(fh: FileHandle, position: number, length: number, what: string): Promise<Uint8Array> {
-  const buf = new Uint8Array(length);
-  const got = await readFully(fh, buf, position);
-  if (got !== length) throw corrupt(`${what} is truncated`);
+async function readExact(source: ByteSource, position: number, length: number, what: string): Promise<Uint8Array> {
+  const buf = await source.getBytes(position, length);
+  if (buf.length !== length) throw corrupt(`${what} is truncated`);
   return buf;
 }
 
 /**
  * Reads every directory once at open into typed arrays: lookups are then pure memory and a tile costs
- * one positioned read.
+ * one range read of its source.
  */
 export class PMTilesReader {
   readonly tileCount: number;
-  private fh: FileHandle | null;
+  private closed = false;
 
   private constructor(
-    readonly path: string,
-    fh: FileHandle,
+    private readonly source: ByteSource,
     readonly header: PMTilesHeader,
     readonly metadata: Record<string, unknown>,
-    private readonly entries: Entries, // tile entries only, sorted by id, offsets absolute in the file
+    private readonly entries: Entries, // tile entries only, sorted by id, offsets absolute in the source
   ) {
-    this.fh = fh;
     let n = 0;
     for (let i = 0; i < entries.count; i++) n += entries.runs[i];
     this.tileCount = n;
   }
 
-  static async open(path: string): Promise<PMTilesReader> {
-    let fh: FileHandle;
+  /** Where the archive is read from (a path or a URL). */
+  get key(): string {
+    return this.source.key;
+  }
+
+  /** Opens an archive: a path is a local file; the reader owns the source and closes it. */
+  static async open(from: string | ByteSource): Promise<PMTilesReader> {
+    const source = typeof from === 'string' ? await FileSource.open(from) : from;
+    const key = source.key;
     try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new TuileError(code === 'ENOENT' ? 'NotFound' : 'InvalidInput', `cannot open ${path}: ${errorMessage(err)}`);
-    }
-    try {
-      const size = (await fh.stat()).size;
+      const size = source.size;
       if (size < HEADER_BYTES) throw corrupt(`${size} bytes is shorter than the header`);
-      const header = decodeHeader(await readExact(fh, 0, HEADER_BYTES, 'header'));
+      const header = decodeHeader(await readExact(source, 0, HEADER_BYTES, 'header'));
       const section = (offset: number, length: number, what: string) => {
         if (offset + length > size) throw corrupt(`${what} ends at ${offset + length}, past the end of the file (${size})`);
       };
@@ -68,13 +57,13 @@ export class PMTilesReader {
       section(header.leafDirectoryOffset, header.leafDirectoryLength, 'leaf directories');
       section(header.tileDataOffset, header.tileDataLength, 'tile data');
 
-      const metadata = await readMetadata(fh, header);
-      const rootBytes = await readExact(fh, header.rootDirectoryOffset, header.rootDirectoryLength, 'root directory');
+      const metadata = await readMetadata(source, header);
+      const rootBytes = await readExact(source, header.rootDirectoryOffset, header.rootDirectoryLength, 'root directory');
       const root = deserializeDirectory(await decompress(rootBytes, header.internalCompression, 'root directory'));
       const hasLeaves = root.runs.subarray(0, root.count).some((r) => r === 0);
       // one read for the whole leaf section rather than one per leaf
       const leaves = hasLeaves
-        ? await readExact(fh, header.leafDirectoryOffset, header.leafDirectoryLength, 'leaf directories')
+        ? await readExact(source, header.leafDirectoryOffset, header.leafDirectoryLength, 'leaf directories')
         : new Uint8Array(0);
       // the header count is a hint only: a corrupt one must not allocate gigabytes
       const cap = Math.max(16, Math.min(header.numTileEntries, 1 << 20));
@@ -93,19 +82,19 @@ export class PMTilesReader {
         lengths: acc.lengths.slice(0, acc.count),
         runs: acc.runs.slice(0, acc.count),
       };
-      return new PMTilesReader(path, fh, header, metadata, entries);
+      return new PMTilesReader(source, header, metadata, entries);
     } catch (err) {
-      await fh.close().catch(() => {});
+      await source.close().catch(() => {});
       if (err instanceof TuileError) {
-        if (err.code === 'InvalidInput') throw new TuileError('InvalidInput', `${path}: ${err.message}`, { cause: err });
+        if (err.code === 'InvalidInput') throw new TuileError('InvalidInput', `${key}: ${err.message}`, { cause: err });
         throw err;
       }
-      throw new TuileError('InvalidInput', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
+      throw new TuileError('InvalidInput', `cannot read ${key}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
   /** Index of the entry holding the tile, or -1. */
-  private find(z: number, x: number, y: number): number {
+  private find({ z, x, y }: Tile): number {
     if (!validTile(z, x, y)) return -1;
     const id = zxyToTileId(z, x, y);
     const ids = this.entries.ids;
@@ -125,25 +114,23 @@ export class PMTilesReader {
     return found >= 0 && id < ids[found] + this.entries.runs[found] ? found : -1;
   }
 
-  has(z: number, x: number, y: number): boolean {
-    return this.find(z, x, y) >= 0;
+  has(t: Tile): boolean {
+    return this.find(t) >= 0;
   }
 
-  async getTile(z: number, x: number, y: number): Promise<Uint8Array | undefined> {
-    const fh = this.fh;
-    if (!fh) throw new TuileError('Internal', `PMTiles reader for ${this.path} is closed`);
-    const i = this.find(z, x, y);
+  async getTile(t: Tile): Promise<Uint8Array | undefined> {
+    if (this.closed) throw new TuileError('Internal', `PMTiles reader for ${this.key} is closed`);
+    const i = this.find(t);
     if (i < 0) return undefined;
     const length = this.entries.lengths[i];
-    const buf = new Uint8Array(length);
-    const { bytesRead } = await fh.read(buf, 0, length, this.entries.offsets[i]);
-    if (bytesRead !== length) {
-      throw new TuileError('InvalidInput', `${this.path}: tile ${z}/${x}/${y} is truncated`);
+    const buf = await this.source.getBytes(this.entries.offsets[i], length);
+    if (buf.length !== length) {
+      throw new TuileError('InvalidInput', `${this.key}: tile ${t.z}/${t.x}/${t.y} is truncated`);
     }
     return buf;
   }
 
-  *tiles(): Iterable<{ z: number; x: number; y: number }> {
+  *tiles(): Iterable<Tile> {
     const e = this.entries;
     for (let i = 0; i < e.count; i++) {
       const end = e.ids[i] + e.runs[i];
@@ -152,15 +139,15 @@ export class PMTilesReader {
   }
 
   async close(): Promise<void> {
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close();
+    if (this.closed) return;
+    this.closed = true;
+    await this.source.close();
   }
 }
 
-async function readMetadata(fh: FileHandle, header: PMTilesHeader): Promise<Record<string, unknown>> {
+async function readMetadata(source: ByteSource, header: PMTilesHeader): Promise<Record<string, unknown>> {
   if (header.jsonMetadataLength === 0) return {};
-  const raw = await readExact(fh, header.jsonMetadataOffset, header.jsonMetadataLength, 'metadata');
+  const raw = await readExact(source, header.jsonMetadataOffset, header.jsonMetadataLength, 'metadata');
   const bytes = await decompress(raw, header.internalCompression, 'metadata');
   let value: unknown;
   try {

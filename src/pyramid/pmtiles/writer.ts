@@ -18,7 +18,7 @@ import {
   type PMTilesHeader,
   type TileType,
 } from './header.js';
-import { readFully } from './reader.js';
+import { readFully } from '../byte-source.js';
 import { MAX_ZOOM, validTile, zxyToTileId } from './tileid.js';
 
 const gzipAsync = promisify(gzip);
