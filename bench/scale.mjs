@@ -99,6 +99,7 @@ async function cleanup() {
     await admin.end();
   }
   if (made.storageUrl) {
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const { S3Client, ListObjectsV2Command, DeleteObjectCommand } = await import('@aws-sdk/client-s3');
     const [, bucket, prefix] = /^s3:\/\/([^/]+)\/(.*)$/.exec(made.storageUrl);
     const s3 = new S3Client({
