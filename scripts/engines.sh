@@ -26,6 +26,7 @@ install_missing() {
   local need=()
   [ -x "$PG_BIN/pg_ctl" ] || need+=(postgresql-15)
   command -v memcached >/dev/null || need+=(memcached)
+  command -v curl >/dev/null || need+=(curl)
   local p
   for p in proxy object container account; do command -v "swift-$p-server" >/dev/null || need+=("swift-$p"); done
   ((${#need[@]})) || return 0
@@ -263,6 +264,7 @@ AWS_REGION=us-east-1
 AWS_REQUEST_CHECKSUM_CALCULATION=when_required
 AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
 EOF
+  chmod 600 "$ENV_FILE"
   trap - EXIT
   cat "$ENV_FILE"
 }
