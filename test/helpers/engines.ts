@@ -101,8 +101,6 @@ export function freshStorageUrl(e: Engines, name: string): string {
 
 /** An S3 client on the engines' store: path-style addressing, as Swift's s3api and most stores other than AWS want. */
 export function s3Client(e: Engines): S3Client {
-  // the SDK's notice that its 2027 releases need Node 22, printed into every test run otherwise
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     endpoint: e.s3Endpoint,
     region: e.region,
