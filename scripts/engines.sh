@@ -7,6 +7,8 @@
 #   scripts/engines.sh up     install what is missing (apt-get), start, write and print the env file
 #   scripts/engines.sh down   stop what up started and remove $ENGINES_DIR and the env file
 #   scripts/engines.sh env    print the env file
+#   scripts/engines.sh missing   the Debian packages up would install, one a line (.ci/run installs them
+#                                with its own in one apt-get)
 # The env file, $ENGINES_DIR/../engines.env (.tmp/engines.env by default), holds KEY=value lines
 # (TUILE_TEST_STATE_URL, TUILE_TEST_STORAGE_URL, TUILE_S3_ENDPOINT, AWS_*) read by test/helpers/engines.ts.
 # These engines are for tests: PostgreSQL runs with fsync off, Swift with one replica on one folder.
@@ -22,13 +24,18 @@ BUCKET=tuile
 log() { echo "engines: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-install_missing() {
-  local need=()
-  [ -x "$PG_BIN/pg_ctl" ] || need+=(postgresql-15)
-  command -v memcached >/dev/null || need+=(memcached)
-  command -v curl >/dev/null || need+=(curl)
+# The Debian packages of the engines not installed yet, one a line.
+missing() {
+  [ -x "$PG_BIN/pg_ctl" ] || echo postgresql-15
+  command -v memcached >/dev/null || echo memcached
+  command -v curl >/dev/null || echo curl
   local p
-  for p in proxy object container account; do command -v "swift-$p-server" >/dev/null || need+=("swift-$p"); done
+  for p in proxy object container account; do command -v "swift-$p-server" >/dev/null || echo "swift-$p"; done
+}
+
+install_missing() {
+  local need
+  mapfile -t need < <(missing)
   ((${#need[@]})) || return 0
   [ "$(id -u)" = 0 ] || die "missing ${need[*]}: run as root to install them (apt-get)"
   log "installing ${need[*]}"
@@ -273,5 +280,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   env) [ -f "$ENV_FILE" ] || die "not up: no $ENV_FILE"; cat "$ENV_FILE" ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  missing) missing ;;
+  *) echo "usage: $0 up|down|env|missing" >&2; exit 2 ;;
 esac
