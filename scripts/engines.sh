@@ -123,6 +123,7 @@ mount_check = false
 user = $user
 workers = 0
 log_name = swift
+log_level = WARNING
 "
   # Lines apart per server, each ending with its port.
   printf '%sbind_port = %s\n\n[pipeline:main]\npipeline = account-server\n\n[app:account-server]\nuse = egg:swift#account\n' \
@@ -139,6 +140,7 @@ swift_dir = $etc
 user = $user
 workers = 1
 log_name = swift-proxy
+log_level = WARNING
 
 [pipeline:main]
 pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo proxy-logging proxy-server
@@ -203,11 +205,12 @@ EOF
     swift-ring-builder "$etc/$ring.builder" rebalance >/dev/null || [ $? = 1 ] || die "swift-ring-builder $ring failed"
     i=$((i + 1))
   done
+  # --verbose: to the console, that is $DIR/log (a sandbox has no syslog); warnings and errors only
   spawn memcached memcached -l 127.0.0.1 -p "${ports[4]}" -U 0 -m 64 -u "$(id -un)"
-  spawn swift-account swift-account-server "$etc/account-server.conf"
-  spawn swift-container swift-container-server "$etc/container-server.conf"
-  spawn swift-object swift-object-server "$etc/object-server.conf"
-  spawn swift-proxy swift-proxy-server "$etc/proxy-server.conf"
+  spawn swift-account swift-account-server "$etc/account-server.conf" --verbose
+  spawn swift-container swift-container-server "$etc/container-server.conf" --verbose
+  spawn swift-object swift-object-server "$etc/object-server.conf" --verbose
+  spawn swift-proxy swift-proxy-server "$etc/proxy-server.conf" --verbose
   wait_http "http://127.0.0.1:${ports[0]}/healthcheck" "swift-proxy"
   # The bucket is a Swift container; tempauth's token makes it without an S3 signature.
   local token
