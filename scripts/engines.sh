@@ -94,6 +94,7 @@ start_postgres() {
   local port=$1 password=$2
   mkdir -p "$DIR/pg"
   [ "$(id -u)" = 0 ] && chown postgres: "$DIR/pg"
+  as_pg test -w "$DIR/pg" || die "the postgres user cannot write to $DIR/pg: choose an ENGINES_DIR whose parents it can traverse"
   as_pg "$PG_BIN/initdb" -D "$DIR/pg/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >"$DIR/log/initdb.log" 2>&1 || die "initdb failed: $DIR/log/initdb.log"
   as_pg "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -w -t 60 \
