@@ -6,7 +6,7 @@
 // CONNECTIONS (32), DURATION (10 s per row), BOTTOM (8), WORKERS (serving processes per node, 1),
 // SYNCS (100), CAP_S (600: the whole run stops after it, whatever happens).
 // Cold: TUILE_CACHE_MB=1 on a URL list far larger than 1 MB, so nearly every answer reads its store;
-// hot: the default cache, warmed by one pass over the list. The load generator is one Node process of
+// hot: the default cache, warmed by one pass over the list. Each row starts a new node process. The load generator is one Node process of
 // keep-alive connections on the same machine (it takes a share of the cores: compare rows, not machines).
 // Runs `node dist/main.js` nodes on 127.0.0.1 and a temporary folder; uses the scenario client in dist/.
 import { spawn } from 'node:child_process';
@@ -259,6 +259,9 @@ try {
   const tiles = await layerTiles(local);
   const urls = tiles.map(tileUrl);
   log(`${urls.length} tiles in the layer's limits`);
+  // every row on a node process that has done nothing else: the one that ran the builds served slower
+  await stopNode(local);
+  local = await startNode('local', localDir, {});
   await warm(local, urls);
   const localHot = await measure('local disk, hot', [local], urls);
   await stopNode(local);
@@ -294,6 +297,8 @@ try {
     const onB = await versions(b, tiles);
     const differ = [...onA].filter(([u, v]) => onB.get(u) !== v).length;
     if (differ) await fail(`node B serves ${differ} of ${tiles.length} tiles unlike node A: do this build's nodes share TUILE_STATE_URL and TUILE_STORAGE_URL?`);
+    await stopNode(a);
+    a = await startNode('A', join(work, 'a'), shared);
     await warm(a, urls);
     const s3Hot = await measure('object storage, hot', [a], urls);
     await warm(b, urls);
