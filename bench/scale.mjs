@@ -3,10 +3,11 @@
 // under load (failed answers, answers of neither version, how long until every node serves the new one).
 //   node bench/scale.mjs          # bench/scale.sh starts the engines and runs this
 // Env: ENGINES_ENV (the env file of scripts/engines.sh; without it only the local-disk rows run),
-// CONNECTIONS (32), DURATION (10 s per row), BOTTOM (8), WORKERS (serving processes per node, 1),
+// CONNECTIONS (32), DURATION (10 s per row), BOTTOM (10), WORKERS (serving processes per node, 1),
 // SYNCS (100), CAP_S (600: the whole run stops after it, whatever happens).
 // Cold: TUILE_CACHE_MB=1 on a URL list far larger than 1 MB, so nearly every answer reads its store;
-// hot: the default cache, warmed by one pass over the list. Each row starts a new node process. The load generator is one Node process of
+// hot: the default cache, warmed by one pass over the list. Each row starts a new node process, and
+// reports the share of its answers the tile caches held (tuile_cache_hits/misses_total of /metrics). The load generator is one Node process of
 // keep-alive connections on the same machine (it takes a share of the cores: compare rows, not machines).
 // Runs `node dist/main.js` nodes on 127.0.0.1 and a temporary folder; uses the scenario client in dist/.
 import { spawn } from 'node:child_process';
@@ -23,7 +24,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
 const CONNECTIONS = Number(env.CONNECTIONS ?? 32);
 const DURATION_MS = Number(env.DURATION ?? 10) * 1000;
-const BOTTOM = Number(env.BOTTOM ?? 8);
+const BOTTOM = Number(env.BOTTOM ?? 10);
 const WORKERS = Number(env.WORKERS ?? 1);
 const SYNCS = Number(env.SYNCS ?? 100);
 const CAP_MS = Number(env.CAP_S ?? 600) * 1000;
@@ -221,12 +222,28 @@ async function load(targets, urls, stop, valid) {
   const pct = (p) => (s.durations.length ? s.durations[Math.min(s.durations.length - 1, Math.floor(p * s.durations.length))] : NaN);
   return { ...s, seconds, rate: s.responses / seconds, p50: pct(0.5), p99: pct(0.99) };
 }
+/** Tile cache hits and misses of the nodes, summed (NaN when /metrics does not give them). */
+async function cacheCounts(targets) {
+  let hits = 0;
+  let misses = 0;
+  for (const n of targets) {
+    const text = (await get(n.base, '/metrics', false)).body.toString();
+    const value = (name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    hits += value('tuile_cache_hits_total');
+    misses += value('tuile_cache_misses_total');
+  }
+  return { hits, misses };
+}
 const rows = [];
 async function measure(label, targets, urls) {
+  const before = await cacheCounts(targets);
   const r = await load(targets, urls, () => sleep(DURATION_MS));
+  const after = await cacheCounts(targets);
   if (r.failed) await fail(`${label}: ${r.failed} failed answers, e.g. ${r.examples.join('; ')}`);
-  rows.push({ label, ...r });
-  log(`${label}: ${Math.round(r.rate)} tiles/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
+  const hits = after.hits - before.hits;
+  const hitShare = hits / (hits + after.misses - before.misses);
+  rows.push({ label, ...r, hitShare });
+  log(`${label}: ${Math.round(r.rate)} tiles/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, cache hits ${(100 * hitShare).toFixed(1)} %`);
   return r;
 }
 /** One pass over the URLs, so that the hot rows measure a warm cache. */
@@ -373,10 +390,10 @@ try {
     if (syncRow.examples.length) console.log(`  e.g. ${syncRow.examples.join('\n  e.g. ')}`);
   }
   console.log(`\n${CONNECTIONS} connections, ${DURATION_MS / 1000} s a row, ${WORKERS} serving process(es) a node, ${urls.length} tiles (levels 0-${BOTTOM})`);
-  console.log('| row | tiles/s | p50 ms | p99 ms | MB/s |');
-  console.log('|---|---|---|---|---|');
+  console.log('| row | tiles/s | p50 ms | p99 ms | MB/s | cache hits % |');
+  console.log('|---|---|---|---|---|---|');
   for (const r of rows.filter((r) => r.label !== 'sync')) {
-    console.log(`| ${r.label} | ${fmt(r.rate)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.bytes / r.seconds / 1e6, 1)} |`);
+    console.log(`| ${r.label} | ${fmt(r.rate)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.bytes / r.seconds / 1e6, 1)} | ${fmt(100 * r.hitShare, 1)} |`);
   }
   const sync = rows.find((r) => r.label === 'sync');
   await cleanup();
