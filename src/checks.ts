@@ -12,9 +12,9 @@ import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage } from './errors.js';
 import { crsFromEpsg, parseCrs, sameCrs } from './geo/crs.js';
-import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from './geo/tms.js';
+import { PM, levelForResolution, tileLimitsForBounds, unionBbox, type Bbox } from './geo/tms.js';
 import { uploadFiles } from './jobs.js';
-import { footprint3857, suggestedResolution, unionBbox } from './pyramid/build.js';
+import { footprint3857, suggestedResolution } from './raster/footprint.js';
 import { GeoTiffSource } from './raster/geotiff.js';
 
 export interface CheckRequest {
