@@ -10,6 +10,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { uploadFiles } from './checks.js';
 import { dataPaths } from './config.js';
 import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
@@ -36,18 +37,6 @@ export interface JobOptions {
   workers: number;
   /** niceness of the build process (0-19) */
   nice?: number;
-}
-
-const RASTER_FILE = /\.tiff?$/i;
-
-/** GeoTIFF files of an upload, sorted: the delivery an execution builds. */
-export async function uploadFiles(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && RASTER_FILE.test(e.name))
-    .map((e) => join(e.parentPath, e.name))
-    .sort();
 }
 
 /** GeoJSON polygon of a lon/lat box. */

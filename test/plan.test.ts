@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { PM, unionBbox } from '../src/geo/tms.js';
 import { childrenInLimits, jobLevel, morton, planBuild, planLevels, subtreeTiles, type BuildPlan } from '../src/pyramid/plan.js';
 import { QuadtreeMerger } from '../src/pyramid/quadtree.js';
+import { deliveriesTiles, tilesAt } from '../src/checks.js';
 import type { Tile } from '../src/geo/tms.js';
 import type { RawTile } from '../src/tiles/merge.js';
 import { footprint3857, suggestedResolution } from '../src/raster/footprint.js';
@@ -185,5 +186,17 @@ describe('QuadtreeMerger', () => {
     });
     for (const j of plan.jobs) merger.arrived(j, marker(j));
     await expect(merger.settled()).rejects.toThrow('worker died');
+  });
+});
+
+describe('deliveriesTiles', () => {
+  it('counts the tiles of the union of checked footprints at the finest level, or the one asked', () => {
+    const west = { minX: -646461, minY: 5050000, maxX: 200000, maxY: 6650000, level: 6 };
+    const east = { minX: 100000, minY: 5050000, maxX: 1221407, maxY: 6000000, level: 7 };
+    const union = { minX: -646461, minY: 5050000, maxX: 1221407, maxY: 6650000 };
+    expect(deliveriesTiles([west, east])).toEqual({ bottom: 7, tiles: tilesAt(union, 7) });
+    expect(deliveriesTiles([west, east], 12)).toEqual({ bottom: 12, tiles: tilesAt(union, 12) });
+    // level 7 tiles are 313 086 m wide: the union spans x tiles 61..67 and y tiles 42..47
+    expect(tilesAt(union, 7)).toBe(7 * 6);
   });
 });

@@ -17,7 +17,7 @@ import {
   type State,
   type StoredData,
 } from '../state/model.js';
-import { tilesAt } from '../checks.js';
+import { deliveriesTiles } from '../checks.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 import { checkFusion, fusionBbox } from './fusion.js';
 
@@ -142,9 +142,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
         // refused before it runs: a bottom level that would make more tiles than allowed
         const prints = b.inputs.upload.map((u) => s.uploads[u].footprint).filter((f) => f !== undefined);
         if (prints.length > 0) {
-          const box = { minX: Math.min(...prints.map((f) => f.minX)), minY: Math.min(...prints.map((f) => f.minY)), maxX: Math.max(...prints.map((f) => f.maxX)), maxY: Math.max(...prints.map((f) => f.maxY)) };
-          const bottom = p.bottom ?? Math.max(...prints.map((f) => f.level));
-          const n = tilesAt(box, bottom);
+          const { bottom, tiles: n } = deliveriesTiles(prints, p.bottom);
           if (n > ctx.config.maxTiles) throw badRequest(`parameters.bottom: level ${bottom} makes ${n} tiles, over the limit of ${ctx.config.maxTiles}`);
         }
         if (p.bottom !== undefined && p.top !== undefined && p.top > p.bottom) throw badRequest(`parameters: top (${p.top}) must not be below bottom (${p.bottom})`);
