@@ -8,7 +8,7 @@ import { PyramidChain } from '../src/pyramid/chain.js';
 import type { PyramidDescriptor } from '../src/pyramid/descriptor.js';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
-import type { RawTile } from '../src/tiles/merge.js';
+import type { RawTile } from '../src/raster/tile.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
 import { compare } from './helpers/images.js';
 

@@ -6,7 +6,7 @@ import { childrenInLimits, jobLevel, morton, planBuild, planLevels, subtreeTiles
 import { QuadtreeMerger } from '../src/pyramid/quadtree.js';
 import { deliveriesTiles, tilesAt } from '../src/checks.js';
 import type { Tile } from '../src/geo/tms.js';
-import type { RawTile } from '../src/tiles/merge.js';
+import type { RawTile } from '../src/raster/tile.js';
 import { footprint3857, suggestedResolution } from '../src/raster/footprint.js';
 import { GeoTiffSource } from '../src/raster/geotiff.js';
 import { fixture } from './helpers/fixtures.js';

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { TuileError } from '../errors.js';
 import { PM, lonLatToMercator, tileLimitsForBounds, unionBbox, type Bbox, type TileLimits } from '../geo/tms.js';
 import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
-import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
+import { compositeOver, isOpaque, toBands, type RawTile } from '../raster/tile.js';
 import { PyramidChain } from './chain.js';
 import type { LevelInfo, PyramidDescriptor } from './descriptor.js';
 import { lonLatOf, unionLimits } from './plan.js';

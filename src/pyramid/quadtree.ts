@@ -4,7 +4,7 @@
 // children in waiting and knows when each parent is complete.
 
 import type { Tile } from '../geo/tms.js';
-import type { RawTile } from '../tiles/merge.js';
+import type { RawTile } from '../raster/tile.js';
 import { childrenInLimits, type BuildPlan } from './plan.js';
 
 export interface MergeSteps {

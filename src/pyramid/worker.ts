@@ -8,7 +8,8 @@ import { GeoTiffSource, type OpenOptions } from '../raster/geotiff.js';
 import { MosaicRenderer, type TargetGrid } from '../raster/render.js';
 import type { Kernel } from '../raster/resample.js';
 import { decodeTile, encodeTile, loadSharp, type EncodeOptions } from '../tiles/codec.js';
-import { compositeOver, downsample4, isBlank, isOpaque, releaseTile, toBands, type RawTile } from '../tiles/merge.js';
+import { compositeOver, isBlank, isOpaque, releaseTile, toBands, type RawTile } from '../raster/tile.js';
+import { downsample4 } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
 
 export interface TileOut {

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { crc32, deflateSync } from 'node:zlib';
 import { LITTLE_ENDIAN } from '../raster/buffers.js';
 import { huffmanZlib } from './deflate.js';
-import { isOpaque, type RawTile } from './merge.js';
+import { isOpaque, type RawTile } from '../raster/tile.js';
 
 export type TileFormat = 'jpg' | 'png' | 'webp';
 

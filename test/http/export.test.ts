@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { limitsBounds, PM, type Bbox, type TileLimits } from '../../src/geo/tms.js';
 import { readDescriptor, type PyramidDescriptor } from '../../src/pyramid/descriptor.js';
 import { decodeTile } from '../../src/tiles/codec.js';
-import type { RawTile } from '../../src/tiles/merge.js';
+import type { RawTile } from '../../src/raster/tile.js';
 import { fixture, ROOT } from '../helpers/fixtures.js';
 import { compare } from '../helpers/images.js';
 import { northPng } from '../helpers/server.js';
