@@ -18,7 +18,7 @@ import type { PyramidDescriptor } from './pyramid/descriptor.js';
 import { fusePyramids, type FuseOptions } from './pyramid/fuse.js';
 import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
-import { parseFormat } from './tiles/codec.js';
+import { FORMATS, parseFormat } from './formats.js';
 import { PYRAMID_TYPE, SERVER, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
 import type { StateStore } from './state/store.js';
 
@@ -270,7 +270,7 @@ export class JobRunner {
           levels: d.levels.map((l) => l.id),
           channels_format: 'UINT8',
           channels_number: d.bands,
-          compression: d.tileFormat === 'jpg' ? 'JPG' : d.tileFormat.toUpperCase(),
+          compression: FORMATS[d.tileFormat].compression,
           nodata_value: d.nodata.join(','),
           interpolation: d.interpolation,
         };

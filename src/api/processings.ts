@@ -18,6 +18,7 @@ import {
   type StoredData,
 } from '../state/model.js';
 import { deliveriesTiles } from '../checks.js';
+import { TILE_FORMATS, formatOfCompression } from '../formats.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 import { checkFusion, fusionBbox } from './fusion.js';
 
@@ -25,7 +26,7 @@ const level = z.coerce.number().int().min(0).max(21);
 
 export const parametersSchema = z.strictObject({
   tms: z.literal('PM').optional(),
-  compression: z.enum(['jpg', 'png', 'webp']).optional(),
+  compression: z.enum(TILE_FORMATS).optional(),
   interpolation: z.enum(['nn', 'linear', 'bicubic', 'lanczos']).optional(),
   // pyramid-fusion's own (a processing refuses the parameters it does not list)
   bbox: fusionBbox.optional(),
@@ -66,8 +67,6 @@ const createSchema = z.strictObject({
 });
 
 const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional() });
-
-const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
 /** The processings this server runs, as the Entrepôt lists them: one entry each. */
 export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
@@ -160,7 +159,7 @@ export function processingRoutes(ctx: ApiContext): Hono {
             throw badRequest(`${field}: stored data ${parentId} is ${parent.status}, not a GENERATED pyramid`);
           }
           const ti = parent.type_infos;
-          const fmt = FORMAT_OF_COMPRESSION[ti.compression];
+          const fmt = formatOfCompression(ti.compression);
           if (p.compression && p.compression !== fmt) throw badRequest(`parameters.compression: a chained pyramid keeps its parent's compression (${fmt})`);
           const levels = ti.levels.map(Number);
           if (p.bottom !== undefined && p.bottom !== Math.max(...levels)) throw badRequest(`parameters.bottom: a chained pyramid keeps its parent's bottom level (${Math.max(...levels)})`);

@@ -5,7 +5,7 @@ import { Hono, type Context } from 'hono';
 import { TuileError } from '../errors.js';
 import { getTms, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
-import { FORMATS, parseFormat, type TileFormat } from '../tiles/codec.js';
+import { FORMATS, parseFormat } from '../tiles/codec.js';
 import { apiKeyOf, baseUrl, denial, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
 
 const JSON_TYPE = 'application/json';
@@ -44,9 +44,6 @@ interface Link {
   title: string;
   templated?: boolean;
 }
-
-/** Media type names of `?f=` (OGC API convention) for each tile format. */
-const F_NAME: Record<TileFormat, string> = { png: 'png', jpg: 'jpeg', webp: 'webp' };
 
 /** 17-083r4 clause 7.2 (JSON encoding of a 2D TileMatrixSet), from tuile's data object. */
 function tileMatrixSetJson(tms: TileMatrixSet): Record<string, unknown> {
@@ -266,7 +263,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
           { href: `${base}/tileMatrixSets/${o.id}`, rel: `${REL}tiling-scheme`, type: JSON_TYPE, title: `Tile matrix set ${o.id}` },
           { href: layerPath(base, layer), rel: `${REL}geodata`, type: JSON_TYPE, title: `Collection ${layer.title}` },
           // 20-057 /req/tileset/tc-success: the tile URL template, with the variables the core names
-          { href: `${path}/{tileMatrix}/{tileRow}/{tileCol}`, rel: 'item', type: f.mime, title: `${layer.title} tiles (${F_NAME[layer.format]})`, templated: true },
+          { href: `${path}/{tileMatrix}/{tileRow}/{tileCol}`, rel: 'item', type: f.mime, title: `${layer.title} tiles (${FORMATS[layer.format].f})`, templated: true },
         ] satisfies Link[],
       };
     }),
@@ -285,7 +282,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
       const asked = parseFormat(f);
       if (!asked) return badRequest(c, `f=${f} is not a tile format (png, jpeg, webp)`);
       if (asked !== layer.format) {
-        return c.json({ error: 'not_acceptable', error_description: [`collection '${name}' serves ${F_NAME[layer.format]} tiles only, not ${F_NAME[asked]}`] }, 406);
+        return c.json({ error: 'not_acceptable', error_description: [`collection '${name}' serves ${FORMATS[layer.format].f} tiles only, not ${FORMATS[asked].f}`] }, 406);
       }
     }
     if (!INDEX.test(tileMatrix) || !INDEX.test(tileRow) || !INDEX.test(tileCol)) {

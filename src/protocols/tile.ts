@@ -5,6 +5,7 @@ import { TileCache } from '../cache.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { TuileError } from '../errors.js';
+import { formatOfName } from '../formats.js';
 import type { TileLimits } from '../geo/tms.js';
 import { access, chainAt, type Layer, type LayerSource } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
@@ -87,10 +88,7 @@ export function isFresh(ifNoneMatch: string | null | undefined, etag: string): b
 }
 
 export function formatFromExtension(ext: string): TileFormat | undefined {
-  const e = ext.toLowerCase();
-  if (e === 'jpg' || e === 'jpeg') return 'jpg';
-  if (e === 'png' || e === 'webp') return e;
-  return undefined;
+  return formatOfName(ext);
 }
 
 /** The HTTP answer for a tile: 304 when the client has it, no body for HEAD. */

@@ -7,7 +7,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import type { Bbox } from '../geo/tms.js';
-import type { TileFormat } from '../tiles/codec.js';
+import type { TileFormat } from '../formats.js';
 import { ARCHIVE, DESCRIPTOR, type PyramidDescriptor } from './descriptor.js';
 import { lonLatOf } from './plan.js';
 import { PMTilesWriter } from './pmtiles/writer.js';
