@@ -56,7 +56,9 @@ export interface TaskResult {
 const TILE = PM.tileSize;
 
 // png needs no libvips (codec.ts): load it now only when the build will encode or decode with it
-if ((workerData as { preloadSharp?: boolean } | null)?.preloadSharp) void loadSharp().catch(() => {});
+const preloading = (workerData as { preloadSharp?: boolean } | null)?.preloadSharp ? loadSharp().catch(() => {}) : Promise.resolve();
+// the pool waits for this before terminating the thread (WorkerPool.close)
+void preloading.then(() => parentPort?.postMessage({ ready: true }));
 
 let cachedKey = '';
 let cached: Promise<MosaicRenderer> | null = null;
