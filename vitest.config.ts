@@ -9,6 +9,7 @@ const UNIT = [
   'test/deflate.test.ts',
   'test/georef.test.ts',
   'test/geotiff.test.ts',
+  'test/imports.test.ts',
   'test/merge.test.ts',
   'test/plan.test.ts',
   'test/pmtiles.test.ts',

@@ -1,4 +1,5 @@
-// Upload checks, run in a child process with a memory cap and a time limit: a delivery is hostile input, and
+// Upload checks and footprints: what a delivery is (its GeoTIFF files), whether it can be built, and where it lands.
+// The checks run in a child process with a memory cap and a time limit: a delivery is hostile input, and
 // parsing it in the process that owns the state and the API once took the server down (a TIFF whose IFD chain
 // looped grew the heap until the primary died, and again at each restart). A check that goes over its limits
 // is killed and reported as failed; serving never waits on one.
@@ -6,15 +7,15 @@
 // This module is also the child's entry: `node checks.js --child` checks what its parent sends.
 
 import { fork } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage } from './errors.js';
 import { crsFromEpsg, parseCrs, sameCrs } from './geo/crs.js';
-import { PM, levelForResolution, tileLimitsForBounds, type Bbox } from './geo/tms.js';
-import { uploadFiles } from './jobs.js';
-import { footprint3857, suggestedResolution, unionBbox } from './pyramid/build.js';
+import { PM, levelForResolution, tileLimitsForBounds, unionBbox, type Bbox } from './geo/tms.js';
+import { footprint3857, suggestedResolution } from './raster/footprint.js';
 import { GeoTiffSource } from './raster/geotiff.js';
 
 export interface CheckRequest {
@@ -30,7 +31,7 @@ export interface CheckResult {
   ok: boolean;
   logs: string[];
   /** the delivery's extent in EPSG:3857 and its bottom level, when the checks pass */
-  footprint?: Bbox & { level: number };
+  footprint?: Footprint;
 }
 
 export interface CheckLimits {
@@ -45,10 +46,34 @@ const RSS_POLL_MS = 50;
 /** Checks at once: each is a process of its own, on machines that also serve and build. */
 const CONCURRENT = 2;
 
+/** A checked delivery's extent in EPSG:3857 and the bottom level its resolution makes. */
+export type Footprint = Bbox & { level: number };
+
+const RASTER_FILE = /\.tiff?$/i;
+
+/** GeoTIFF files of an upload, sorted: the delivery the checks read and an execution builds. */
+export async function uploadFiles(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && RASTER_FILE.test(e.name))
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
 /** Tiles of the bottom level `z` over an extent in EPSG:3857. */
 export function tilesAt(b: Bbox, z: number): number {
   const l = tileLimitsForBounds(PM, z, b);
   return l ? (l.maxX - l.minX + 1) * (l.maxY - l.minY + 1) : 0;
+}
+
+/**
+ * The bottom level a build of several checked deliveries makes (`bottom`, or the finest of theirs) and its tile
+ * count over their union: what an execution is refused on before it runs.
+ */
+export function deliveriesTiles(prints: readonly Footprint[], bottom?: number): { bottom: number; tiles: number } {
+  const z = bottom ?? Math.max(...prints.map((f) => f.level));
+  return { bottom: z, tiles: tilesAt(unionBbox(prints), z) };
 }
 
 /** The checks themselves: every GeoTIFF of the delivery readable, georeferenced, in the declared CRS, of sane size. */

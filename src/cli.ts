@@ -9,6 +9,7 @@ import { ARCHIVE } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles/reader.js';
 import { pyramidStorage, readDescriptor } from './pyramid/storage.js';
 import type { TileFormat } from './tiles/codec.js';
+import { formatOfName } from './formats.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseScale } from './raster/scale.js';
 import { WorkerPool } from './pyramid/workers.js';
@@ -27,9 +28,6 @@ const USAGE = `usage:
       over earlier ones): tiles one input holds are copied byte for byte, overlapping ones composited
   tuile inspect DIR [--json]   (the pyramid, its levels and its parent chain, nearest first)
   tuile serve [--layer NAME=DIR]... [--port N]   (without --layer: the server of npm start, layers from the management API)`;
-
-// not codec.ts's parseFormat: importing it loads sharp (a few hundred ms), which only the workers use
-const FORMAT_NAMES: Record<string, TileFormat> = { jpg: 'jpg', jpeg: 'jpg', png: 'png', webp: 'webp' };
 
 function intOption(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -84,7 +82,7 @@ async function build(args: string[]): Promise<void> {
   if (!values.out) throw new TuileError('InvalidParameter', 'build needs --out DIR');
   // left out: the parent's in an update, the defaults of buildPyramid otherwise
   const fmtName = values.compression ?? values.format;
-  const format = fmtName === undefined ? undefined : FORMAT_NAMES[fmtName.toLowerCase()];
+  const format = fmtName === undefined ? undefined : formatOfName(fmtName);
   if (fmtName !== undefined && !format) throw new TuileError('InvalidParameter', `unknown compression '${fmtName}' (jpg, png, webp)`);
   const kname = values.interpolation;
   const kernel = kname === undefined ? undefined : KERNEL_NAMES[kname];

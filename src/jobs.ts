@@ -10,6 +10,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { uploadFiles } from './checks.js';
 import { dataPaths } from './config.js';
 import { TuileError, errorMessage, withoutPaths } from './errors.js';
 import { buildPyramid, type BuildOptions, type BuildResult } from './pyramid/build.js';
@@ -19,7 +20,7 @@ import { pyramidStorage } from './pyramid/storage.js';
 import { uploadStorage } from './upload-storage.js';
 import { PYRAMID_FUSION } from './state/model.js';
 import { KERNEL_NAMES } from './raster/resample.js';
-import { parseFormat } from './tiles/codec.js';
+import { FORMATS, parseFormat } from './formats.js';
 import { PYRAMID_TYPE, SERVER, now, pyramidFolder, type Execution, type State, type StoredData } from './state/model.js';
 import type { StateStore } from './state/store.js';
 
@@ -38,18 +39,6 @@ interface JobOptions {
   workers: number;
   /** niceness of the build process (0-19) */
   nice?: number;
-}
-
-const RASTER_FILE = /\.tiff?$/i;
-
-/** GeoTIFF files of an upload, sorted: the delivery an execution builds. */
-export async function uploadFiles(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && RASTER_FILE.test(e.name))
-    .map((e) => join(e.parentPath, e.name))
-    .sort();
 }
 
 /** GeoJSON polygon of a lon/lat box. */
@@ -278,7 +267,7 @@ export class JobRunner {
           levels: d.levels.map((l) => l.id),
           channels_format: 'UINT8',
           channels_number: d.bands,
-          compression: d.tileFormat === 'jpg' ? 'JPG' : d.tileFormat.toUpperCase(),
+          compression: FORMATS[d.tileFormat].compression,
           nodata_value: d.nodata.join(','),
           interpolation: d.interpolation,
         };

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { errorMessage, TuileError } from './errors.js';
 import { clipToLimits, getTms, mercatorToLonLat, type Bbox, type TileLimits, type TileMatrixSet } from './geo/tms.js';
 import { PyramidChain } from './pyramid/chain.js';
-import type { TileFormat } from './tiles/codec.js';
+import type { TileFormat } from './formats.js';
 import { LAYER_NAME, hashKey, pyramidFolder, servesPublished, type Attribution, type MetadataLink, type State } from './state/model.js';
 
 export interface LayerSpec {

@@ -8,7 +8,7 @@ import { PMTiles, type Source, type RangeResponse } from 'pmtiles';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
-import { isBlank } from '../src/tiles/merge.js';
+import { isBlank } from '../src/raster/tile.js';
 import { expectRefused, fixture, runCli, tempDir, FIXTURES, ROOT } from './helpers/fixtures.js';
 
 class FileSource implements Source {

@@ -10,7 +10,7 @@ import type { ByteSource } from '../src/pyramid/byte-source.js';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { localStorage, type PyramidStorage } from '../src/pyramid/storage.js';
 import { decodeTile } from '../src/tiles/codec.js';
-import type { RawTile } from '../src/tiles/merge.js';
+import type { RawTile } from '../src/raster/tile.js';
 import { expectRefused, fixture, runCli, tempDir } from './helpers/fixtures.js';
 import { compare } from './helpers/images.js';
 

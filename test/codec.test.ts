@@ -1,8 +1,9 @@
 // Tile codecs: raw tiles survive png exactly in every band layout; jpeg keeps grey grey and paints
 // nodata in the nodata colour; webp keeps transparency.
 import { describe, expect, it } from 'vitest';
+import { FORMATS, TILE_FORMATS, formatOfCompression, formatOfName, parseFormat } from '../src/formats.js';
 import { decodeTile, encodeTile } from '../src/tiles/codec.js';
-import type { RawTile } from '../src/tiles/merge.js';
+import type { RawTile } from '../src/raster/tile.js';
 
 function pattern(bands: number, withHoles: boolean, width = 256): RawTile {
   const n = width * 256;
@@ -76,5 +77,33 @@ describe('tile codecs', () => {
     const back = await decodeTile(await encodeTile(pattern(3, true), { format: 'webp' }));
     expect(back.alpha[10]).toBe(0);
     expect(back.alpha[200]).toBe(255);
+  });
+});
+
+describe('format names', () => {
+  it('reads every name of a format back to it: tuile name, extension, MIME type, Entrepôt compression', () => {
+    for (const f of TILE_FORMATS) {
+      const n = FORMATS[f];
+      expect(formatOfName(f)).toBe(f);
+      expect(formatOfName(n.ext.toUpperCase())).toBe(f);
+      expect(parseFormat(n.mime)).toBe(f);
+      expect(parseFormat(n.f)).toBe(f);
+      expect(formatOfCompression(n.compression)).toBe(f);
+    }
+    expect(formatOfName('jpeg')).toBe('jpg');
+    expect(FORMATS.jpg).toEqual({ mime: 'image/jpeg', ext: 'jpg', compression: 'JPG', f: 'jpeg' });
+    // the names tuile does not take
+    expect(formatOfName('image/png')).toBeUndefined(); // a MIME type is not an extension (CLI, tile URLs)
+    expect(formatOfName('tif')).toBeUndefined();
+    expect(parseFormat('image/gif')).toBeUndefined();
+    expect(formatOfCompression('png')).toBeUndefined(); // the Entrepôt writes them upper case
+  });
+
+  it('encodes each format to bytes its MIME type names (magic numbers)', async () => {
+    const magic: Record<string, number[]> = { 'image/png': [0x89, 0x50, 0x4e, 0x47], 'image/jpeg': [0xff, 0xd8, 0xff], 'image/webp': [0x52, 0x49, 0x46, 0x46] };
+    for (const f of TILE_FORMATS) {
+      const bytes = await encodeTile(pattern(3, false), { format: f });
+      expect([...bytes.subarray(0, magic[FORMATS[f].mime].length)]).toEqual(magic[FORMATS[f].mime]);
+    }
   });
 });

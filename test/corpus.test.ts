@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
-import type { RawTile } from '../src/tiles/merge.js';
+import type { RawTile } from '../src/raster/tile.js';
 import { FIXTURES, runCli, tempDir } from './helpers/fixtures.js';
 import { compare, readImage } from './helpers/images.js';
 

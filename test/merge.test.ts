@@ -1,6 +1,7 @@
 // Overviews from four children: the opaque fast path equals the alpha-weighted average it replaces.
 import { describe, expect, it } from 'vitest';
-import { downsample4, type RawTile } from '../src/tiles/merge.js';
+import type { RawTile } from '../src/raster/tile.js';
+import { downsample4 } from '../src/tiles/merge.js';
 
 function tile(bands: number, seed: number, hole: boolean): RawTile {
   const n = 256 * 256;

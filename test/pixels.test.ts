@@ -10,7 +10,7 @@ import { MosaicRenderer } from '../src/raster/render.js';
 import type { Kernel } from '../src/raster/resample.js';
 import { PMTilesReader } from '../src/pyramid/pmtiles/reader.js';
 import { decodeTile } from '../src/tiles/codec.js';
-import { blankTile } from '../src/tiles/merge.js';
+import { blankTile } from '../src/raster/tile.js';
 import { compare, cut, assemble, readImage, type Comparison } from './helpers/images.js';
 import { FIXTURES, fixture, runCli, tempDir } from './helpers/fixtures.js';
 

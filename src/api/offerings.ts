@@ -10,6 +10,7 @@ import type { Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { errorMessage } from '../errors.js';
+import { FORMATS, formatOfCompression } from '../formats.js';
 import { OFFERING_STATUSES, SERVER, now, publishedStoredData, pyramidFolder, type Configuration, type Offering, type Published, type State } from '../state/model.js';
 import { endpointBase, endpointView } from './datastores.js';
 import { baseUrl, body, byCreation, conflict, datastoreOf, find, page, pageQuery, query, route, uuid, type ApiContext, badRequest } from './http.js';
@@ -32,8 +33,6 @@ const listQuery = pageQuery.extend({
   stored_data: uuid.optional(),
   layer_name: z.string().max(128).optional(),
 });
-
-const EXT: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
 /** What an offering will serve: the configuration as it is now, its finest level range first. */
 function snapshot(c: Configuration): Published {
@@ -65,7 +64,7 @@ function notServable(s: Readonly<State>, conf: Configuration): string | null {
 export function offeringUrls(s: Readonly<State>, o: Offering, root: string): { type: string; url: string }[] {
   const layer = encodeURIComponent(o.layer_name);
   const base = endpointBase(s.endpoints[o.endpoint], root);
-  const ext = EXT[s.stored_data[o.published.stored_data]?.type_infos?.compression ?? 'PNG'] ?? 'png';
+  const ext = FORMATS[formatOfCompression(s.stored_data[o.published.stored_data]?.type_infos?.compression ?? 'PNG') ?? 'png'].ext;
   return [
     { type: 'WMTS', url: `${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities` },
     { type: 'TMS', url: `${base}/tms/1.0.0/${layer}` },

@@ -18,7 +18,8 @@ import {
   type State,
   type StoredData,
 } from '../state/model.js';
-import { tilesAt } from '../checks.js';
+import { deliveriesTiles } from '../checks.js';
+import { TILE_FORMATS, formatOfCompression } from '../formats.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, notFound, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
 import { checkFusion, fusionBbox } from './fusion.js';
 
@@ -26,7 +27,7 @@ const level = z.coerce.number().int().min(0).max(21);
 
 const parametersSchema = z.strictObject({
   tms: z.literal('PM').optional(),
-  compression: z.enum(['jpg', 'png', 'webp']).optional(),
+  compression: z.enum(TILE_FORMATS).optional(),
   interpolation: z.enum(['nn', 'linear', 'bicubic', 'lanczos']).optional(),
   // pyramid-fusion's own (a processing refuses the parameters it does not list)
   bbox: fusionBbox.optional(),
@@ -67,8 +68,6 @@ const createSchema = z.strictObject({
 });
 
 const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional() });
-
-const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
 /** The processings this server runs, as the Entrepôt lists them: one entry each. */
 const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
@@ -143,9 +142,7 @@ export function processingRoutes(ctx: ApiContext): OpenAPIHono {
         // refused before it runs: a bottom level that would make more tiles than allowed
         const prints = b.inputs.upload.map((u) => s.uploads[u].footprint).filter((f) => f !== undefined);
         if (prints.length > 0) {
-          const box = { minX: Math.min(...prints.map((f) => f.minX)), minY: Math.min(...prints.map((f) => f.minY)), maxX: Math.max(...prints.map((f) => f.maxX)), maxY: Math.max(...prints.map((f) => f.maxY)) };
-          const bottom = p.bottom ?? Math.max(...prints.map((f) => f.level));
-          const n = tilesAt(box, bottom);
+          const { bottom, tiles: n } = deliveriesTiles(prints, p.bottom);
           if (n > ctx.config.maxTiles) throw badRequest(`parameters.bottom: level ${bottom} makes ${n} tiles, over the limit of ${ctx.config.maxTiles}`);
         }
         if (p.bottom !== undefined && p.top !== undefined && p.top > p.bottom) throw badRequest(`parameters: top (${p.top}) must not be below bottom (${p.bottom})`);
@@ -163,7 +160,7 @@ export function processingRoutes(ctx: ApiContext): OpenAPIHono {
             throw badRequest(`${field}: stored data ${parentId} is ${parent.status}, not a GENERATED pyramid`);
           }
           const ti = parent.type_infos;
-          const fmt = FORMAT_OF_COMPRESSION[ti.compression];
+          const fmt = formatOfCompression(ti.compression);
           if (p.compression && p.compression !== fmt) throw badRequest(`parameters.compression: a chained pyramid keeps its parent's compression (${fmt})`);
           const levels = ti.levels.map(Number);
           if (p.bottom !== undefined && p.bottom !== Math.max(...levels)) throw badRequest(`parameters.bottom: a chained pyramid keeps its parent's bottom level (${Math.max(...levels)})`);

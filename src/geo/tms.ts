@@ -112,6 +112,16 @@ export function limitsBounds(tms: TileMatrixSet, l: TileLimits): Bbox {
   return { minX: tl.minX, minY: br.minY, maxX: br.maxX, maxY: tl.maxY };
 }
 
+/** The smallest box holding every box. */
+export function unionBbox(boxes: readonly Bbox[]): Bbox {
+  return {
+    minX: Math.min(...boxes.map((b) => b.minX)),
+    minY: Math.min(...boxes.map((b) => b.minY)),
+    maxX: Math.max(...boxes.map((b) => b.maxX)),
+    maxY: Math.max(...boxes.map((b) => b.maxY)),
+  };
+}
+
 /**
  * A box clipped to the tiles of every level: the extent a layer may advertise. Clients such as GDAL size
  * their raster from the box and ask for every tile under it at every level, so each of those tiles must

@@ -51,9 +51,6 @@ interface Link {
   templated?: boolean;
 }
 
-/** Media type names of `?f=` (OGC API convention) for each tile format. */
-const F_NAME: Record<TileFormat, string> = { png: 'png', jpg: 'jpeg', webp: 'webp' };
-
 /** 17-083r4 clause 7.2 (JSON encoding of a 2D TileMatrixSet), from tuile's data object. */
 function tileMatrixSetJson(tms: TileMatrixSet): Record<string, unknown> {
   const o = OGC_TMS[tms.id];
@@ -263,7 +260,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
           { href: `${base}/tileMatrixSets/${o.id}`, rel: `${REL}tiling-scheme`, type: JSON_TYPE, title: `Tile matrix set ${o.id}` },
           { href: layerPath(base, layer), rel: `${REL}geodata`, type: JSON_TYPE, title: `Collection ${layer.title}` },
           // 20-057 /req/tileset/tc-success: the tile URL template, with the variables the core names
-          { href: `${path}/{tileMatrix}/{tileRow}/{tileCol}`, rel: 'item', type: f.mime, title: `${layer.title} tiles (${F_NAME[layer.format]})`, templated: true },
+          { href: `${path}/{tileMatrix}/{tileRow}/{tileCol}`, rel: 'item', type: f.mime, title: `${layer.title} tiles (${FORMATS[layer.format].f})`, templated: true },
         ] satisfies Link[],
       };
     }),
@@ -281,7 +278,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
       const asked = parseFormat(f);
       if (!asked) throw new TuileError('InvalidParameter', `f=${f} is not a tile format (png, jpeg, webp)`);
       if (asked !== layer.format) {
-        throw new TuileError('NotAcceptable', `collection '${name}' serves ${F_NAME[layer.format]} tiles only, not ${F_NAME[asked]}`);
+        throw new TuileError('NotAcceptable', `collection '${name}' serves ${FORMATS[layer.format].f} tiles only, not ${FORMATS[asked].f}`);
       }
     }
     if (!INDEX.test(tileMatrix) || !INDEX.test(tileRow) || !INDEX.test(tileCol)) {

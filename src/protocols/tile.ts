@@ -9,6 +9,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { jsonError, TuileError } from '../errors.js';
 import type { Tile, TileLimits } from '../geo/tms.js';
+import { formatOfName } from '../formats.js';
 import { access, chainAt, type Layer, type LayerSource } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
 
@@ -104,10 +105,7 @@ export function isFresh(ifNoneMatch: string | null | undefined, etag: string): b
 }
 
 export function formatFromExtension(ext: string): TileFormat | undefined {
-  const e = ext.toLowerCase();
-  if (e === 'jpg' || e === 'jpeg') return 'jpg';
-  if (e === 'png' || e === 'webp') return e;
-  return undefined;
+  return formatOfName(ext);
 }
 
 /** The HTTP answer for a tile: 304 when the client has it, no body for HEAD. */

@@ -3,7 +3,7 @@
 
 import { TuileError, errorMessage } from '../errors.js';
 import type { Bbox, TileLimits } from '../geo/tms.js';
-import type { TileFormat } from '../tiles/codec.js';
+import type { TileFormat } from '../formats.js';
 import type { Kernel } from '../raster/resample.js';
 
 export const DESCRIPTOR = 'pyramid.json';

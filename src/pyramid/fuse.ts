@@ -2,21 +2,19 @@
 // from several pyramids of one tile matrix set and format, later ones drawn over earlier ones. A tile that one
 // input alone holds is copied byte for byte, so the fused archive serves exactly what the chain served; only a
 // tile that several inputs hold, and that the uppermost does not cover whole, is decoded, composited and
-// encoded again. The work follows the tiles copied; the folder is published by one rename, as a build's.
+// encoded again. The work follows the tiles copied; the folder is published in one step (publish.ts), as a build's.
 
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { TuileError, errorMessage } from '../errors.js';
-import { PM, lonLatToMercator, tileLimitsForBounds, type Bbox, type TileLimits } from '../geo/tms.js';
+import { resolve } from 'node:path';
+import { TuileError } from '../errors.js';
+import { PM, lonLatToMercator, tileLimitsForBounds, unionBbox, type Bbox, type TileLimits } from '../geo/tms.js';
 import { decodeTile, encodeTile, type EncodeOptions } from '../tiles/codec.js';
-import { compositeOver, isOpaque, toBands, type RawTile } from '../tiles/merge.js';
-import { createArchive, lonLatOf, prepareOut, tempBeside, unionBbox, unionLimits, writeFileSynced } from './build.js';
+import { compositeOver, isOpaque, toBands, type RawTile } from '../raster/tile.js';
 import { PyramidChain } from './chain.js';
-import { pyramidStorage } from './storage.js';
-import { ARCHIVE, DESCRIPTOR, type LevelInfo, type PyramidDescriptor } from './descriptor.js';
+import type { LevelInfo, PyramidDescriptor } from './descriptor.js';
+import { lonLatOf, unionLimits } from './plan.js';
 import { tileIdToZxy, zxyToTileId } from './pmtiles/tileid.js';
-import { PMTilesWriter } from './pmtiles/writer.js';
+import { PyramidOutput, prepareOut } from './publish.js';
 
 export interface FuseOptions {
   /** Pyramid folders, each read with its parent chain; a later one is drawn over the earlier ones. */
@@ -192,10 +190,8 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
 
   const out = resolve(opts.out);
   await prepareOut(out);
-  const tmp = await tempBeside(out);
-  let writer: PMTilesWriter | null = null;
+  const output = await PyramidOutput.create(out, format, top, bottom, bbox);
   try {
-    writer = await createArchive(tmp, out, format, top, bottom, bbox);
     const counts = limits.map(() => 0);
     const workers = Math.max(1, Math.min(64, Math.floor(opts.parallelization ?? 4)));
     // tiles are resolved a batch at a time and written in id order: the archive's temporary file is then
@@ -217,21 +213,21 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
       );
       for (let k = i; k < end; k++) {
         const t = tileIdToZxy(ids[k]);
-        await writer.addTile(t.z, t.x, t.y, data[k - i]);
+        await output.writer.addTile(t.z, t.x, t.y, data[k - i]);
         counts[t.z]++;
       }
       opts.onProgress?.(end, m);
     }
     if (opts.signal?.aborted) throw new TuileError('Internal', INTERRUPTED);
-    const stats = await writer.finish();
-    writer = null;
     const levels: LevelInfo[] = [];
     for (let z = top; z <= bottom; z++) {
       const l = limits[z];
       if (l) levels.push({ id: String(z), limits: l, tiles: counts[z] });
     }
-    const seconds = (Date.now() - started) / 1000;
-    const descriptor: PyramidDescriptor = {
+    let seconds = 0;
+    const { descriptor, bytes } = await output.publish((archiveBytes): PyramidDescriptor => {
+      seconds = (Date.now() - started) / 1000;
+      return {
       format: 'tuile-pyramid',
       version: 1,
       id: randomUUID(),
@@ -251,14 +247,12 @@ async function fuseChains(all: PyramidChain[], opts: FuseOptions, started: numbe
       sources: [...new Set(ds.flatMap((d) => d.sources))],
       fusedFrom: chains.flatMap((c) => c.ids),
       created: new Date().toISOString(),
-      stats: { tiles: m, bytes: stats.bytes, seconds },
-    };
-    await writeFileSynced(join(tmp, DESCRIPTOR), JSON.stringify(descriptor, null, 2) + '\n');
-    await pyramidStorage().publish(tmp, out);
-    return { descriptor, tiles: m, bytes: stats.bytes, seconds, copied, composited };
+      stats: { tiles: m, bytes: archiveBytes, seconds },
+      };
+    });
+    return { descriptor, tiles: m, bytes, seconds, copied, composited };
   } catch (err) {
-    await writer?.abort().catch(() => {});
-    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    await output.discard();
     throw err;
   }
 }

@@ -8,7 +8,8 @@ import { GeoTiffSource, type OpenOptions } from '../raster/geotiff.js';
 import { MosaicRenderer, type TargetGrid } from '../raster/render.js';
 import type { Kernel } from '../raster/resample.js';
 import { decodeTile, encodeTile, loadSharp, type EncodeOptions } from '../tiles/codec.js';
-import { compositeOver, downsample4, isBlank, isOpaque, releaseTile, toBands, type RawTile } from '../tiles/merge.js';
+import { compositeOver, isBlank, isOpaque, releaseTile, toBands, type RawTile } from '../raster/tile.js';
+import { downsample4 } from '../tiles/merge.js';
 import { PyramidChain } from './chain.js';
 
 export interface TileOut {
@@ -55,7 +56,9 @@ export interface TaskResult {
 const TILE = PM.tileSize;
 
 // png needs no libvips (codec.ts): load it now only when the build will encode or decode with it
-if ((workerData as { preloadSharp?: boolean } | null)?.preloadSharp) void loadSharp().catch(() => {});
+const preloading = (workerData as { preloadSharp?: boolean } | null)?.preloadSharp ? loadSharp().catch(() => {}) : Promise.resolve();
+// the pool waits for this before terminating the thread (WorkerPool.close)
+void preloading.then(() => parentPort?.postMessage({ ready: true }));
 
 let cachedKey = '';
 let cached: Promise<MosaicRenderer> | null = null;

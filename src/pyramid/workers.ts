@@ -16,7 +16,12 @@ interface Pending {
 interface Slot {
   worker: Worker;
   job: Pending | null;
+  /** settles once the thread has loaded its modules (its `ready` message), or has ended */
+  loaded: Promise<void>;
 }
+
+/** How long close() waits for a thread still loading its modules before terminating it anyway. */
+const LOAD_WAIT_MS = 10_000;
 
 // Under vitest/tsx we run from .ts sources: the worker then needs the tsx loader too.
 const fromSource = import.meta.url.endsWith('.ts');
@@ -50,8 +55,11 @@ export class WorkerPool {
           { eval: true, workerData: { preloadSharp: this.preloadSharp } },
         )
       : new Worker(WORKER_URL, { execArgv: process.execArgv, workerData: { preloadSharp: this.preloadSharp } });
-    const slot: Slot = { worker, job: null };
-    worker.on('message', (m: { ok: boolean; result?: unknown; error?: { code?: string; message: string } }) => {
+    let loaded = () => {};
+    const slot: Slot = { worker, job: null, loaded: new Promise<void>((r) => (loaded = r)) };
+    worker.once('exit', () => loaded());
+    worker.on('message', (m: { ok: boolean; ready?: true; result?: unknown; error?: { code?: string; message: string } }) => {
+      if (m.ready) return loaded();
       const job = slot.job;
       slot.job = null;
       if (job) {
@@ -63,6 +71,7 @@ export class WorkerPool {
     worker.on('error', (err) => {
       // A crashed worker fails its task and the pool: a build cannot go on with a hole in it.
       this.failure = err;
+      loaded();
       slot.job?.reject(err);
       slot.job = null;
       for (const p of this.queue.splice(0)) p.reject(err);
@@ -93,6 +102,16 @@ export class WorkerPool {
   async close(): Promise<void> {
     this.closed = true;
     for (const p of this.queue.splice(0)) p.reject(new Error('worker pool closed'));
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // A thread terminated in the middle of loading a module aborts the whole process in Node 20 (an assertion in
+    // its require(esm) facade, seen when a build refused its options while the threads were still starting):
+    // let each finish loading first.
+    await Promise.all(
+      this.slots.map(async (s) => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([s.loaded, new Promise<void>((r) => (timer = setTimeout(r, LOAD_WAIT_MS)))]);
+        clearTimeout(timer);
+        await s.worker.terminate();
+      }),
+    );
   }
 }

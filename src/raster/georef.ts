@@ -3,7 +3,9 @@
 
 import type { GeoTIFFImage } from 'geotiff';
 import { TuileError } from '../errors.js';
-import type { GeoTransform } from './geotiff.js';
+
+/** GDAL's affine geotransform: x = g0 + col*g1 + row*g2, y = g3 + col*g4 + row*g5. */
+export type GeoTransform = [number, number, number, number, number, number];
 
 /**
  * gdalwarp's default polynomial order for n GCPs (GDALCreateGCPTransformer with order 0): 1 below 6, 2 below 10,

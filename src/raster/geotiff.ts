@@ -7,7 +7,7 @@ import type { GeoTIFF, GeoTIFFImage } from 'geotiff';
 import { TuileError, errorMessage } from '../errors.js';
 import type { Crs } from '../geo/crs.js';
 import { crsFromGeoKeys } from '../geo/geokeys.js';
-import { readGeoTransform } from './georef.js';
+import { readGeoTransform, type GeoTransform } from './georef.js';
 import { releaseBlock, undoPredictor8 } from './inflate.js';
 import { bandRanges, nodataMask, rangeOf, scaleToBytes, type ScaleRange } from './scale.js';
 import { checkImageBlocks, checkTiffStructure } from './tiffcheck.js';
@@ -19,8 +19,6 @@ const { fromFile, getDecoder } = createRequire(import.meta.url)('geotiff') as ty
 /** Affine georeferencing, GDAL order: X = a0 + col*a1 + row*a2; Y = a3 + col*a4 + row*a5 (pixel corners). */
 /** Largest strip or tile a window may decode. */
 const MAX_BLOCK_BYTES = 256 * 2 ** 20;
-
-export type GeoTransform = [number, number, number, number, number, number];
 
 export interface RasterInfo {
   path: string;

@@ -3,9 +3,10 @@
 
 import { TuileError } from '../errors.js';
 import { transformer, WEB_MERCATOR, type Transformer } from '../geo/crs.js';
-import { compositeOver, isBlank, toBands, type RawTile } from '../tiles/merge.js';
-import { invertGeoTransform, type GeoTiffSource, type GeoTransform } from './geotiff.js';
+import type { GeoTransform } from './georef.js';
+import { invertGeoTransform, type GeoTiffSource } from './geotiff.js';
 import { kernelRadius, resample, type Kernel, type SourceWindow } from './resample.js';
+import { compositeOver, isBlank, toBands, type RawTile } from './tile.js';
 import { approxSourceCoords, sourceScale } from './warp.js';
 
 /** A north-up grid of target pixels: top-left corner, pixel size, size in pixels. */

@@ -2,6 +2,7 @@
 // Everything here is plain JSON: the state is one object, persisted whole by the store.
 
 import { createHash } from 'node:crypto';
+import { TILE_FORMATS } from '../formats.js';
 
 export const UPLOAD_STATUSES = ['OPEN', 'CLOSED', 'CHECKING', 'UNSTABLE', 'DELETED'] as const;
 export const EXECUTION_STATUSES = ['CREATED', 'WAITING', 'PROGRESS', 'SUCCESS', 'FAILURE', 'ABORTED'] as const;
@@ -264,7 +265,7 @@ export const RASTER_TO_PYRAMID = {
   required_checks: [RASTER_CHECK._id],
   parameters: [
     { name: 'tms', description: 'Tile matrix set of the pyramid', mandatory: false, default_value: 'PM', constraints: { enum: ['PM'] } },
-    { name: 'compression', description: 'Format of the tiles', mandatory: false, default_value: 'jpg', constraints: { enum: ['jpg', 'png', 'webp'] } },
+    { name: 'compression', description: 'Format of the tiles', mandatory: false, default_value: 'jpg', constraints: { enum: [...TILE_FORMATS] } },
     { name: 'interpolation', description: 'Resampling kernel of the reprojection', mandatory: false, default_value: 'bicubic', constraints: { enum: ['nn', 'linear', 'bicubic', 'lanczos'] } },
     { name: 'bottom', description: 'Bottom (most detailed) level: by default the level nearest the resolution of the uploads, or the parent\'s', mandatory: false, constraints: { type: 'integer', minimum: 0, maximum: 21 } },
     { name: 'top', description: 'Top (least detailed) level', mandatory: false, default_value: 0, constraints: { type: 'integer', minimum: 0, maximum: 21 } },

@@ -4,17 +4,13 @@
 import type { Sharp, SharpOptions } from 'sharp';
 import { createRequire } from 'node:module';
 import { crc32, deflateSync } from 'node:zlib';
+import type { TileFormat } from '../formats.js';
 import { LITTLE_ENDIAN } from '../raster/buffers.js';
 import { huffmanZlib } from './deflate.js';
-import { isOpaque, type RawTile } from './merge.js';
+import { isOpaque, type RawTile } from '../raster/tile.js';
 
-export type TileFormat = 'jpg' | 'png' | 'webp';
-
-export const FORMATS: Record<TileFormat, { mime: string; ext: string }> = {
-  jpg: { mime: 'image/jpeg', ext: 'jpg' },
-  png: { mime: 'image/png', ext: 'png' },
-  webp: { mime: 'image/webp', ext: 'webp' },
-};
+// the names live in one table (src/formats.ts); re-exported for the protocols, which take them with the codec
+export { FORMATS, parseFormat, type TileFormat } from '../formats.js';
 
 export interface EncodeOptions {
   format: TileFormat;
@@ -24,14 +20,6 @@ export interface EncodeOptions {
   pngLevel?: number;
   /** colour painted under transparent pixels in jpeg, one value per band (or one for all) */
   nodataColor?: number[];
-}
-
-export function parseFormat(s: string): TileFormat | undefined {
-  const v = s.toLowerCase().replace(/^image\//, '');
-  if (v === 'jpg' || v === 'jpeg') return 'jpg';
-  if (v === 'png') return 'png';
-  if (v === 'webp') return 'webp';
-  return undefined;
 }
 
 

@@ -1,7 +1,7 @@
 // Test helpers: decode PNG references, cut blocks into tiles, and compare pixels by PSNR.
 import sharp from 'sharp';
 import { decodeTile } from '../../src/tiles/codec.js';
-import type { RawTile } from '../../src/tiles/merge.js';
+import type { RawTile } from '../../src/raster/tile.js';
 
 export async function readImage(path: string): Promise<RawTile> {
   return decodeTile(await sharp(path).toBuffer());

@@ -13,7 +13,7 @@ import { limitsBounds, PM, type Bbox, type TileLimits } from '../../src/geo/tms.
 import type { PyramidDescriptor } from '../../src/pyramid/descriptor.js';
 import { readDescriptor } from '../../src/pyramid/storage.js';
 import { decodeTile } from '../../src/tiles/codec.js';
-import type { RawTile } from '../../src/tiles/merge.js';
+import type { RawTile } from '../../src/raster/tile.js';
 import { fixture, ROOT } from '../helpers/fixtures.js';
 import { compare } from '../helpers/images.js';
 import { northPng } from '../helpers/server.js';

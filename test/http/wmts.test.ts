@@ -15,7 +15,7 @@ import { mercatorToLonLat, PM, tileBounds, tileLimitsForBounds, type Bbox, type 
 import type { PyramidDescriptor } from '../../src/pyramid/descriptor.js';
 import { EXTRA_INFO_FORMATS, INFO_FORMATS, renderFeatureInfo } from '../../src/protocols/featureinfo.js';
 import { decodeTile } from '../../src/tiles/codec.js';
-import type { RawTile } from '../../src/tiles/merge.js';
+import type { RawTile } from '../../src/raster/tile.js';
 import { assemble, compare } from '../helpers/images.js';
 import { miriamJpeg, northPng, startServer, type TestServer } from '../helpers/server.js';
 
