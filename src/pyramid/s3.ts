@@ -17,7 +17,6 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { TuileError, errorMessage } from '../errors.js';
 import type { ByteSource } from './byte-source.js';
 import { ARCHIVE, DESCRIPTOR, parseDescriptor, type PyramidDescriptor } from './descriptor.js';
-import type { PyramidStorage } from './storage.js';
 
 /**
  * Bytes fetched at open: the PMTiles header and root directory lie in the first 16 KiB (spec v3, "Root
@@ -102,7 +101,8 @@ export function newS3Client(endpoint: string | undefined): S3Client {
   });
 }
 
-export class S3Storage implements PyramidStorage {
+// a PyramidStorage (storage.ts checks it where it loads this module: an import back would be a loop)
+export class S3Storage {
   readonly url: string;
   private readonly bucket: string;
   private readonly prefix: string;
