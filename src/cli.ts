@@ -8,7 +8,6 @@ import { isAbsolute, resolve } from 'node:path';
 import { ARCHIVE } from './pyramid/descriptor.js';
 import { PMTilesReader } from './pyramid/pmtiles/reader.js';
 import { pyramidStorage, readDescriptor } from './pyramid/storage.js';
-import type { TileFormat } from './tiles/codec.js';
 import { formatOfName } from './formats.js';
 import { KERNEL_NAMES } from './raster/resample.js';
 import { parseScale } from './raster/scale.js';

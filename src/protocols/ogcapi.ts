@@ -5,7 +5,7 @@ import { Hono, type Context } from 'hono';
 import { TuileError } from '../errors.js';
 import { getTms, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
-import { FORMATS, parseFormat, type TileFormat } from '../tiles/codec.js';
+import { FORMATS, parseFormat } from '../tiles/codec.js';
 import { apiKeyOf, baseUrl, denial, jsonErrorResponse, serveTile, type ServerContext } from './tile.js';
 import { OGCAPI, TILE_INDEX as INDEX, tileOf } from './grammar.js';
 

@@ -3,7 +3,7 @@
 // interrupted build or merge leaves nothing at the output. Builds and merges both write through PyramidOutput.
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TuileError, errorMessage } from '../errors.js';
 import type { Bbox } from '../geo/tms.js';
