@@ -94,4 +94,14 @@ describe('import rules (DESIGN.md section 9)', () => {
     const buildInternals = ['build', 'plan', 'quadtree', 'publish', 'worker', 'workers', 'fuse'].map((m) => `src/pyramid/${m}.ts`);
     expect(crossings(graph, 'src/api/', ['src/protocols/', 'src/registry.ts', 'src/cache.ts', 'src/jobs.ts', 'src/raster/', 'src/tiles/', ...buildInternals])).toEqual([]);
   });
+
+  it('has no sideways imports between the resources of the API or between protocols', () => {
+    // what resources share lives in api/http.ts (and the fusion parameters in api/fusion.ts); protocols share tile.ts
+    const shared = ['src/api/http.ts', 'src/api/fusion.ts', 'src/api/index.ts'];
+    const resources = [...graph.keys()].filter((f) => f.startsWith('src/api/') && !shared.includes(f));
+    const sideways = resources.flatMap((f) => graph.get(f)!.filter((d) => resources.includes(d)).map((d) => `${f} -> ${d}`));
+    expect(sideways).toEqual([]);
+    const viewers = ['src/protocols/viewer.ts'];
+    expect(crossings(graph, 'src/protocols/', viewers).filter((c) => !c.startsWith('src/protocols/viewer.ts'))).toEqual([]);
+  });
 });

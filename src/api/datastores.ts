@@ -6,7 +6,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { SERVICE_TYPE, now, type Endpoint, type State } from '../state/model.js';
 import type { StateStore } from '../state/store.js';
-import { baseUrl, datastoreOf, notFound, page, pageQuery, query, route, type ApiContext } from './http.js';
+import { baseUrl, datastoreOf, endpointView, notFound, page, pageQuery, query, route, type ApiContext } from './http.js';
 
 function newEndpoint(open: boolean): Endpoint {
   const t = now();
@@ -56,23 +56,6 @@ export async function ensureDefaults(store: StateStore): Promise<void> {
       tags: {},
     };
   });
-}
-
-/** Where an endpoint's layers are served: the private endpoint's under /private. */
-export function endpointBase(e: Endpoint | undefined, base: string): string {
-  return e?.open === false ? `${base}/private` : base;
-}
-
-function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
-  const b = endpointBase(e, base);
-  return [
-    { type: 'WMTS', url: `${b}/wmts` },
-    { type: 'TMS', url: `${b}/tms/1.0.0` },
-  ];
-}
-
-export function endpointView(e: Endpoint, base: string) {
-  return { ...e, urls: endpointUrls(e, base) };
 }
 
 function datastoreView(s: Readonly<State>, id: string, base: string) {

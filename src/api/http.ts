@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { publicBaseUrl } from '../base-url.js';
 import type { Config } from '../config.js';
 import { HTTP_STATUS, TuileError } from '../errors.js';
-import type { Entity, State } from '../state/model.js';
+import type { Endpoint, Entity, State } from '../state/model.js';
 import type { StateStore } from '../state/store.js';
 
 export interface ApiContext {
@@ -263,4 +263,21 @@ export function route(app: OpenAPIHono, prefix: string, doc: RouteDoc, handler: 
     }),
   );
   app.on(doc.method.toUpperCase(), full, handler);
+}
+
+/** Where an endpoint's layers are served: the private endpoint's under /private. */
+export function endpointBase(e: Endpoint | undefined, base: string): string {
+  return e?.open === false ? `${base}/private` : base;
+}
+
+function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
+  const b = endpointBase(e, base);
+  return [
+    { type: 'WMTS', url: `${b}/wmts` },
+    { type: 'TMS', url: `${b}/tms/1.0.0` },
+  ];
+}
+
+export function endpointView(e: Endpoint, base: string) {
+  return { ...e, urls: endpointUrls(e, base) };
 }

@@ -12,8 +12,7 @@ import { dataPaths } from '../config.js';
 import { errorMessage } from '../errors.js';
 import { FORMATS, formatOfCompression } from '../formats.js';
 import { OFFERING_STATUSES, SERVER, now, publishedStoredData, pyramidFolder, type Configuration, type Offering, type Published, type State } from '../state/model.js';
-import { endpointBase, endpointView } from './datastores.js';
-import { baseUrl, body, byCreation, conflict, datastoreOf, find, page, pageQuery, query, route, uuid, type ApiContext, badRequest } from './http.js';
+import { baseUrl, body, byCreation, conflict, datastoreOf, find, page, pageQuery, query, route, uuid, type ApiContext, badRequest, endpointBase, endpointView } from './http.js';
 
 const createSchema = z.strictObject({
   endpoint: uuid,
