@@ -35,6 +35,8 @@ export interface Config {
   uploadMinRate: number;
   /** the contact address uploads and stored data carry, as the platform gives its community's */
   contact: string;
+  /** PostgreSQL URL of a state shared by several nodes; unset, the state is the data folder's JSON file */
+  stateUrl?: string;
 }
 
 const DEFAULTS: Config = {
@@ -75,6 +77,7 @@ const VARS: Record<string, keyof Config> = {
   TUILE_BODY_TIMEOUT: 'bodyTimeout',
   TUILE_UPLOAD_MIN_RATE: 'uploadMinRate',
   TUILE_CONTACT: 'contact',
+  TUILE_STATE_URL: 'stateUrl',
 };
 
 function coerce(key: keyof Config, v: unknown, from: string): unknown {
@@ -106,6 +109,9 @@ function coerce(key: keyof Config, v: unknown, from: string): unknown {
     case 'contact':
       if (typeof v !== 'string' || !/^[^\s@]{1,64}@[^\s@]{1,190}$/.test(v)) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not an e-mail address`);
       return v;
+    case 'stateUrl':
+      if (typeof v !== 'string' || !/^postgres(ql)?:\/\//.test(v)) throw new TuileError('InvalidParameter', `${from}: a state URL is postgres://user:password@host:port/database`);
+      return v;
     case 'demo':
       return !(v === false || v === 0 || v === '0' || v === 'false' || v === 'no');
     default:
@@ -123,7 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new TuileError('InvalidParameter', `TUILE_CONFIG ${env.TUILE_CONFIG}: ${errorMessage(err)}`);
     }
     for (const [k, v] of Object.entries(file)) {
-      if (!(k in DEFAULTS) && k !== 'adminToken' && k !== 'publicUrl') throw new TuileError('InvalidParameter', `TUILE_CONFIG: unknown setting '${k}'`);
+      if (!(k in DEFAULTS) && k !== 'adminToken' && k !== 'publicUrl' && k !== 'stateUrl') throw new TuileError('InvalidParameter', `TUILE_CONFIG: unknown setting '${k}'`);
       (cfg as unknown as Record<string, unknown>)[k] = coerce(k as keyof Config, v, `TUILE_CONFIG ${k}`);
     }
   }
