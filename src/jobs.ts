@@ -39,6 +39,8 @@ export interface JobOptions {
 }
 
 const RASTER_FILE = /\.tiff?$/i;
+/** How often a node on a shared state looks for executions of nodes that stopped. */
+const REAP_MS = 2000;
 
 /** GeoTIFF files of an upload, sorted: the delivery an execution builds. */
 export async function uploadFiles(dir: string): Promise<string[]> {
@@ -78,6 +80,7 @@ export class JobRunner {
   private running: { id: string; child: ChildProcess } | null = null;
   private idle: Promise<void> = Promise.resolve();
   private stopping = false;
+  private reaper: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly store: StateStore,
@@ -89,24 +92,46 @@ export class JobRunner {
 
   /**
    * After a restart: executions caught mid-run fail with a log line and their partial output is removed;
-   * executions still WAITING are queued again.
+   * executions still WAITING are queued again. On a shared state, only this node's executions are its to
+   * fail at start; those of a node that died are failed by any node, once its heartbeat is stale.
    */
   async recover(): Promise<void> {
+    await this.collect(new Set(await this.store.abandoned(true)), 'the server stopped during the execution');
+    this.sync(this.store.state);
+    if (this.store.shared) {
+      this.reaper = setInterval(() => {
+        this.store
+          .abandoned(false)
+          .then(async (lost) => {
+            if (lost.length && !this.stopping) await this.collect(new Set(lost), 'the node running it stopped (its heartbeat is stale)', true);
+          })
+          .catch((err) => console.error(`tuile: executions of stopped nodes: ${errorMessage(err)}`));
+      }, REAP_MS);
+      this.reaper.unref();
+    }
+  }
+
+  /** Fails the `lost` executions (in PROGRESS, run by no live process) and removes their partial output. */
+  private async collect(lost: Set<string>, why: string, event = false): Promise<void> {
     const paths = dataPaths(this.opts.dataDir);
+    const folders = new Set(Object.values(this.store.state.executions).flatMap((e) => (lost.has(e._id) && e.folder ? [e.folder] : [])));
     // temporary folders of builds that never renamed go first: on a full disk they are what frees it
+    // (in a shared pyramids folder, only those of the lost executions: the others are being built)
     if (existsSync(paths.pyramids)) {
       for (const name of await readdir(paths.pyramids)) {
-        if (name.startsWith('.') && name.includes('.tmp-')) await rm(join(paths.pyramids, name), { recursive: true, force: true });
+        if (!name.startsWith('.') || !name.includes('.tmp-')) continue;
+        if (!this.store.shared || folders.has(name.slice(1, name.lastIndexOf('.tmp-')))) await rm(join(paths.pyramids, name), { recursive: true, force: true });
       }
     }
     const orphans: string[] = [];
     await this.store.update((s) => {
       for (const e of Object.values(s.executions)) {
-        if (e.status !== 'PROGRESS') continue;
+        if (e.status !== 'PROGRESS' || !lost.has(e._id)) continue;
         e.status = 'FAILURE';
         e.finish = now();
         e.update = e.finish;
-        log(e, 'FAILURE: the server stopped during the execution; its partial output was removed');
+        if (event) e.last_event = { title: 'failed', date: e.finish, initiator: SERVER };
+        log(e, `FAILURE: ${why}; its partial output was removed`);
         const sd = s.stored_data[e.output.stored_data];
         // the folder it was building, unless the state already serves it (it finished, then the stop came)
         if (e.folder && (!sd || sd.status !== 'GENERATED' || pyramidFolder(sd) !== e.folder)) orphans.push(e.folder);
@@ -115,8 +140,9 @@ export class JobRunner {
         // ended (aborted, or a commit lost to a full disk) without its end being written whole
         if ((e.status === 'ABORTED' || e.status === 'FAILURE') && !e.finish) e.finish = e.update;
       }
-      // nothing runs now: a stored data still being made by no waiting execution was left by a lost commit
-      const waiting = new Set(Object.values(s.executions).filter((e) => e.status === 'WAITING').map((e) => e.output.stored_data));
+      // nothing runs now (but the other nodes' executions): a stored data still being made by no waiting
+      // execution was left by a lost commit
+      const waiting = new Set(Object.values(s.executions).filter((e) => e.status === 'WAITING' || e.status === 'PROGRESS').map((e) => e.output.stored_data));
       for (const sd of Object.values(s.stored_data)) {
         if ((sd.status !== 'GENERATING' && sd.status !== 'MODIFYING') || waiting.has(sd._id)) continue;
         // an injection leaves its stored data as it was: still whole, still served
@@ -126,7 +152,6 @@ export class JobRunner {
       }
     });
     for (const folder of new Set(orphans)) await rm(paths.pyramid(folder), { recursive: true, force: true });
-    this.sync(this.store.state);
   }
 
   /**
@@ -149,6 +174,7 @@ export class JobRunner {
   /** Stops the running build (its child removes its temporary output) and queues nothing more. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.reaper) clearInterval(this.reaper);
     this.queue.length = 0;
     this.running?.child.kill('SIGTERM');
     await this.idle;
@@ -185,6 +211,8 @@ export class JobRunner {
     const s0 = this.store.state;
     const e0 = s0.executions[id];
     if (!e0 || e0.status !== 'WAITING') return;
+    // on a shared state every node queued it: one runs it
+    if (!(await this.store.claim(id))) return;
     // a new stored data is built in its own folder; an injection in a new generation chained on the current one
     const target = s0.stored_data[e0.output.stored_data];
     const folder = e0.inject && target ? `${target._id}.${Date.now().toString(36)}` : e0.output.stored_data;
