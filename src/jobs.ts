@@ -234,7 +234,8 @@ export class JobRunner {
       e.folder = folder;
       e.last_event = { title: 'started', date: e.start, initiator: SERVER };
       const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
-      log(e, `PROGRESS: ${fusion ? `fusing ${options.inputs.length} pyramid(s)` : `building ${options.inputs.length} file(s)`} into stored data ${e.output.stored_data}${how}`);
+      const where = this.store.shared ? ` on node ${this.store.node}` : '';
+      log(e, `PROGRESS: ${fusion ? `fusing ${options.inputs.length} pyramid(s)` : `building ${options.inputs.length} file(s)`} into stored data ${e.output.stored_data}${how}${where}`);
       const sd = s.stored_data[e.output.stored_data];
       sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
       sd.update = e.start;
