@@ -100,6 +100,8 @@ export class JobRunner {
     this.sync(this.store.state);
     if (this.store.shared) {
       this.reaper = setInterval(() => {
+        // also what a node that died between its claim and its start left WAITING
+        this.sync(this.store.state);
         this.store
           .abandoned(false)
           .then(async (lost) => {

@@ -55,6 +55,9 @@ interface Loaded {
   version: number;
 }
 
+/** U+0000 as JSON.stringify writes it: `\u0000` after an even number of backslashes (escaped ones) */
+const NUL = /(?<!\\)(\\\\)*\\u0000/;
+
 const key = (kind: Kind, id: string) => `${kind}\u0000${id}`;
 
 export class PostgresStateStore implements StateStore {
@@ -153,7 +156,7 @@ export class PostgresStateStore implements StateStore {
         } catch (err) {
           await c.query('ROLLBACK').catch(() => {});
           await this.adopt(base);
-          throw new TuileError('Internal', `cannot save the state: ${errorMessage(err)}`);
+          throw err instanceof TuileError ? err : new TuileError('Internal', `cannot save the state: ${errorMessage(err)}`);
         }
       } finally {
         c.release();
@@ -389,6 +392,8 @@ async function write(c: pg.ClientBase, base: Loaded, draft: State): Promise<Map<
       const text = JSON.stringify(entity);
       texts.set(key(kind, id), text);
       if (base.texts.get(key(kind, id)) === text) continue;
+      // JSONB refuses U+0000 in strings: a clear refusal rather than a failed commit
+      if (NUL.test(text)) throw new TuileError('InvalidParameter', `a text of ${kind} ${id} holds a NUL character (U+0000), which the state database cannot store`);
       b.ids.push(id);
       const ds = (entity as { datastore?: unknown }).datastore;
       b.datastores.push(typeof ds === 'string' ? ds : null);
