@@ -240,6 +240,23 @@ describe('PostgresStateStore: nodes on one database', () => {
     await expect.poll(() => Object.keys(b.state.datastores), { timeout: 1000, interval: 20 }).toEqual(['d1']);
   });
 
+  it('a node whose notifications are cut catches up through its version check, and listens again', async () => {
+    if (skip) return;
+    const url = await database('cut');
+    const [a, b] = [await node(url, 'a'), await node(url, 'b')];
+    // every connection that last ran LISTEN: both nodes' notification clients
+    const cut = await sql(url, "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+    expect(cut.length).toBeGreaterThanOrEqual(2);
+    await bump(a);
+    await expect.poll(() => counter(b.state), { timeout: 3000, interval: 20 }).toBe(1);
+    // listening again: the next commit arrives by notification, well within the second
+    await expect.poll(async () => (await sql(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"))[0].n, { timeout: 5000 }).toBe(2);
+    const t0 = Date.now();
+    await bump(a);
+    await expect.poll(() => counter(b.state), { timeout: 1000, interval: 10 }).toBe(2);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
   it('serialises the updates of every node: none is lost, and only the changed entities are written', async () => {
     if (skip) return;
     const url = await database('serial');
