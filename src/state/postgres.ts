@@ -74,6 +74,7 @@ export class PostgresStateStore implements StateStore {
   private listener: pg.Client | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private unreachable = false;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -240,8 +241,12 @@ export class PostgresStateStore implements StateStore {
       const v = Number((await this.pool.query('SELECT version FROM tuile_state WHERE id = 1')).rows[0].version);
       if (v > this.heard) this.heard = v;
       if (this.heard > this.version) this.refresh();
+      if (this.unreachable) console.error('tuile: state database reachable again');
+      this.unreachable = false;
     } catch (err) {
-      console.error(`tuile: state database: ${errorMessage(err)}`);
+      // once per outage, not every second
+      if (!this.unreachable) console.error(`tuile: state database unreachable: ${errorMessage(err)}; this node's heartbeat stops meanwhile`);
+      this.unreachable = true;
     }
   }
 

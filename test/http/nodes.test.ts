@@ -3,13 +3,14 @@
 // shared storage). What is created through one is read through the other; a sync through B is served by A
 // within a second; the node running a build killed with its process group leaves its execution FAILURE on
 // the other, which keeps serving and accepting writes; the state survives a restart of every node.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, tempDir } from '../helpers/fixtures.js';
+import { ROOT, fixture, tempDir } from '../helpers/fixtures.js';
 import { freshDatabase, noPostgres } from '../helpers/pgstate.js';
-import { Api, startTuile, type TuileProcess } from '../helpers/tuile.js';
+import { Api, freePort, startTuile, type TuileProcess } from '../helpers/tuile.js';
 
 const skip = noPostgres('nodes.test');
 const LAYER = 'nodes';
@@ -170,5 +171,26 @@ describe('two nodes on one PostgreSQL state', () => {
       expect(await read(api, '/processings/executions')).toEqual(before.executions);
       expect(await tile(api.base)).toEqual(before.tile);
     }
+  });
+});
+
+describe('a state URL that cannot be used', () => {
+  // a server with no state must not serve: one line naming the database (its password hidden), exit 1
+  it('stops the start with one line saying why', async () => {
+    const port = await freePort();
+    const start = (url: string) =>
+      spawnSync(process.execPath, [join(ROOT, 'dist/main.js')], {
+        env: { ...process.env, HOST: '127.0.0.1', PORT: '0', TUILE_DATA_DIR: dataOf(`bad-${port}`), TUILE_DEMO: '0', TUILE_STATE_URL: url },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+    const closed = start(`postgres://tuile:secret@127.0.0.1:${port}/tuile`);
+    expect(closed.status).toBe(1);
+    expect(closed.stderr.trim().split('\n')).toHaveLength(1);
+    expect(closed.stderr).toMatch(new RegExp(`state database postgres://tuile:\\*\\*\\*@127.0.0.1:${port}/tuile: .*ECONNREFUSED`));
+    expect(closed.stderr).not.toMatch(/secret/);
+    const scheme = start('mysql://tuile@127.0.0.1/tuile');
+    expect(scheme.status).toBe(1);
+    expect(scheme.stderr).toMatch(/TUILE_STATE_URL: a state URL is postgres:/);
   });
 });
