@@ -91,7 +91,7 @@ export class PostgresStateStore implements StateStore {
 
   /** Connects, migrates the schema, loads the state, then listens for other nodes' commits. */
   static async open(url: string, opts: PostgresOptions): Promise<PostgresStateStore> {
-    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    const pool = new pg.Pool(connection(url, 4));
     // an idle client losing its connection must not take the process down: the next query reconnects
     pool.on('error', (err) => console.error(`tuile: state database: ${errorMessage(err)}`));
     try {
@@ -132,6 +132,8 @@ export class PostgresStateStore implements StateStore {
       let base: Loaded = { state: this.current, texts: this.texts, version: this.version };
       let result: T;
       let draft: State;
+      // a client whose query failed may have lost its connection: the pool drops it rather than lend it again
+      let broken: Error | undefined;
       try {
         try {
           await c.query('BEGIN');
@@ -139,6 +141,7 @@ export class PostgresStateStore implements StateStore {
           const v = Number((await c.query('SELECT version FROM tuile_state WHERE id = 1 FOR UPDATE')).rows[0].version);
           if (v !== this.version) base = await changesSince(c, base, v);
         } catch (err) {
+          broken = err as Error;
           await c.query('ROLLBACK').catch(() => {});
           throw new TuileError('Internal', `cannot save the state: ${errorMessage(err)}`);
         }
@@ -155,12 +158,13 @@ export class PostgresStateStore implements StateStore {
           await c.query('COMMIT');
           base = { state: draft, texts, version: texts === base.texts ? base.version : base.version + 1 };
         } catch (err) {
+          if (!(err instanceof TuileError)) broken = err as Error;
           await c.query('ROLLBACK').catch(() => {});
           await this.adopt(base);
           throw err instanceof TuileError ? err : new TuileError('Internal', `cannot save the state: ${errorMessage(err)}`);
         }
       } finally {
-        c.release();
+        c.release(broken);
       }
       await this.adopt(base);
       return result;
@@ -205,7 +209,7 @@ export class PostgresStateStore implements StateStore {
   }
 
   private async listen(): Promise<void> {
-    const c = new pg.Client({ connectionString: this.url });
+    const c = new pg.Client(connection(this.url));
     const lost = (err?: Error) => {
       if (this.listener !== c) return;
       this.listener = null;
@@ -304,6 +308,14 @@ export class PostgresStateStore implements StateStore {
     await this.pool.query('DELETE FROM tuile_nodes WHERE id = $1', [this.node]).catch(() => {});
     await this.pool.end().catch(() => {});
   }
+}
+
+/**
+ * A node that dies in a transaction holds the version row until PostgreSQL ends its session: a machine that
+ * vanishes leaves no socket closed behind it, so keepalives find it and an idle transaction is cut.
+ */
+function connection(url: string, max?: number): pg.PoolConfig {
+  return { connectionString: url, max, keepAlive: true, idle_in_transaction_session_timeout: NODE_TIMEOUT_S * 1000 };
 }
 
 async function withClient<T>(pool: pg.Pool, run: (c: pg.PoolClient) => Promise<T>): Promise<T> {
