@@ -78,6 +78,8 @@ function log(e: Execution, line: string): void {
 export class JobRunner {
   private readonly queue: string[] = [];
   private running: { id: string; child: ChildProcess } | null = null;
+  /** the execution `run` is busy with, from its start (`running` comes once its build process does) */
+  private busy: string | null = null;
   private idle: Promise<void> = Promise.resolve();
   private stopping = false;
   private reaper: NodeJS.Timeout | null = null;
@@ -184,15 +186,16 @@ export class JobRunner {
 
   /** Resolves when no execution is running or queued (tests, shutdown). */
   async drained(): Promise<void> {
-    while (this.running || this.queue.length > 0) await this.idle;
+    while (this.busy || this.queue.length > 0) await this.idle;
   }
 
   private sync(s: Readonly<State>): void {
     if (this.running && s.executions[this.running.id]?.status !== 'PROGRESS') this.running.child.kill('SIGTERM');
     for (const e of Object.values(s.executions)) {
-      if (e.status === 'WAITING' && !this.queue.includes(e._id) && this.running?.id !== e._id) this.queue.push(e._id);
+      if (e.status === 'WAITING' && !this.queue.includes(e._id) && this.busy !== e._id) this.queue.push(e._id);
     }
-    if (!this.running && !this.stopping) this.next();
+    // not while one is being started either: that would run two at once, or one twice
+    if (!this.busy && !this.stopping) this.next();
   }
 
   private next(): void {
@@ -200,10 +203,12 @@ export class JobRunner {
     if (!id) return;
     let done!: () => void;
     this.idle = new Promise((r) => (done = r));
+    this.busy = id;
     this.run(id)
       .catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`))
       .finally(() => {
         this.running = null;
+        this.busy = null;
         done();
         if (!this.stopping) this.next();
       });
