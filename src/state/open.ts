@@ -10,8 +10,17 @@ import { PostgresStateStore } from './postgres.js';
 import { JsonStateStore, type StateStore } from './store.js';
 
 export async function openStateStore(cfg: { dataDir: string; stateUrl?: string }): Promise<StateStore> {
-  if (!cfg.stateUrl) return JsonStateStore.open(dataPaths(cfg.dataDir).state);
-  return PostgresStateStore.open(cfg.stateUrl, { node: nodeName(cfg.dataDir) });
+  const file = dataPaths(cfg.dataDir).state;
+  if (!cfg.stateUrl) return JsonStateStore.open(file);
+  // a data folder moving to PostgreSQL brings its state into an empty database: started on an empty
+  // state, the node would take its uploads and pyramids for orphans
+  const seed = async () => {
+    if (!existsSync(file) && !existsSync(`${file}.1`)) return undefined;
+    const json = await JsonStateStore.open(file);
+    console.log(`tuile: the state of ${file} is imported into the empty state database (the file is no longer used)`);
+    return json.state;
+  };
+  return PostgresStateStore.open(cfg.stateUrl, { node: nodeName(cfg.dataDir), seed });
 }
 
 /**

@@ -47,6 +47,8 @@ const MIGRATIONS: string[] = [
 export interface PostgresOptions {
   /** this node's name: the same across its restarts, so that it recovers its own executions at once */
   node: string;
+  /** the state an empty database starts with (the data folder's JSON state, when it moves to PostgreSQL) */
+  seed?: () => Promise<State | undefined>;
 }
 
 interface Loaded {
@@ -95,7 +97,7 @@ export class PostgresStateStore implements StateStore {
     // an idle client losing its connection must not take the process down: the next query reconnects
     pool.on('error', (err) => console.error(`tuile: state database: ${errorMessage(err)}`));
     try {
-      const isNew = await migrate(pool);
+      const isNew = await migrate(pool, opts.seed);
       const loaded = await withClient(pool, async (c) => {
         await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         try {
@@ -327,8 +329,11 @@ async function withClient<T>(pool: pg.Pool, run: (c: pg.PoolClient) => Promise<T
   }
 }
 
-/** Applies the migrations not applied yet; true if this call made the state row (an empty database). */
-async function migrate(pool: pg.Pool): Promise<boolean> {
+/**
+ * Applies the migrations not applied yet. The call that makes the state row (an empty database) writes
+ * the `seed` state with it, in the same transaction; it returns true if it made the row and had no seed.
+ */
+async function migrate(pool: pg.Pool, seed?: () => Promise<State | undefined>): Promise<boolean> {
   return withClient(pool, async (c) => {
     await c.query('BEGIN');
     try {
@@ -341,8 +346,10 @@ async function migrate(pool: pg.Pool): Promise<boolean> {
         await c.query('INSERT INTO schema_migrations (version) VALUES ($1)', [i + 1]);
       }
       const made = await c.query('INSERT INTO tuile_state (id, version, admin_user) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING', [randomUUID()]);
+      const initial = made.rowCount === 1 ? await seed?.() : undefined;
+      if (initial) await write(c, { state: emptyState(''), texts: new Map(), version: 0 }, initial);
       await c.query('COMMIT');
-      return made.rowCount === 1;
+      return made.rowCount === 1 && !initial;
     } catch (err) {
       await c.query('ROLLBACK').catch(() => {});
       throw err;

@@ -199,6 +199,37 @@ describe('two nodes on one PostgreSQL state', () => {
   });
 });
 
+describe('a data folder moving to PostgreSQL', () => {
+  it('brings its state into the empty database, and keeps its uploads', async () => {
+    if (skip) return;
+    const data = dataOf('moving');
+    mkdirSync(data);
+    let t = await startTuile(data);
+    let api = new Api(t.base);
+    await api.init();
+    const u = await api.deliver([{ path: 'north.tif', file: fixture('france_relief_north_2154.tif') }]);
+    expect(u.status).toBe('CLOSED');
+    const before = (await api.call('GET', `${api.d}/uploads/${u._id}`)).body;
+    expect(await t.stop()).toBe(0);
+
+    const moved = await freshDatabase();
+    try {
+      for (const round of [1, 2]) {
+        t = await startTuile(data, { TUILE_STATE_URL: moved.url });
+        api = new Api(t.base);
+        await api.init();
+        // imported once, by the start that found the database empty
+        expect(/is imported into the empty state database/.test(t.output())).toBe(round === 1);
+        expect((await api.call('GET', `${api.d}/uploads/${u._id}`)).body).toEqual(before);
+        expect(existsSync(join(data, 'uploads', u._id))).toBe(true);
+        expect(await t.stop()).toBe(0);
+      }
+    } finally {
+      await moved.drop();
+    }
+  });
+});
+
 describe('a state URL that cannot be used', () => {
   // a server with no state must not serve: one line naming the database (its password hidden), exit 1
   it('stops the start with one line saying why', async () => {
