@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 // newcomer gets an answer in under a minute without a build. `npm test` runs both projects.
 const UNIT = [
   'test/codec.test.ts',
+  'test/config.test.ts',
   'test/crs.test.ts',
   'test/deflate.test.ts',
   'test/georef.test.ts',

@@ -20,6 +20,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../dist/client.js';
 import { PyramidChain } from '../dist/pyramid/chain.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
@@ -100,26 +101,10 @@ async function kill(t) {
   for (const k of kids.filter(alive)) process.kill(k, 'SIGKILL');
 }
 
+/** The scenario client (src/client.ts, in dist/), its `call` bound: answers whatever the server says. */
 function client(base) {
-  const call = async (method, path, body) => {
-    const headers = { Authorization: `Bearer ${TOKEN}` };
-    let payload;
-    if (body instanceof Uint8Array) {
-      payload = body;
-      headers['Content-Type'] = 'application/octet-stream';
-    } else if (body !== undefined) {
-      payload = JSON.stringify(body);
-      headers['Content-Type'] = 'application/json';
-    }
-    const r = await fetch(base + path, { method, headers, body: payload });
-    const text = await r.text();
-    let json = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {}
-    return { status: r.status, body: json };
-  };
-  return { call, base };
+  const api = new ApiClient(base, TOKEN);
+  return { call: (method, path, body, headers) => api.call(method, path, body, headers), base };
 }
 
 // what the server acknowledged: id -> { kind, path, deleted }; an operation without an answer is unknown
@@ -159,7 +144,7 @@ async function runOp(op, api, D, state) {
     if (u.status !== 201) return;
     const n = Math.floor(rand() * 2);
     // half the pushes trickle (4 KiB every 10 ms), so that kills land in the middle of some
-    const p = rand() < 0.5 ? await slowPush(api.base, `${D}/uploads/${u.body._id}/data?path=data/part${n}.tif`, FILES[n]) : await api.call('POST', `${D}/uploads/${u.body._id}/data?path=data/part${n}.tif`, FILES[n]);
+    const p = rand() < 0.5 ? await slowPush(api.base, `${D}/uploads/${u.body._id}/data?path=data/part${n}.tif`, FILES[n]) : await api.call('POST', `${D}/uploads/${u.body._id}/data?path=data/part${n}.tif`, FILES[n], { 'Content-Type': 'application/octet-stream' });
     answered++;
     if (p.status === 200) await api.call('POST', `${D}/uploads/${u.body._id}/close`);
   } else if (op === 'build') {

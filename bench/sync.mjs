@@ -8,12 +8,13 @@
 // Bounded: the run stops after the syncs, or after CAP_S seconds (300) whatever happens.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../dist/client.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -100,58 +101,23 @@ function get(path, agent, headers = {}) {
 }
 
 // ---------------------------------------------------------------- the management API
+// the scenario client (src/client.ts, in dist/); what goes wrong ends the run with the server's output
+const api = new ApiClient(base, token);
 let D = '';
-async function call(method, path, body) {
-  const headers = { Authorization: `Bearer ${token}` };
-  let payload = body;
-  if (body !== undefined && !(body instanceof FormData)) {
-    payload = JSON.stringify(body);
-    headers['Content-Type'] = 'application/json';
-  }
-  const r = await fetch(`${base}${path}`, { method, headers, body: payload });
-  const text = await r.text();
-  let parsed = text;
-  try {
-    parsed = text ? JSON.parse(text) : null;
-  } catch {}
-  return { status: r.status, body: parsed };
-}
+const call = (method, path, body) => api.call(method, path, body);
 async function must(method, path, body, want) {
-  const r = await call(method, path, body);
-  if (r.status !== want) await fail(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
+  return api.must(method, path, body, want).catch((e) => fail(e.message));
 }
-async function until(path, statuses, timeoutMs = 300_000, every = 50) {
-  const end = Math.min(Date.now() + timeoutMs, deadline);
-  for (;;) {
-    const r = await call('GET', path);
-    if (r.status !== 200) await fail(`GET ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    if (statuses.includes(r.body.status)) return r.body;
-    if (Date.now() > end) await fail(`${path} stuck at ${r.body.status}`);
-    await sleep(every);
-  }
+async function until(path, statuses, timeoutMs = 300_000, everyMs = 50) {
+  const r = await api.until(path, statuses, { timeoutMs: Math.min(timeoutMs, deadline - Date.now()), everyMs }).catch((e) => fail(e.message));
+  return r.entity;
 }
 async function deliver(name, file) {
-  const u = await must('POST', `${D}/uploads`, { name, description: 'bench', type: 'RASTER', srs: 'EPSG:2154' }, 201);
-  const form = new FormData();
-  form.append('file', new Blob([readFileSync(file)]), `${name}.tif`);
-  await must('POST', `${D}/uploads/${u._id}/data?path=data/${name}.tif`, form, 200);
-  await must('POST', `${D}/uploads/${u._id}/close`, undefined, 200);
-  const done = await until(`${D}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE']);
-  if (done.status !== 'CLOSED') await fail(`upload ${name} is ${done.status}`);
+  const u = await api.deliver([{ path: `data/${name}.tif`, file }], 'EPSG:2154', name, { description: 'bench' }).catch((e) => fail(e.message));
+  if (u.status !== 'CLOSED') await fail(`upload ${name} is ${u.status}`);
   return u._id;
 }
-async function execute(name, inputs, parameters) {
-  const processing = (await must('GET', `${D}/processings`, undefined, 200))[0]._id;
-  const e = await must('POST', `${D}/processings/executions`, { processing, inputs, output: { stored_data: { name, storage_tags: ['PYRAMIDE'] } }, parameters }, 201);
-  await must('POST', `${D}/processings/executions/${e._id}/launch`, undefined, 200);
-  const done = await until(`${D}/processings/executions/${e._id}`, ['SUCCESS', 'FAILURE', 'ABORTED'], 240_000, 100);
-  if (done.status !== 'SUCCESS') {
-    const logs = await call('GET', `${D}/processings/executions/${e._id}/logs`);
-    await fail(`execution ${name}: ${done.status}\n${[].concat(logs.body).join('\n')}`);
-  }
-  return e.output.stored_data._id;
-}
+const execute = (name, inputs, parameters) => api.compute(inputs, parameters, name).catch((e) => fail(e.message));
 const configuration = (sd) => ({
   type: 'WMTS-TMS',
   name: 'bench',
@@ -159,22 +125,19 @@ const configuration = (sd) => ({
   type_infos: { title: 'bench', abstract: 'sync benchmark', keywords: ['bench'], used_data: [{ stored_data: sd, bottom_level: String(BOTTOM), top_level: '0' }] },
 });
 
-D = `/api/datastores/${(await must('GET', '/api/datastores', undefined, 200))[0]._id}`;
+D = `/api/datastores/${await api.init().catch((e) => fail(e.message))}`;
 log(`tuile on ${base} with ${WORKERS} serving processes; building north and south (png, levels 0-${BOTTOM})`);
 const [northUpload, southUpload] = await Promise.all([deliver('north', NORTH), deliver('south', SOUTH)]);
 const north = await execute('north', { upload: [northUpload] }, { tms: 'PM', compression: 'png', interpolation: 'bicubic', bottom: BOTTOM });
 const whole = await execute('north+south', { upload: [southUpload], stored_data: [north] }, {});
-const conf = await must('POST', `${D}/configurations`, configuration(north), 201);
-const endpoint = (await must('GET', `${D}/endpoints`, undefined, 200))[0]._id;
-const offering = await must('POST', `${D}/configurations/${conf._id}/offerings`, { endpoint, open: true }, 201);
-if ((await until(`${D}/offerings/${offering._id}`, ['PUBLISHED', 'UNSTABLE'])).status !== 'PUBLISHED') await fail('the offering is UNSTABLE');
+const served = await api.publish(configuration(north)).catch((e) => fail(e.message));
 
 const putDurations = [];
 /** PUT configuration then PUT offering; resolves at the PUT offering's answer (performance.now()). */
 async function sync(sd) {
-  await must('PUT', `${D}/configurations/${conf._id}`, configuration(sd), 200);
+  await must('PUT', `${D}/configurations/${served.configuration}`, configuration(sd), 200);
   const sent = performance.now();
-  const r = await call('PUT', `${D}/offerings/${offering._id}`);
+  const r = await call('PUT', `${D}/offerings/${served.offering}`);
   const at = performance.now();
   putDurations.push(at - sent);
   if (r.status !== 200 || r.body.status !== 'MODIFYING') await fail(`PUT offering: ${r.status} ${JSON.stringify(r.body)}`);
@@ -216,7 +179,7 @@ async function versionOf(tiles) {
 const limNorth = await limits();
 const northVersions = new Map(); // filled below once the tile list is known
 await sync(whole);
-await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], 30_000, 20);
+await until(`${D}/offerings/${served.offering}`, ['PUBLISHED'], 30_000, 20);
 const limWhole = await limits();
 let tiles = [];
 for (let z = 4; z <= Math.min(7, BOTTOM); z++) {
@@ -227,7 +190,7 @@ for (let z = 4; z <= Math.min(7, BOTTOM); z++) {
 }
 const wholeVersions = await versionOf(tiles);
 await sync(north);
-await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], 30_000, 20);
+await until(`${D}/offerings/${served.offering}`, ['PUBLISHED'], 30_000, 20);
 for (const [k, v] of await versionOf(tiles)) northVersions.set(k, v);
 // now serving the north; the load starts there and the first measured sync goes to the whole
 const changed = tiles.filter((t) => northVersions.get(t.join('/')).hash !== wholeVersions.get(t.join('/')).hash);
@@ -355,7 +318,7 @@ async function visible(want, from) {
 }
 async function published(from) {
   for (;;) {
-    const r = await call('GET', `${D}/offerings/${offering._id}`);
+    const r = await call('GET', `${D}/offerings/${served.offering}`);
     if (r.status === 200 && r.body.status === 'PUBLISHED') return performance.now() - from;
     if (r.status !== 200 || r.body.status === 'UNSTABLE' || performance.now() > from + 30_000) return null;
     await sleep(5);
@@ -386,7 +349,7 @@ for (let i = 0; i < SYNCS && Date.now() < deadline - 20_000; i++) {
   if (v === null) notVisible++;
   else latencies.push(v);
   if (a !== null) apiLatencies.push(a);
-  else await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], 30_000, 20);
+  else await until(`${D}/offerings/${served.offering}`, ['PUBLISHED'], 30_000, 20);
   done++;
   if (done % 10 === 0) log(`${done} syncs, ${stats.responses} responses, ${stats.failed} failed, ${stats.mismatched} neither version`);
 }

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../dist/client.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TOKEN = 'interop-admin-token-0123456789';
@@ -36,33 +37,11 @@ export async function startTuile(dataDir) {
   return { base: `http://127.0.0.1:${port}`, proc, output: () => out };
 }
 
-export async function api(base, method, path, body) {
-  const headers = { Authorization: `Bearer ${TOKEN}` };
-  let payload = body;
-  if (body !== undefined && !(body instanceof FormData)) {
-    headers['Content-Type'] = 'application/json';
-    payload = JSON.stringify(body);
-  }
-  const r = await fetch(base + path, { method, headers, body: payload });
-  const text = await r.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  if (r.status >= 400) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-  return json;
-}
-
-export async function until(base, path, want) {
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    const e = await api(base, 'GET', path);
-    if (want.includes(e.status)) return e;
-    if (['UNSTABLE', 'FAILURE', 'ABORTED'].includes(e.status) || Date.now() > deadline) throw new Error(`${path}: ${e.status}`);
-    await sleep(200);
-  }
+/** The scenario client (src/client.ts, built into dist/) on the default datastore of the tuile at `base`. */
+async function client(base) {
+  const api = new ApiClient(base, TOKEN);
+  await api.init();
+  return api;
 }
 
 /**
@@ -70,24 +49,10 @@ export async function until(base, path, want) {
  * Answers the stored data and what `publishOn` needs to point the layer at another one.
  */
 export async function publish(base, { layer, bottom, delivery }) {
-  const [ds] = await api(base, 'GET', '/api/datastores');
-  const d = `/api/datastores/${ds._id}`;
-  const u = await api(base, 'POST', `${d}/uploads`, { name: 'north', description: 'interop', type: 'RASTER', srs: 'EPSG:2154' });
-  const form = new FormData();
-  form.append('file', new Blob([readFileSync(delivery)]), 'north.tif');
-  await api(base, 'POST', `${d}/uploads/${u._id}/data?path=data/north.tif`, form);
-  await api(base, 'POST', `${d}/uploads/${u._id}/close`);
-  await until(base, `${d}/uploads/${u._id}`, ['CLOSED']);
-  const [p] = await api(base, 'GET', `${d}/processings`);
-  const x = await api(base, 'POST', `${d}/processings/executions`, {
-    processing: p._id,
-    inputs: { upload: [u._id] },
-    output: { stored_data: { name: 'north', storage_tags: ['PYRAMIDE'] } },
-    parameters: { tms: 'PM', compression: 'png', interpolation: 'bicubic', bottom },
-  });
-  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
-  const done = await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
-  const sd = done.output.stored_data._id;
+  const api = await client(base);
+  const u = await api.deliver([{ path: 'data/north.tif', file: delivery }], 'EPSG:2154', 'north', { description: 'interop' });
+  if (u.status !== 'CLOSED') throw new Error(`upload north: ${u.status}`);
+  const sd = await api.compute({ upload: [u._id] }, { tms: 'PM', compression: 'png', interpolation: 'bicubic', bottom }, 'north');
   const body = (storedData) => ({
     type: 'WMTS-TMS',
     name: 'interop',
@@ -95,36 +60,18 @@ export async function publish(base, { layer, bottom, delivery }) {
     type_infos: { title: 'France relief (interop)', abstract: '', keywords: ['relief'], used_data: [{ stored_data: storedData, bottom_level: String(bottom), top_level: '0' }] },
     getfeatureinfo: { stored_data: true },
   });
-  const c = await api(base, 'POST', `${d}/configurations`, body(sd));
-  const [e] = await api(base, 'GET', `${d}/endpoints`);
-  const o = await api(base, 'POST', `${d}/configurations/${c._id}/offerings`, { endpoint: e._id, open: true });
-  await until(base, `${d}/offerings/${o._id}`, ['PUBLISHED']);
-  return { storedData: sd, d, configuration: c._id, offering: o._id, body };
+  return { storedData: sd, ...(await api.publish(body(sd))), body };
 }
 
 /** The tutorial's step 5: the layer's configuration replaced to serve `storedData`, its offering synchronised. */
 export async function publishOn(base, published, storedData) {
-  const { d, configuration, offering, body } = published;
-  await api(base, 'PUT', `${d}/configurations/${configuration}`, body(storedData));
-  await api(base, 'PUT', `${d}/offerings/${offering}`);
-  await until(base, `${d}/offerings/${offering}`, ['PUBLISHED']);
+  await (await client(base)).synchronise(published, published.body(storedData));
 }
 
 /** The `pyramid-fusion` processing on one chained pyramid: answers the new, standalone stored data. */
 export async function fuse(base, chained) {
-  const [ds] = await api(base, 'GET', '/api/datastores');
-  const d = `/api/datastores/${ds._id}`;
-  const p = (await api(base, 'GET', `${d}/processings`)).find((x) => x.technical_name === 'pyramid-fusion');
-  if (!p) throw new Error('no pyramid-fusion processing');
-  const x = await api(base, 'POST', `${d}/processings/executions`, {
-    processing: p._id,
-    inputs: { stored_data: [chained] },
-    output: { stored_data: { name: 'north+south fused', storage_tags: ['PYRAMIDE'] } },
-    parameters: {},
-  });
-  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
-  const done = await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS']);
-  return done.output.stored_data._id;
+  const api = await client(base);
+  return api.compute({ stored_data: [chained] }, {}, 'north+south fused', await api.processing('pyramid-fusion'));
 }
 
 /** The archives of the pyramids: the root one (no parent: it holds the whole layer) and a chained one. */
@@ -142,21 +89,8 @@ export function archivesOf(dataDir) {
 
 /** The tutorial's step 4: the south delivery built as a pyramid chained on the north; answers its id. */
 export async function chainSouth(base, north, south) {
-  const [ds] = await api(base, 'GET', '/api/datastores');
-  const d = `/api/datastores/${ds._id}`;
-  const u = await api(base, 'POST', `${d}/uploads`, { name: 'south', description: 'interop', type: 'RASTER', srs: 'EPSG:2154' });
-  const form = new FormData();
-  form.append('file', new Blob([readFileSync(south)]), 'south.tif');
-  await api(base, 'POST', `${d}/uploads/${u._id}/data?path=data/south.tif`, form);
-  await api(base, 'POST', `${d}/uploads/${u._id}/close`);
-  await until(base, `${d}/uploads/${u._id}`, ['CLOSED']);
-  const [p] = await api(base, 'GET', `${d}/processings`);
-  const x = await api(base, 'POST', `${d}/processings/executions`, {
-    processing: p._id,
-    inputs: { upload: [u._id], stored_data: [north] },
-    output: { stored_data: { name: 'north+south', storage_tags: ['PYRAMIDE'] } },
-    parameters: {},
-  });
-  await api(base, 'POST', `${d}/processings/executions/${x._id}/launch`);
-  return (await until(base, `${d}/processings/executions/${x._id}`, ['SUCCESS'])).output.stored_data._id;
+  const api = await client(base);
+  const u = await api.deliver([{ path: 'data/south.tif', file: south }], 'EPSG:2154', 'south', { description: 'interop' });
+  if (u.status !== 'CLOSED') throw new Error(`upload south: ${u.status}`);
+  return api.compute({ upload: [u._id], stored_data: [north] }, {}, 'north+south');
 }

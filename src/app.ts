@@ -9,7 +9,8 @@ import { cors } from 'hono/cors';
 import { DRAIN_BYTES, payloadTooLarge } from './api/http.js';
 import type { Config } from './config.js';
 import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
-import { CORS_EXPOSE, CORS_HEADERS, type ServerContext } from './protocols/tile.js';
+import { jsonError, TuileError } from './errors.js';
+import { CORS_EXPOSE, CORS_HEADERS, jsonErrorResponse, type ServerContext } from './protocols/tile.js';
 import { endpointView } from './registry.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
@@ -17,6 +18,7 @@ import { wmtsRoutes } from './protocols/wmts.js';
 import { ogcapiRoutes } from './protocols/ogcapi.js';
 import { viewerRoutes } from './protocols/viewer.js';
 import { tileFastPath } from './protocols/fastpath.js';
+import { matchTilePath, OGCAPI, TMS, WMTS_REST, XYZ } from './protocols/grammar.js';
 
 export interface AppOptions {
   /** metrics of every serving process (cluster); defaults to this process only */
@@ -37,19 +39,13 @@ function endpointContext(ctx: ServerContext, priv: boolean): ServerContext {
 
 /** The protocols of one endpoint, on their paths. */
 function protocolRoutes(app: Hono, ctx: ServerContext): void {
-  app.route('/wmts', wmtsRoutes(ctx));
-  app.route('/tms', tmsRoutes(ctx));
-  app.route('/tiles', xyzRoutes(ctx));
-  app.route('/ogcapi', ogcapiRoutes(ctx));
+  // mounted where the tile grammar says, which the fast path matches against
+  app.route(WMTS_REST.mount, wmtsRoutes(ctx));
+  app.route(TMS.mount, tmsRoutes(ctx));
+  app.route(XYZ.mount, xyzRoutes(ctx));
+  app.route(OGCAPI.mount, ogcapiRoutes(ctx));
   app.route('/', viewerRoutes(ctx));
 }
-
-const TILE_PATHS = [
-  /^\/tiles\/[^/]+\/\d+\/\d+\/[^/]+$/,
-  /^\/tms\/1\.0\.0\/[^/]+\/\d+\/\d+\/[^/]+$/,
-  /^\/wmts\/1\.0\.0\/[^/]+\/[^/]+\/[^/]+\/[^/]+\/\d+\/\d+\.\w+$/,
-  /^\/ogcapi\/collections\/[^/]+\/map\/tiles\/[^/]+\/[^/]+\/\d+\/\d+$/,
-];
 
 /** The LAYER of a WMTS KVP request (parameter names are case-insensitive). */
 function kvpLayer(url: string): string | undefined {
@@ -66,7 +62,7 @@ export function isTileRequest(url: string): boolean {
   let path = q < 0 ? url.slice(start) : url.slice(start, q);
   if (path.startsWith(PRIVATE + '/')) path = path.slice(PRIVATE.length);
   if (path === '/wmts') return q >= 0 && /[?&]request=gettile(&|$)/i.test(url.slice(q));
-  return TILE_PATHS.some((re) => re.test(path));
+  return matchTilePath(path) !== null;
 }
 
 export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
@@ -120,11 +116,8 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   protocolRoutes(priv, endpointContext(ctx, true));
   app.route(PRIVATE, priv);
   protocolRoutes(app, endpointContext(ctx, false));
-  app.notFound((c) => c.json({ error: 'not_found', error_description: [`no route for ${c.req.method} ${new URL(c.req.url).pathname}`] }, 404));
-  app.onError((err, c) => {
-    console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
-    return c.json({ error: 'internal_error', error_description: [err.message] }, 500);
-  });
+  app.notFound((c) => jsonErrorResponse(new TuileError('NotFound', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), c));
+  app.onError(jsonErrorResponse);
   return app;
 }
 
@@ -143,18 +136,24 @@ export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req:
       proxy(req, res, apiPort, ctx.config.jsonMaxBytes);
       return;
     }
-    fast(req, res).then(
-      (done) => {
-        if (!done) void full(req, usualHeaderCase(res));
-      },
-      (err) => {
-        // the path only: a query may carry an apikey, which is never logged
-        console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
-        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json', ...CORS_HEADERS });
-        res.end(JSON.stringify({ error: 'internal_error', error_description: [(err as Error).message] }));
-      },
-    );
+    let done: boolean | Promise<boolean>;
+    try {
+      done = fast(req, res);
+    } catch (err) {
+      return failed(req, res, err);
+    }
+    if (done === false) void full(req, usualHeaderCase(res));
+    else if (done !== true) done.then((ok) => (ok ? undefined : void full(req, usualHeaderCase(res))), (err) => failed(req, res, err));
   };
+}
+
+/** A fast-path failure (a tile that could not be read): logged, answered 500 in JSON. */
+function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  // the path only: a query may carry an apikey, which is never logged
+  console.error(`tuile: ${req.method} ${req.url?.split('?')[0]}: ${(err as Error).stack ?? err}`);
+  const e = jsonError(err);
+  if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'application/json', ...CORS_HEADERS });
+  res.end(JSON.stringify(e.body));
 }
 
 const USUAL_NAMES: Record<string, string> = { etag: 'ETag', 'www-authenticate': 'WWW-Authenticate' };

@@ -4,59 +4,50 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { z } from 'zod';
 import { TuileError, errorMessage } from './errors.js';
 
-export interface Config {
-  port: number;
-  host: string;
-  dataDir: string;
-  adminToken?: string;
-  demo: boolean;
-  cacheMB: number;
-  workers: number;
-  publicUrl?: string;
-  /** max-age of tiles in Cache-Control */
-  tileMaxAge: number;
-  /** largest file an upload accepts (413 beyond) */
-  uploadMaxBytes: number;
-  /** largest raster (width x height) the upload checks and the builds accept */
-  maxPixels: number;
-  /** most tiles a pyramid's bottom level may have (upload checks and executions) */
-  maxTiles: number;
-  /** wall-clock limit of an upload check, seconds */
-  checkTimeout: number;
-  /** memory limit of an upload check's process, MiB */
-  checkMemoryMB: number;
-  /** largest JSON body of the management API (413 beyond) */
-  jsonMaxBytes: number;
-  /** time a request other than an upload push has to send its body, seconds */
-  bodyTimeout: number;
-  /** slowest average rate a push may have, bytes/s: its time is `uploadMaxBytes` at this rate */
-  uploadMinRate: number;
-  /** the contact address uploads and stored data carry, as the platform gives its community's */
-  contact: string;
-  /** PostgreSQL URL of a state shared by several nodes; unset, the state is the data folder's JSON file */
-  stateUrl?: string;
-}
+/** Whole numbers in [min, max] (Number() of the text, as before zod: a JSON `true` is 1). */
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** Seconds, fractions allowed. */
+const seconds = z.coerce.number().positive().max(1e6);
+const BIG = 2 ** 50;
 
-const DEFAULTS: Config = {
-  port: 8080,
-  host: '0.0.0.0',
-  dataDir: './data',
-  demo: true,
-  cacheMB: 256,
-  workers: availableParallelism(),
-  tileMaxAge: 3600,
-  uploadMaxBytes: 4 * 1024 ** 3,
-  maxPixels: 4 * 1024 ** 3,
-  maxTiles: 50_000_000,
-  checkTimeout: 120,
-  checkMemoryMB: 512,
-  jsonMaxBytes: 2 ** 20,
-  bodyTimeout: 60,
-  uploadMinRate: 2 ** 20,
-  contact: 'tuile@localhost',
-};
+/** The settings, their types, bounds and defaults: the one schema of the environment and the file. */
+const configSchema = z.strictObject({
+  port: int(0, 65535).default(8080),
+  host: z.coerce.string().default('0.0.0.0'),
+  dataDir: z.coerce.string().default('./data'),
+  adminToken: z.coerce.string().optional(),
+  demo: z.unknown().transform((v) => !(v === false || v === 0 || v === '0' || v === 'false' || v === 'no')).default(true),
+  cacheMB: int(1, 1e6).default(256),
+  workers: int(1, 1e6).default(availableParallelism()),
+  publicUrl: z.coerce.string().optional(),
+  /** max-age of tiles in Cache-Control */
+  tileMaxAge: int(0, 1e6).default(3600),
+  /** largest file an upload accepts (413 beyond) */
+  uploadMaxBytes: int(1, BIG).default(4 * 1024 ** 3),
+  /** largest raster (width x height) the upload checks and the builds accept */
+  maxPixels: int(1, BIG).default(4 * 1024 ** 3),
+  /** most tiles a pyramid's bottom level may have (upload checks and executions) */
+  maxTiles: int(1, BIG).default(50_000_000),
+  /** wall-clock limit of an upload check, seconds */
+  checkTimeout: seconds.default(120),
+  /** memory limit of an upload check's process, MiB */
+  checkMemoryMB: int(1, 1e6).default(512),
+  /** largest JSON body of the management API (413 beyond) */
+  jsonMaxBytes: int(1, BIG).default(2 ** 20),
+  /** time a request other than an upload push has to send its body, seconds */
+  bodyTimeout: seconds.default(60),
+  /** slowest average rate a push may have, bytes/s: its time is `uploadMaxBytes` at this rate */
+  uploadMinRate: int(1, BIG).default(2 ** 20),
+  /** the contact address uploads and stored data carry, as the platform gives its community's */
+  contact: z.string().regex(/^[^\s@]{1,64}@[^\s@]{1,190}$/).default('tuile@localhost'),
+  /** PostgreSQL URL of a state shared by several nodes; unset, the state is the data folder's JSON file */
+  stateUrl: z.string().regex(/^postgres(ql)?:\/\//).optional(),
+});
+
+export type Config = z.infer<typeof configSchema>;
 
 const VARS: Record<string, keyof Config> = {
   PORT: 'port',
@@ -80,63 +71,46 @@ const VARS: Record<string, keyof Config> = {
   TUILE_STATE_URL: 'stateUrl',
 };
 
-function coerce(key: keyof Config, v: unknown, from: string): unknown {
-  switch (key) {
-    case 'port':
-    case 'cacheMB':
-    case 'workers':
-    case 'tileMaxAge':
-    case 'uploadMaxBytes':
-    case 'maxPixels':
-    case 'maxTiles':
-    case 'checkMemoryMB':
-    case 'jsonMaxBytes':
-    case 'uploadMinRate': {
-      const n = Number(v);
-      const max = key === 'port' ? 65535 : ['uploadMaxBytes', 'maxPixels', 'maxTiles', 'jsonMaxBytes', 'uploadMinRate'].includes(key) ? 2 ** 50 : 1e6;
-      if (!Number.isInteger(n) || n < (key === 'port' || key === 'tileMaxAge' ? 0 : 1) || n > max) {
-        throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
-      }
-      return n;
-    }
-    case 'checkTimeout':
-    case 'bodyTimeout': {
-      // seconds, fractions allowed
-      const n = Number(v);
-      if (!Number.isFinite(n) || n <= 0 || n > 1e6) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not a valid ${key}`);
-      return n;
-    }
-    case 'contact':
-      if (typeof v !== 'string' || !/^[^\s@]{1,64}@[^\s@]{1,190}$/.test(v)) throw new TuileError('InvalidParameter', `${from}: '${String(v)}' is not an e-mail address`);
-      return v;
-    case 'stateUrl':
-      if (typeof v !== 'string' || !/^postgres(ql)?:\/\//.test(v)) throw new TuileError('InvalidParameter', `${from}: a state URL is postgres://user:password@host:port/database`);
-      return v;
-    case 'demo':
-      return !(v === false || v === 0 || v === '0' || v === 'false' || v === 'no');
-    default:
-      return String(v);
-  }
+/**
+ * Settings given without defaults (the file's, or the environment's), checked: the first problem is thrown
+ * in the words a user can act on, naming where the value came from (`from(key)`).
+ */
+function checked(given: Record<string, unknown>, from: (key: string) => string): Partial<Config> {
+  const r = configSchema.partial().strict().safeParse(given);
+  // partial() still fills in the defaults: only what was given may override the settings below it
+  if (r.success) return Object.fromEntries(Object.entries(r.data).filter(([k]) => k in given)) as Partial<Config>;
+  const issue = r.error.issues[0];
+  if (issue.code === 'unrecognized_keys') throw new TuileError('InvalidParameter', `TUILE_CONFIG: unknown setting '${issue.keys[0]}'`);
+  const key = String(issue.path[0]);
+  const v = String(given[key]);
+  if (key === 'contact') throw new TuileError('InvalidParameter', `${from(key)}: '${v}' is not an e-mail address`);
+  // not echoed: it may hold a password
+  if (key === 'stateUrl') throw new TuileError('InvalidParameter', `${from(key)}: a state URL is postgres://user:password@host:port/database`);
+  throw new TuileError('InvalidParameter', `${from(key)}: '${v}' is not a valid ${key}`);
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const cfg: Config = { ...DEFAULTS };
+  let file: Partial<Config> = {};
   if (env.TUILE_CONFIG) {
-    let file: Record<string, unknown>;
+    let json: Record<string, unknown>;
     try {
-      file = JSON.parse(readFileSync(env.TUILE_CONFIG, 'utf8'));
+      json = JSON.parse(readFileSync(env.TUILE_CONFIG, 'utf8'));
     } catch (err) {
       throw new TuileError('InvalidParameter', `TUILE_CONFIG ${env.TUILE_CONFIG}: ${errorMessage(err)}`);
     }
-    for (const [k, v] of Object.entries(file)) {
-      if (!(k in DEFAULTS) && k !== 'adminToken' && k !== 'publicUrl' && k !== 'stateUrl') throw new TuileError('InvalidParameter', `TUILE_CONFIG: unknown setting '${k}'`);
-      (cfg as unknown as Record<string, unknown>)[k] = coerce(k as keyof Config, v, `TUILE_CONFIG ${k}`);
-    }
+    file = checked(json, (k) => `TUILE_CONFIG ${k}`);
   }
+  const given: Record<string, unknown> = {};
+  const names: Record<string, string> = {};
   for (const [name, key] of Object.entries(VARS)) {
     const v = env[name];
-    if (v !== undefined && v !== '') (cfg as unknown as Record<string, unknown>)[key] = coerce(key, v, name);
+    if (v !== undefined && v !== '') {
+      given[key] = v;
+      names[key] = name;
+    }
   }
+  // the environment wins over the file, the file over the defaults
+  const cfg = configSchema.parse({ ...file, ...checked(given, (k) => names[k]) });
   cfg.dataDir = resolve(cfg.dataDir);
   if (cfg.publicUrl) cfg.publicUrl = cfg.publicUrl.replace(/\/+$/, '');
   return cfg;

@@ -10,7 +10,7 @@ import { TuileError, errorMessage } from './errors.js';
 import { readDescriptor } from './pyramid/descriptor.js';
 import { pyramidFolder, type State } from './state/model.js';
 
-export const LOCK_FILE = 'tuile.lock';
+const LOCK_FILE = 'tuile.lock';
 
 /** Whether a pid runs, as a node process where that can be seen: a pid reused by another program is no holder. */
 function alive(pid: number): boolean {

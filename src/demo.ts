@@ -1,18 +1,19 @@
 // First start on an empty data folder: the reference scenario (DESIGN 1) run against the management API
 // itself, on the two deliveries committed in data/demo: the north is published, then the south is chained
-// on it and the layer synchronised. The same calls as examples/tutorial.sh, without the network.
+// on it and the layer synchronised. The same calls as examples/tutorial.sh, through the scenario client
+// on the API's app in process (no network).
 // A marker file stays in the data folder while it runs: a start that finds it (the previous one was killed
 // during the demo) resumes it, reusing what the demo already made and redoing what did not finish.
 
 import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Hono } from 'hono';
-import { TuileError } from './errors.js';
+import { ApiClient } from './client.js';
 
 const DEMO = resolve(fileURLToPath(import.meta.url), '../../data/demo');
-export const DEMO_LAYER = 'france_relief';
+const DEMO_LAYER = 'france_relief';
 
 type Json = Record<string, unknown> & { _id: string; status: string; name?: string };
 
@@ -38,32 +39,19 @@ export async function seedDemo(api: Hono, token: string, dataDir: string, resumi
   }
 }
 
-async function scenario(api: Hono, token: string, resuming: boolean): Promise<void> {
-  const call = async (method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Json & Json[]> => {
-    const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (raw) headers['Content-Type'] = 'application/octet-stream';
-    const r = await api.request(path, { method, headers, body: raw ? new Blob([new Uint8Array(raw)]) : body === undefined ? undefined : JSON.stringify(body) });
-    const text = await r.text();
-    if (r.status >= 400) throw new TuileError('Internal', `${method} ${path}: ${r.status} ${text}`);
-    return (text ? JSON.parse(text) : {}) as Json & Json[];
-  };
-  const until = async (path: string, done: string[], fail: string[]): Promise<Json> => {
-    for (;;) {
-      const e = await call('GET', path);
-      if (done.includes(e.status)) return e;
-      if (fail.includes(e.status)) throw new TuileError('Internal', `${path} ended ${e.status}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
-  const d = (await call('GET', '/api/datastores'))[0]._id;
-  const D = `/api/datastores/${d}`;
-  const endpoint = ((await call('GET', `${D}/endpoints`))[0] as Json)._id;
-  const processing = (await call('GET', `${D}/processings`))[0]._id;
+async function scenario(app: Hono, token: string, resuming: boolean): Promise<void> {
+  const api = new ApiClient((path, init) => Promise.resolve(app.request(path, init)), token);
+  // a build takes what it takes: no deadline, as a user waiting at the console
+  const until = async (path: string, done: string[], fail: string[]): Promise<Json> =>
+    (await api.until(path, done, { fail, timeoutMs: Infinity, everyMs: 100 })).entity;
+  await api.init();
+  const D = api.d;
+  const endpoint = await api.endpoint();
+  const processing = await api.processing();
 
   /** What an interrupted run of the demo made under that name (exact), newest first. */
   const made = async (path: string, name: string, key = 'name'): Promise<Json[]> => {
-    const list = (await call('GET', `${path}?${key}=${encodeURIComponent(name)}&limit=100`)) as Json[];
+    const list = (await api.must('GET', `${path}?${key}=${encodeURIComponent(name)}&limit=100`)) as Json[];
     return list.filter((x) => x[key] === name).reverse();
   };
 
@@ -72,28 +60,27 @@ async function scenario(api: Hono, token: string, resuming: boolean): Promise<vo
       // a check caught by the kill runs again at start
       const u = old.status === 'CHECKING' ? await until(`${D}/uploads/${old._id}`, ['CLOSED', 'UNSTABLE', 'OPEN'], []) : old;
       if (u.status === 'CLOSED') return u._id;
-      await call('DELETE', `${D}/uploads/${u._id}`); // a push or a close the kill cut: made again below
+      await api.must('DELETE', `${D}/uploads/${u._id}`); // a push or a close the kill cut: made again below
     }
-    const u = await call('POST', `${D}/uploads`, { name, description: `demo delivery: ${file}`, type: 'RASTER', srs: 'EPSG:2154' });
-    await call('POST', `${D}/uploads/${u._id}/data?path=${encodeURIComponent(`data/${file}`)}`, undefined, await readFile(join(DEMO, file)));
-    await call('POST', `${D}/uploads/${u._id}/close`);
+    const u = await api.upload(name, 'EPSG:2154', `demo delivery: ${file}`);
+    await api.push(u._id, { path: `data/${file}`, file: join(DEMO, file) }, true);
+    await api.must('POST', `${D}/uploads/${u._id}/close`);
     await until(`${D}/uploads/${u._id}`, ['CLOSED'], ['UNSTABLE']);
     return u._id;
   };
   const compute = async (name: string, inputs: { upload: string[]; stored_data?: string[] }, parameters: Record<string, unknown>) => {
     for (const sd of resuming ? await made(`${D}/stored_data`, name) : []) {
       if (sd.status === 'GENERATED') return sd._id;
-      const executions = (await call('GET', `${D}/processings/executions?limit=100`)) as Json[];
+      const executions = (await api.must('GET', `${D}/processings/executions?limit=100`)) as Json[];
       const e = executions.find((x) => (x.output as { stored_data?: { _id: string } }).stored_data?._id === sd._id);
-      if (e && e.status === 'CREATED') await call('POST', `${D}/processings/executions/${e._id}/launch`);
+      if (e && e.status === 'CREATED') await api.must('POST', `${D}/processings/executions/${e._id}/launch`);
       if (e && ['CREATED', 'WAITING', 'PROGRESS'].includes(e.status)) {
         await until(`${D}/processings/executions/${e._id}`, ['SUCCESS'], ['FAILURE', 'ABORTED']);
         return sd._id;
       }
-      await call('DELETE', `${D}/stored_data/${sd._id}`); // its build was interrupted: built again below
+      await api.must('DELETE', `${D}/stored_data/${sd._id}`); // its build was interrupted: built again below
     }
-    const e = await call('POST', `${D}/processings/executions`, { processing, inputs, output: { stored_data: { name, storage_tags: ['PYRAMIDE'] } }, parameters });
-    await call('POST', `${D}/processings/executions/${e._id}/launch`);
+    const e = await api.execute(inputs, parameters, name, processing);
     const done = await until(`${D}/processings/executions/${e._id}`, ['SUCCESS'], ['FAILURE', 'ABORTED']);
     return (done.output as { stored_data: { _id: string } }).stored_data._id;
   };
@@ -116,17 +103,15 @@ async function scenario(api: Hono, token: string, resuming: boolean): Promise<vo
     used_data: [{ stored_data: sd, bottom_level: '7', top_level: '0' }],
   });
   const confBody = (sd: string) => ({ type: 'WMTS-TMS', name: 'France relief', layer_name: DEMO_LAYER, type_infos: typeInfos(sd), getfeatureinfo: { stored_data: true } });
-  const conf = (resuming ? (await made(`${D}/configurations`, DEMO_LAYER, 'layer_name'))[0] : undefined) ?? (await call('POST', `${D}/configurations`, confBody(north)));
+  const conf = (resuming ? (await made(`${D}/configurations`, DEMO_LAYER, 'layer_name'))[0] : undefined) ?? (await api.must<Json>('POST', `${D}/configurations`, confBody(north)));
   const offering =
-    (resuming ? ((await call('GET', `${D}/configurations/${conf._id}/offerings`)) as Json[])[0] : undefined) ??
-    (await call('POST', `${D}/configurations/${conf._id}/offerings`, { endpoint, open: true }));
+    (resuming ? ((await api.must('GET', `${D}/configurations/${conf._id}/offerings`)) as Json[])[0] : undefined) ??
+    (await api.must<Json>('POST', `${D}/configurations/${conf._id}/offerings`, { endpoint, open: true }));
   await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], ['UNSTABLE']);
   console.log(`tuile: demo: north published as ${DEMO_LAYER}; chaining the south on it`);
 
   const whole = await compute('france_relief_north_south', { upload: [await deliver('France relief, south', 'france_relief_south_2154.tif')], stored_data: [north] }, {});
-  await call('PUT', `${D}/configurations/${conf._id}`, confBody(whole));
-  await call('PUT', `${D}/offerings/${offering._id}`);
-  await until(`${D}/offerings/${offering._id}`, ['PUBLISHED'], ['UNSTABLE']);
+  await api.synchronise({ configuration: conf._id, offering: offering._id }, confBody(whole));
   // PUBLISHED in the state means switched: a commit is visible once every serving process follows it
   console.log(`tuile: demo: ${DEMO_LAYER} synchronised on the chained pyramid (north + south)`);
 }

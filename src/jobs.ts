@@ -30,7 +30,7 @@ type FromChild =
   | { type: 'done'; result: Omit<BuildResult, 'descriptor'> & { descriptor: PyramidDescriptor } }
   | { type: 'error'; message: string; interrupted: boolean };
 
-export interface JobOptions {
+interface JobOptions {
   dataDir: string;
   /** build threads of a job */
   workers: number;
@@ -182,11 +182,6 @@ export class JobRunner {
     this.queue.length = 0;
     this.running?.child.kill('SIGTERM');
     await this.idle;
-  }
-
-  /** Resolves when no execution is running or queued (tests, shutdown). */
-  async drained(): Promise<void> {
-    while (this.busy || this.queue.length > 0) await this.idle;
   }
 
   private sync(s: Readonly<State>): void {

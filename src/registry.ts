@@ -101,7 +101,7 @@ export class Registry {
 }
 
 /** Opens one layer's pyramid chains (through `open`, which may hand out chains already open) and checks them before it can be installed. */
-export async function openLayer(spec: LayerSpec, open: (dir: string) => Promise<PyramidChain> = (d) => PyramidChain.open(d)): Promise<Layer> {
+async function openLayer(spec: LayerSpec, open: (dir: string) => Promise<PyramidChain> = (d) => PyramidChain.open(d)): Promise<Layer> {
   if (!LAYER_NAME.test(spec.name)) throw new TuileError('InvalidParameter', `invalid layer name '${spec.name}'`);
   const chain = await open(spec.dir);
   const d = chain.descriptor;

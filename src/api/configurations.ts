@@ -2,7 +2,8 @@
 // abstract, keywords, bbox). Changing one changes nothing served until its offerings are synchronised.
 
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { CONFIGURATION_STATUSES, LAYER_NAME, PYRAMID_TYPE, SERVICE_TYPE, now, type Configuration, type State } from '../state/model.js';
 import { badRequest, body, byCreation, conflict, datastoreOf, find, mergeTags, page, pageQuery, query, route, tagsSchema, uuid, type ApiContext } from './http.js';
@@ -115,13 +116,13 @@ function validate(s: Readonly<State>, datastore: string, b: ConfigurationBody, s
   if (taken) throw conflict(`layer_name ${b.layer_name} is taken by configuration ${taken._id}`);
 }
 
-export function configurationView(c: Configuration) {
+function configurationView(c: Configuration) {
   const { datastore: _d, ...rest } = c;
   return rest;
 }
 
-export function configurationRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function configurationRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore/configurations';
   const ds = (c: Context) => datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;

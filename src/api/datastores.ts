@@ -2,7 +2,8 @@
 // start; endpoints advertise the WMTS and TMS addresses of this server.
 
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { SERVICE_TYPE, now, type Endpoint, type State } from '../state/model.js';
 import type { StateStore } from '../state/store.js';
 import { baseUrl, datastoreOf, notFound, page, pageQuery, query, route, type ApiContext } from './http.js';
@@ -62,7 +63,7 @@ export function endpointBase(e: Endpoint | undefined, base: string): string {
   return e?.open === false ? `${base}/private` : base;
 }
 
-export function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
+function endpointUrls(e: Endpoint, base: string): { type: string; url: string }[] {
   const b = endpointBase(e, base);
   return [
     { type: 'WMTS', url: `${b}/wmts` },
@@ -88,8 +89,8 @@ function datastoreView(s: Readonly<State>, id: string, base: string) {
   };
 }
 
-export function datastoreRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function datastoreRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const base = (c: Context) => baseUrl(c, ctx.config);
   route(app, P, { method: 'get', path: '/datastores', summary: 'List the datastores', tag: 'datastores', query: pageQuery }, (c) => {

@@ -15,7 +15,7 @@ export const fusionBbox = z
   .refine((b) => b.west < b.east && b.south < b.north, 'west must be less than east and south less than north');
 
 /** What the checks read of an execution's body. */
-export interface FusionRequest {
+interface FusionRequest {
   inputs: { upload: string[]; stored_data: string[] };
   output: { stored_data: object };
   parameters: { top?: number; bottom?: number };

@@ -1,26 +1,38 @@
 // What every resource of the management API shares: its context, JSON errors in the Entrepôt's form,
-// body validation (zod schemas, which also document the routes), pagination, and the route table from
-// which /api/openapi.json is written.
+// body validation (zod schemas, which also document the routes), pagination, and the route declaration
+// that puts each route into its sub-app's OpenAPI registry.
 
-import type { Context, Hono } from 'hono';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
+import { publicBaseUrl } from '../base-url.js';
 import type { Config } from '../config.js';
-import { TuileError, type ErrorCode } from '../errors.js';
+import { HTTP_STATUS, TuileError } from '../errors.js';
 import type { Entity, State } from '../state/model.js';
 import type { StateStore } from '../state/store.js';
 
 export interface ApiContext {
   config: Config;
   store: StateStore;
-  /** opens a pyramid folder and its chain, and closes it again: throws when it cannot be served */
-  checkPyramid(dir: string): Promise<void>;
+  /** the layers the serving processes serve, which follow the committed state */
+  layers: ServedLayers;
   /** answered requests per layer over every serving process: "day\tprotocol\tlayer" -> count */
   layerCounts?(): Promise<Record<string, number>>;
 }
 
+/** What the API sees of the hot swap (src/cluster/switch.ts): checks ahead of a switch, and its progress. */
+export interface ServedLayers {
+  /** opens these pyramid folders' chains in every serving process ahead of a switch: throws when one cannot be served */
+  prepare(dirs: string[]): Promise<void>;
+  /** commits so far that changed the served layers */
+  changes(): number;
+  /** resolves once every serving process serves the layers of the `upTo`th change (default: the latest), or was given up on */
+  served(upTo?: number): Promise<void>;
+}
+
 export class ApiError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 500,
+    readonly status: 400 | 401 | 403 | 404 | 406 | 409 | 413 | 500,
     readonly error: string,
     readonly descriptions: string[],
   ) {
@@ -28,20 +40,13 @@ export class ApiError extends Error {
   }
 }
 
-const STATUS_OF: Partial<Record<ErrorCode, ApiError['status']>> = {
-  NotFound: 404,
-  Conflict: 409,
-  InvalidParameter: 400,
-  InvalidInput: 400,
-  NotGeoreferenced: 400,
-  UnsupportedCrs: 400,
-  UnsupportedRaster: 400,
-  OutOfRange: 400,
-};
-
+/** A TuileError with the status of the one table (errors.ts); a server-side one (5xx) as internal_error. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof TuileError && STATUS_OF[err.code]) return new ApiError(STATUS_OF[err.code]!, err.code, [err.message]);
+  if (err instanceof TuileError) {
+    const status = HTTP_STATUS[err.code] as ApiError['status'];
+    if (status < 500) return new ApiError(status, err.code, [err.message]);
+  }
   return new ApiError(500, 'internal_error', [err instanceof Error ? err.message : String(err)]);
 }
 
@@ -80,7 +85,7 @@ function issues(err: z.ZodError): string[] {
 }
 
 /** Largest JSON body when the API app sets none (TUILE_JSON_MAX_BYTES). */
-export const JSON_MAX_BYTES = 2 ** 20;
+const JSON_MAX_BYTES = 2 ** 20;
 
 /** The context variable in which the API app puts the configured limit of JSON bodies. */
 export const JSON_LIMIT_KEY = 'jsonMaxBytes';
@@ -112,7 +117,7 @@ export async function drainBody(c: Context): Promise<void> {
 
 /**
  * The body as text, at most `max` bytes: 413 as soon as its declared length or the bytes read go over, so a
- * huge body is never held whole (a 600 MB one used to end in a 500 from V8's string limit).
+ * huge body is never held whole (past V8's string length limit it would end in a 500).
  */
 async function boundedText(c: Context, max: number): Promise<string> {
   const declared = Number(c.req.header('content-length'));
@@ -167,7 +172,7 @@ export function query<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
   return r.data;
 }
 
-export const MAX_LIMIT = 100;
+const MAX_LIMIT = 100;
 
 export const pageQuery = z.object({
   page: z.coerce.number().int().min(1).max(1_000_000).default(1),
@@ -189,7 +194,7 @@ export function byCreation<T extends Entity>(list: T[]): T[] {
 }
 
 /** Tags an entity may carry: a handful in practice; every state write copies them all. */
-export const MAX_TAGS = 100;
+const MAX_TAGS = 100;
 
 export const tagsSchema = z
   .record(z.string().max(256), z.string().max(1024))
@@ -203,31 +208,59 @@ export function mergeTags(current: Record<string, string>, added: Record<string,
 }
 export const uuid = z.uuid();
 
-/** The base URL clients reach this server at (configured, or from the request). */
+/** The base URL clients reach this server at (base-url.ts: the one the protocols write too). */
 export function baseUrl(c: Context, cfg: Config): string {
-  if (cfg.publicUrl) return cfg.publicUrl;
-  const u = new URL(c.req.url);
-  return `${u.protocol}//${c.req.header('host') ?? u.host}`;
+  return publicBaseUrl(c.req.raw, cfg.publicUrl);
 }
 
-export interface RouteDoc {
+interface RouteDoc {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;
   tag: string;
-  body?: z.ZodType;
-  query?: z.ZodType;
+  body?: z.ZodObject | z.ZodType;
+  query?: z.ZodObject;
   status?: number;
 }
 
-/** The routes of every resource, as their sub-apps declare them, for /api/openapi.json. */
-export const ROUTES: RouteDoc[] = [];
-
 type Handler = (c: Context) => Response | Promise<Response>;
 
-/** Registers a route on a resource's sub-app and records it for the OpenAPI description. */
-export function route(app: Hono, prefix: string, doc: Omit<RouteDoc, 'path'> & { path: string }, handler: Handler): void {
+const ERROR = { $ref: '#/components/responses/Error' };
+
+/** A file pushed to an upload: multipart (field `file`) or the raw body. */
+const FILE_BODY = {
+  required: true,
+  content: {
+    'multipart/form-data': { schema: { type: 'object' as const, properties: { file: { type: 'string' as const, format: 'binary' } }, required: ['file'] } },
+    'application/octet-stream': { schema: { type: 'string' as const, format: 'binary' } },
+  },
+};
+
+/**
+ * A route of a resource's sub-app, described in the sub-app's OpenAPI registry (@hono/zod-openapi), from which
+ * /api/openapi.json is generated. The handler validates its own body and query (the API's error form, the
+ * bounded body read), so the route is registered beside it rather than through `app.openapi`, whose
+ * validators would read the body first and answer in another form.
+ */
+export function route(app: OpenAPIHono, prefix: string, doc: RouteDoc, handler: Handler): void {
   const full = `${prefix}${doc.path}`;
-  if (!ROUTES.some((r) => r.method === doc.method && r.path === full)) ROUTES.push({ ...doc, path: full });
-  app.on(doc.method.toUpperCase(), doc.path, handler);
+  const names = [...full.matchAll(/:(\w+)/g)].map((m) => m[1]);
+  const push = doc.method === 'post' && full.endsWith('/data');
+  // bodies over TUILE_JSON_MAX_BYTES, or slower than TUILE_BODY_TIMEOUT
+  const bounded: Record<string, typeof ERROR> = doc.body || push ? { '408': ERROR, '413': ERROR } : {};
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: doc.method,
+      path: full.replace(/:(\w+)/g, '{$1}'),
+      summary: doc.summary,
+      tags: [doc.tag],
+      request: {
+        params: names.length ? z.object(Object.fromEntries(names.map((n) => [n, z.string()]))) : undefined,
+        query: doc.query,
+        body: doc.body ? { required: true, content: { 'application/json': { schema: doc.body } } } : push ? FILE_BODY : undefined,
+      },
+      responses: { [String(doc.status ?? 200)]: { description: 'success' }, '400': ERROR, '401': ERROR, '404': ERROR, '409': ERROR, ...bounded },
+    }),
+  );
+  app.on(doc.method.toUpperCase(), full, handler);
 }

@@ -1,14 +1,15 @@
 // The management API (DESIGN 2): one Hono app under /api with a sub-app per resource, the admin bearer
 // token checked in constant time, errors as {"error", "error_description"}, and the OpenAPI description
-// written from the routes the sub-apps declare.
+// generated (@hono/zod-openapi) from the routes the sub-apps declare.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Hono } from 'hono';
-import { z } from 'zod';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Hono } from 'hono';
+import type { BlankEnv } from 'hono/types';
 import { configurationRoutes } from './configurations.js';
 import { datastoreRoutes } from './datastores.js';
 import { withoutPaths } from '../errors.js';
-import { ApiError, JSON_LIMIT_KEY, ROUTES, toApiError, type ApiContext } from './http.js';
+import { ApiError, JSON_LIMIT_KEY, toApiError, type ApiContext } from './http.js';
 import { keyRoutes } from './keys.js';
 import { offeringRoutes } from './offerings.js';
 import { permissionRoutes } from './permissions.js';
@@ -21,100 +22,46 @@ function digest(s: string): Buffer {
 }
 
 /** Compares a presented token with the admin token without leaking, by timing, how much of it matched. */
-export function tokenMatches(presented: string | undefined, expected: string): boolean {
+function tokenMatches(presented: string | undefined, expected: string): boolean {
   if (!presented) return false;
   return timingSafeEqual(digest(presented), digest(expected));
 }
 
-function openapi(version: string) {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const r of ROUTES) {
-    const path = r.path.replace(/:(\w+)/g, '{$1}');
-    const params = [...r.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
-    if (r.query) {
-      const js = z.toJSONSchema(r.query, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, unknown>; required?: string[] };
-      for (const [name, schema] of Object.entries(js.properties ?? {})) {
-        params.push({ name, in: 'query', required: js.required?.includes(name) ?? false, schema: schema as { type: string } });
-      }
-    }
-    const op: Record<string, unknown> = {
-      summary: r.summary,
-      tags: [r.tag],
-      parameters: params,
-      responses: {
-        [String(r.status ?? 200)]: { description: 'success' },
-        '400': { $ref: '#/components/responses/Error' },
-        '401': { $ref: '#/components/responses/Error' },
-        '404': { $ref: '#/components/responses/Error' },
-        '409': { $ref: '#/components/responses/Error' },
-      },
-    };
-    if (r.body) {
-      op.requestBody = { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } };
-      // bodies over TUILE_JSON_MAX_BYTES, or slower than TUILE_BODY_TIMEOUT
-      op.responses = { ...(op.responses as object), '408': { $ref: '#/components/responses/Error' }, '413': { $ref: '#/components/responses/Error' } };
-    }
-    if (r.path.endsWith('/data') && r.method === 'post') {
-      op.requestBody = {
-        required: true,
-        content: {
-          'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'string', format: 'binary' } }, required: ['file'] } },
-          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
-        },
-      };
-      op.responses = { ...(op.responses as object), '408': { $ref: '#/components/responses/Error' }, '413': { $ref: '#/components/responses/Error' } };
-    }
-    (paths[path] ??= {})[r.method] = op;
-  }
-  return {
-    openapi: '3.1.0',
-    info: {
-      title: 'tuile management API',
-      version,
-      description: 'Uploads, processings, stored data, configurations, offerings, shaped like the Géoplateforme Entrepôt API.',
-    },
-    servers: [{ url: '/' }],
-    security: [{ admin: [] }],
-    components: {
-      securitySchemes: { admin: { type: 'http', scheme: 'bearer' } },
-      responses: {
-        Error: {
-          description: 'an error',
-          content: {
-            'application/json': {
-              schema: {
-                type: 'object',
-                required: ['error', 'error_description'],
-                properties: { error: { type: 'string' }, error_description: { type: 'array', items: { type: 'string' } } },
-              },
-            },
-          },
+/** The parts of /api/openapi.json that no route declares: the admin token and the error body. */
+function describeApi(app: OpenAPIHono<BlankEnv>): void {
+  app.openAPIRegistry.registerComponent('securitySchemes', 'admin', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerComponent('responses', 'Error', {
+    description: 'an error',
+    content: {
+      'application/json': {
+        schema: {
+          type: 'object',
+          required: ['error', 'error_description'],
+          properties: { error: { type: 'string' }, error_description: { type: 'array', items: { type: 'string' } } },
         },
       },
     },
-    paths,
-  };
+  });
 }
 
-const routePatterns = new Map<string, RegExp>();
+/** The declared routes as patterns with their methods, for the 405 answers. */
+function routeTable(app: OpenAPIHono<BlankEnv>): { re: RegExp; method: string }[] {
+  return app.openAPIRegistry.definitions.flatMap((d) =>
+    d.type === 'route' ? [{ re: new RegExp(`^${d.route.path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{\w+\}/g, '[^/]+')}$`), method: d.route.method.toUpperCase() }] : [],
+  );
+}
 
 /** The methods the declared routes have for a path (HEAD with GET), none when no route has the path. */
-function allowedMethods(path: string): string[] {
+function allowedMethods(table: { re: RegExp; method: string }[], path: string): string[] {
   const out = new Set<string>();
-  for (const r of ROUTES) {
-    let re = routePatterns.get(r.path);
-    if (!re) {
-      re = new RegExp(`^${r.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+')}$`);
-      routePatterns.set(r.path, re);
-    }
-    if (re.test(path)) out.add(r.method.toUpperCase());
-  }
+  for (const r of table) if (r.re.test(path)) out.add(r.method);
   if (out.has('GET')) out.add('HEAD');
   return [...out].sort();
 }
 
 export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): Hono {
-  const app = new Hono({ strict: false });
+  // Hono's own environment type, which the app that mounts this one has
+  const app = new OpenAPIHono<BlankEnv>({ strict: false });
   app.onError((err, c) => {
     const e = toApiError(err);
     // a client that went away mid-request is not a server error worth a log line
@@ -124,7 +71,14 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     // no answer shows the server's paths (a file system error carries them)
     return c.json({ error: e.error, error_description: e.descriptions.map((d) => withoutPaths(d, ctx.config.dataDir)) }, e.status);
   });
-  app.get('/api/openapi.json', (c) => c.json(openapi(version)));
+  describeApi(app);
+  // generated at each request from the sub-apps' registries, merged into this app's as they are mounted below
+  app.doc31('/api/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'tuile management API', version, description: 'Uploads, processings, stored data, configurations, offerings, shaped like the Géoplateforme Entrepôt API.' },
+    servers: [{ url: '/' }],
+    security: [{ admin: [] }],
+  });
   app.use('/api/*', async (c, next) => {
     c.set(JSON_LIMIT_KEY as never, ctx.config.jsonMaxBytes as never);
     const auth = c.req.header('authorization') ?? '';
@@ -135,10 +89,20 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     }
     await next();
   });
-  for (const sub of [datastoreRoutes, uploadRoutes, processingRoutes, storedDataRoutes, configurationRoutes, offeringRoutes, permissionRoutes, keyRoutes]) app.route('/api', sub(ctx));
+  // an answer describes what is served: a request whose commits changed the layers answers once every
+  // serving process serves them, and a read of the statuses that say so waits for a switch in flight; the
+  // switch itself runs outside the state's queue, so that other writes never wait for it
+  app.use('/api/*', async (c, next) => {
+    const before = ctx.layers.changes();
+    await next();
+    const after = ctx.layers.changes();
+    if (after > before || (c.req.method === 'GET' && /\/(offerings|configurations)(\/|$)/.test(c.req.path))) await ctx.layers.served(after);
+  });
+  for (const sub of [datastoreRoutes, uploadRoutes, processingRoutes, storedDataRoutes, configurationRoutes, offeringRoutes, permissionRoutes, keyRoutes]) app.route('/', sub(ctx));
+  const table = routeTable(app);
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname.replace(/\/+$/, '');
-    const allowed = allowedMethods(path);
+    const allowed = allowedMethods(table, path);
     if (allowed.length) {
       // a known resource asked with a method it does not have (RFC 9110 15.5.6)
       c.header('Allow', allowed.join(', '));

@@ -2,7 +2,8 @@
 // key opens. A key is shown once, when it is made; the state keeps only its hash.
 
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { hashKey, now, type ApiKey, type State } from '../state/model.js';
 import { badRequest, body, byCreation, conflict, notFound, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
@@ -45,8 +46,8 @@ function checkAccess(s: Readonly<State>, user: string, a: { permission: string; 
   if (outside.length) throw badRequest(`accesses: permission ${a.permission} does not grant offering(s) ${outside.join(', ')}`);
 }
 
-export function keyRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function keyRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const K = '/users/me/keys';
   const me = () => ctx.store.state.admin_user;

@@ -5,7 +5,8 @@
 // committed state (DESIGN 7).
 
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { errorMessage } from '../errors.js';
@@ -112,7 +113,7 @@ async function settle(ctx: ApiContext, id: string): Promise<void> {
       break;
     }
     try {
-      await ctx.checkPyramid(dataPaths(ctx.config.dataDir).pyramid(pyramidFolder(sd)));
+      await ctx.layers.prepare([dataPaths(ctx.config.dataDir).pyramid(pyramidFolder(sd))]);
     } catch (err) {
       // the reason goes to the server's log; the offering says it in words, without the server's paths
       console.error(`tuile: offering ${id}: stored data ${sid}: ${errorMessage(err)}`);
@@ -159,8 +160,8 @@ export function recoverOfferings(ctx: ApiContext): void {
   }
 }
 
-export function offeringRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function offeringRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore';
   const ds = (c: Context) => datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;

@@ -4,7 +4,8 @@
 // keys whose accesses go through a permission. `GET /users/me/permissions` is the beneficiary's side.
 
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { created, now, type Permission, type State } from '../state/model.js';
 import { badRequest, body, byCreation, datastoreOf, find, notFound, page, pageQuery, query, route, uuid, type ApiContext } from './http.js';
@@ -50,7 +51,7 @@ function offeringRefs(s: Readonly<State>, ids: string[]) {
   });
 }
 
-export function permissionView(s: Readonly<State>, p: Permission) {
+function permissionView(s: Readonly<State>, p: Permission) {
   const { datastore, beneficiary, offerings, ...rest } = p;
   const d = s.datastores[datastore];
   return {
@@ -66,8 +67,8 @@ function mineView(s: Readonly<State>, p: Permission) {
   return { licence: p.licence, ...(p.end_date ? { end_date: p.end_date } : {}), offerings: offeringRefs(s, p.offerings), only_oauth: p.only_oauth, _id: p._id };
 }
 
-export function permissionRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function permissionRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore/permissions';
   const ds = (c: Context) => datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;

@@ -4,7 +4,8 @@
 // pyramids into a new standalone one (src/pyramid/fuse.ts).
 
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import {
   EXECUTION_STATUSES,
@@ -23,7 +24,7 @@ import { checkFusion, fusionBbox } from './fusion.js';
 
 const level = z.coerce.number().int().min(0).max(21);
 
-export const parametersSchema = z.strictObject({
+const parametersSchema = z.strictObject({
   tms: z.literal('PM').optional(),
   compression: z.enum(['jpg', 'png', 'webp']).optional(),
   interpolation: z.enum(['nn', 'linear', 'bicubic', 'lanczos']).optional(),
@@ -70,7 +71,7 @@ const listQuery = pageQuery.extend({ status: z.enum(EXECUTION_STATUSES).optional
 const FORMAT_OF_COMPRESSION: Record<string, string> = { JPG: 'jpg', PNG: 'png', WEBP: 'webp' };
 
 /** The processings this server runs, as the Entrepôt lists them: one entry each. */
-export const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
+const PROCESSINGS: readonly { _id: string; name: string; technical_name: string; parameters: readonly { name: string }[] }[] = [RASTER_TO_PYRAMID, PYRAMID_FUSION];
 
 function processingOf(id: string) {
   return PROCESSINGS.find((p) => p._id === id);
@@ -91,8 +92,8 @@ function executionView(s: Readonly<State>, e: Execution) {
   };
 }
 
-export function processingRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function processingRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore/processings';
   const ds = (c: Context) => datastoreOf(ctx.store.state, c.req.param('datastore')!)._id;

@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { STORED_DATA_STATUSES, now, publishedStoredData, type State, type StoredData } from '../state/model.js';
@@ -27,7 +28,7 @@ function storedDataView(sd: StoredData) {
 }
 
 /** Who uses a stored data: chained pyramids, configurations and offerings. */
-export function usersOf(s: Readonly<State>, id: string) {
+function usersOf(s: Readonly<State>, id: string) {
   return {
     storedData: Object.values(s.stored_data).filter((x) => x.parent === id),
     configurations: Object.values(s.configurations).filter((c) => c.type_infos.used_data.some((u) => u.stored_data === id)),
@@ -38,8 +39,8 @@ export function usersOf(s: Readonly<State>, id: string) {
   };
 }
 
-export function storedDataRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function storedDataRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const D = '/datastores/:datastore/stored_data';
   const get = (c: Context) => find(ctx.store.state.stored_data, 'stored data', c.req.param('datastore')!, c.req.param('stored_data')!);

@@ -10,7 +10,8 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import busboy from 'busboy';
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import { dataPaths } from '../config.js';
 import { errorMessage, withoutPaths } from '../errors.js';
@@ -243,8 +244,8 @@ export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
   });
 }
 
-export function uploadRoutes(ctx: ApiContext): Hono {
-  const app = new Hono();
+export function uploadRoutes(ctx: ApiContext): OpenAPIHono {
+  const app = new OpenAPIHono();
   const P = '/api';
   const U = '/datastores/:datastore/uploads';
   const get = (c: Context) => find(ctx.store.state.uploads, 'upload', c.req.param('datastore')!, c.req.param('upload')!);

@@ -9,7 +9,7 @@ import { TuileError } from '../errors.js';
 import { COORDINATE_FRAME_TOWGS84 } from './coordinate-frame.js';
 
 // required, not imported: Node parses a CommonJS module imported from ESM once more for its export names,
-// which doubles proj4's load time (~40 ms in every build worker)
+// which doubles proj4's load time in every build worker
 const proj4 = createRequire(import.meta.url)('proj4') as typeof import('proj4');
 
 export interface Crs {

@@ -72,7 +72,7 @@ function makePM(): TileMatrixSet {
 
 export const PM: TileMatrixSet = makePM();
 
-export const TILE_MATRIX_SETS: Record<string, TileMatrixSet> = { PM };
+const TILE_MATRIX_SETS: Record<string, TileMatrixSet> = { PM };
 
 export function getTms(id: string): TileMatrixSet | undefined {
   return TILE_MATRIX_SETS[id];

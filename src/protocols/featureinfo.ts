@@ -2,8 +2,8 @@
 // Feature formats are what GIS clients parse into features (QGIS Identify in feature mode): a GeoJSON
 // FeatureCollection and MapServer-style GML 2, each with one point feature at the pixel centre.
 
-import { XMLBuilder } from 'fast-xml-parser';
-import { escapeHtml } from './viewer.js';
+import { html } from 'hono/html';
+import { xmlDocument } from './xml.js';
 
 export interface InfoFormat {
   mime: string;
@@ -80,9 +80,6 @@ function geoJson(info: FeatureInfo, crs: string): string {
   });
 }
 
-// suppressBooleanAttributes off: the builder would otherwise write an attribute valued "true" bare (not XML)
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
-
 /** An XML element name from a layer name (which may hold ':' and start with a digit). */
 function elementName(layer: string): string {
   const n = layer.replace(/[^A-Za-z0-9_.-]/g, '_');
@@ -99,8 +96,7 @@ function gml(info: FeatureInfo, crs: string): string {
   const attributes: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(properties(info))) attributes[k] = Array.isArray(v) ? v.join(' ') : String(v);
   return (
-    '<?xml version="1.0" encoding="UTF-8"?>\n' +
-    builder.build({
+    xmlDocument({
       msGMLOutput: {
         '@xmlns:gml': 'http://www.opengis.net/gml',
         '@xmlns:xsi': 'http://www.w3.org/2001/XMLSchema-instance',
@@ -124,11 +120,9 @@ export function renderFeatureInfo(info: FeatureInfo, format: InfoFormat, crs = '
     case 'application/json':
       return new Response(geoJson(info, crs), { headers: type('application/json') });
     case 'text/html': {
-      const rows = infoFields(info)
-        .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
-        .join('\n');
-      const title = escapeHtml(`GetFeatureInfo ${info.layer}`);
-      return new Response(`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${title}</title></head><body>\n<table>\n${rows}\n</table>\n</body></html>\n`, {
+      const rows = infoFields(info).map(([k, v], n) => html`${n ? '\n' : ''}<tr><th>${k}</th><td>${v}</td></tr>`);
+      const title = `GetFeatureInfo ${info.layer}`;
+      return new Response(String(html`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${title}</title></head><body>\n<table>\n${rows}\n</table>\n</body></html>\n`), {
         headers: type('text/html'),
       });
     }

@@ -6,7 +6,8 @@ import { TuileError } from '../errors.js';
 import { getTms, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer } from '../registry.js';
 import { FORMATS, parseFormat, type TileFormat } from '../tiles/codec.js';
-import { apiKeyOf, baseUrl, denial, serveTile, TILE_INDEX as INDEX, type ServerContext } from './tile.js';
+import { apiKeyOf, baseUrl, denial, jsonErrorResponse, serveTile, type ServerContext } from './tile.js';
+import { OGCAPI, TILE_INDEX as INDEX, tileOf } from './grammar.js';
 
 const JSON_TYPE = 'application/json';
 const REL = 'http://www.opengis.net/def/rel/ogc/1.0/';
@@ -34,6 +35,11 @@ const OGC_TMS: Record<string, OgcTms> = {
     wellKnownScaleSet: 'http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible',
   },
 };
+
+/** The OGC id of a tuile tile matrix set (PM: WebMercatorQuad), the one its OGC API tile URLs name. */
+export function ogcTmsId(tms: TileMatrixSet): string | undefined {
+  return OGC_TMS[tms.id]?.id;
+}
 
 const BY_OGC_ID = new Map(Object.entries(OGC_TMS).map(([tuileId, o]) => [o.id, tuileId]));
 
@@ -84,26 +90,18 @@ function tileMatrixSetLimits(layer: Layer): Record<string, unknown>[] {
   }));
 }
 
-function notFound(c: Context, message: string): Response {
-  return c.json({ error: 'not_found', error_description: [message] }, 404);
-}
-
-function badRequest(c: Context, message: string): Response {
-  return c.json({ error: 'bad_request', error_description: [message] }, 400);
-}
-
 export function ogcapiRoutes(ctx: ServerContext): Hono {
   const app = new Hono();
+  app.onError(jsonErrorResponse);
   const root = (c: Context) => `${baseUrl(ctx, c.req.raw)}/ogcapi`;
   const layerPath = (base: string, layer: Layer) => `${base}/collections/${encodeURIComponent(layer.name)}`;
   const tilesetPath = (base: string, layer: Layer, o: OgcTms) => `${layerPath(base, layer)}/map/tiles/${o.id}`;
 
   /** Metadata is JSON only: an `f` asking for anything else is refused rather than answered in JSON. */
-  const metadata = (c: Context, build: (base: string) => Record<string, unknown> | Response): Response => {
+  const metadata = (c: Context, build: (base: string) => Record<string, unknown>): Response => {
     const f = c.req.query('f');
-    if (f !== undefined && f !== 'json') return badRequest(c, `f=${f} is not offered here: only f=json`);
-    const body = build(root(c));
-    return body instanceof Response ? body : c.json(body);
+    if (f !== undefined && f !== 'json') throw new TuileError('InvalidParameter', `f=${f} is not offered here: only f=json`);
+    return c.json(build(root(c)));
   };
 
   /** The layer when it is served and tiled on a set with an OGC definition. */
@@ -112,10 +110,10 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     const o = layer && OGC_TMS[layer.tms.id];
     return layer && layer.available && o ? { layer, o } : undefined;
   };
-  /** A collection the request may not use: 401 or 403 in the API's JSON form. */
-  const denied = (c: Context, layer: Layer): Response | null => {
+  /** Refuses a collection the request may not use (401 or 403). */
+  const allow = (c: Context, layer: Layer): void => {
     const d = denial(layer, apiKeyOf(c.req.raw));
-    return d ? c.json({ error: d.status === 401 ? 'unauthorized' : 'forbidden', error_description: [d.message] }, d.status) : null;
+    if (d) throw d;
   };
 
   const collection = (base: string, layer: Layer, o: OgcTms) => {
@@ -203,7 +201,7 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
   app.get('/tileMatrixSets/:tms', (c) =>
     metadata(c, () => {
       const tms = getTms(BY_OGC_ID.get(c.req.param('tms')) ?? '');
-      if (!tms) return notFound(c, `no tile matrix set '${c.req.param('tms')}' (offered: ${[...BY_OGC_ID.keys()].join(', ')})`);
+      if (!tms) throw new TuileError('NotFound', `no tile matrix set '${c.req.param('tms')}' (offered: ${[...BY_OGC_ID.keys()].join(', ')})`);
       return tileMatrixSetJson(tms);
     }),
   );
@@ -221,18 +219,18 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
   app.get('/collections/:layer', (c) =>
     metadata(c, (base) => {
       const found = lookup(c.req.param('layer'));
-      if (!found) return notFound(c, `no collection '${c.req.param('layer')}'`);
-      return denied(c, found.layer) ?? collection(base, found.layer, found.o);
+      if (!found) throw new TuileError('NotFound', `no collection '${c.req.param('layer')}'`);
+      allow(c, found.layer);
+      return collection(base, found.layer, found.o);
     }),
   );
 
   app.get('/collections/:layer/map/tiles', (c) =>
     metadata(c, (base) => {
       const found = lookup(c.req.param('layer'));
-      if (!found) return notFound(c, `no collection '${c.req.param('layer')}'`);
+      if (!found) throw new TuileError('NotFound', `no collection '${c.req.param('layer')}'`);
       const { layer, o } = found;
-      const no = denied(c, layer);
-      if (no) return no;
+      allow(c, layer);
       return {
         links: [{ href: `${layerPath(base, layer)}/map/tiles`, rel: 'self', type: JSON_TYPE, title: `Map tilesets of ${layer.title}` }] satisfies Link[],
         tilesets: [tilesetItem(base, layer, o)],
@@ -243,11 +241,10 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
   app.get('/collections/:layer/map/tiles/:tms', (c) =>
     metadata(c, (base) => {
       const found = lookup(c.req.param('layer'));
-      if (!found) return notFound(c, `no collection '${c.req.param('layer')}'`);
+      if (!found) throw new TuileError('NotFound', `no collection '${c.req.param('layer')}'`);
       const { layer, o } = found;
-      const no = denied(c, layer);
-      if (no) return no;
-      if (c.req.param('tms') !== o.id) return notFound(c, `collection '${layer.name}' is tiled in ${o.id} only`);
+      allow(c, layer);
+      if (c.req.param('tms') !== o.id) throw new TuileError('NotFound', `collection '${layer.name}' is tiled in ${o.id} only`);
       const f = FORMATS[layer.format];
       const b = layer.bbox;
       const path = tilesetPath(base, layer, o);
@@ -272,34 +269,28 @@ export function ogcapiRoutes(ctx: ServerContext): Hono {
     }),
   );
 
-  app.get('/collections/:layer/map/tiles/:tms/:tileMatrix/:tileRow/:tileCol', async (c) => {
-    const { layer: name, tms, tileMatrix, tileRow, tileCol } = c.req.param();
+  app.get(OGCAPI.route, async (c) => {
+    const { layer: name, tms, tileMatrix, tileRow, tileCol }: Record<string, string> = c.req.param();
     const found = lookup(name);
-    if (!found) return notFound(c, `no collection '${name}'`);
+    if (!found) throw new TuileError('NotFound', `no collection '${name}'`);
     const { layer, o } = found;
-    const no = denied(c, layer);
-    if (no) return no;
-    if (tms !== o.id) return notFound(c, `collection '${name}' is tiled in ${o.id} only`);
+    allow(c, layer);
+    if (tms !== o.id) throw new TuileError('NotFound', `collection '${name}' is tiled in ${o.id} only`);
     const f = c.req.query('f');
     if (f !== undefined) {
       const asked = parseFormat(f);
-      if (!asked) return badRequest(c, `f=${f} is not a tile format (png, jpeg, webp)`);
+      if (!asked) throw new TuileError('InvalidParameter', `f=${f} is not a tile format (png, jpeg, webp)`);
       if (asked !== layer.format) {
-        return c.json({ error: 'not_acceptable', error_description: [`collection '${name}' serves ${F_NAME[layer.format]} tiles only, not ${F_NAME[asked]}`] }, 406);
+        throw new TuileError('NotAcceptable', `collection '${name}' serves ${F_NAME[layer.format]} tiles only, not ${F_NAME[asked]}`);
       }
     }
     if (!INDEX.test(tileMatrix) || !INDEX.test(tileRow) || !INDEX.test(tileCol)) {
-      return badRequest(c, 'expected .../{tileMatrix}/{tileRow}/{tileCol} with non-negative integers');
+      throw new TuileError('InvalidParameter', 'expected .../{tileMatrix}/{tileRow}/{tileCol} with non-negative integers');
     }
-    const z = layer.tms.levels.findIndex((m) => m.id === tileMatrix);
     // 20-057 /req/core/tc-error: outside the tile matrix set or the layer's limits is a 404
-    if (z < 0) return notFound(c, `tile matrix ${tileMatrix} is not in ${o.id}`);
-    try {
-      return await serveTile(ctx, c.req.raw, layer, z, Number(tileCol), Number(tileRow));
-    } catch (err) {
-      if (err instanceof TuileError && err.code === 'OutOfRange') return notFound(c, err.message);
-      throw err;
-    }
+    const tile = tileOf(OGCAPI, OGCAPI.read(c.req.param())!, layer.tms);
+    if (!tile) throw new TuileError('NotFound', `tile matrix ${tileMatrix} is not in ${o.id}`);
+    return serveTile(ctx, c.req.raw, layer, tile);
   });
 
   return app;

@@ -1,6 +1,8 @@
-// OGC exceptions (OWS Common 1.1 ExceptionReport) and the table from exception code to HTTP status.
+// OGC exceptions (OWS Common 1.1 ExceptionReport): a TuileError rendered with the exceptionCode its code
+// stands for and the status of the one table (errors.ts).
 
-import { XMLBuilder } from 'fast-xml-parser';
+import { HTTP_STATUS, TuileError, type ErrorCode } from '../errors.js';
+import { XML_TYPE, xmlDocument } from './xml.js';
 
 export type OwsCode =
   | 'MissingParameterValue'
@@ -9,57 +11,43 @@ export type OwsCode =
   | 'PointIJOutOfRange'
   | 'OperationNotSupported'
   | 'VersionNegotiationFailed'
-  | 'InvalidUpdateSequence'
   | 'NoApplicableCode';
 
-/** WMTS 1.0.0 tables 28 and 30, and OWS Common 1.1 table 25 */
-export const OWS_STATUS: Record<OwsCode, number> = {
-  MissingParameterValue: 400,
-  InvalidParameterValue: 400,
-  TileOutOfRange: 400,
-  PointIJOutOfRange: 400,
-  OperationNotSupported: 501,
-  VersionNegotiationFailed: 400,
-  InvalidUpdateSequence: 400,
-  NoApplicableCode: 500,
+/** The exceptionCode of each error code (WMTS 1.0.0 tables 28 and 30, OWS Common 1.1 table 25); others NoApplicableCode. */
+const OWS_CODE: Partial<Record<ErrorCode, OwsCode>> = {
+  MissingParameter: 'MissingParameterValue',
+  InvalidParameter: 'InvalidParameterValue',
+  TileOutOfRange: 'TileOutOfRange',
+  OutOfRange: 'TileOutOfRange',
+  PointOutOfRange: 'PointIJOutOfRange',
+  NotSupported: 'OperationNotSupported',
+  VersionNegotiationFailed: 'VersionNegotiationFailed',
 };
 
-export class OwsException extends Error {
-  constructor(
-    readonly code: OwsCode,
-    message: string,
-    readonly locator?: string,
-    readonly status: number = OWS_STATUS[code],
-  ) {
-    super(message);
-  }
-}
-
-// suppressBooleanAttributes off: the builder would otherwise write an attribute valued "true" bare (not XML)
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
-
 /** The ExceptionReport document; every text goes through the builder, so names from requests are escaped. */
-export function exceptionReport(e: OwsException): string {
-  const ex: Record<string, unknown> = { '@exceptionCode': e.code, ExceptionText: e.message };
-  if (e.locator) ex['@locator'] = e.locator;
-  return (
-    '<?xml version="1.0" encoding="UTF-8"?>\n' +
-    builder.build({
-      ExceptionReport: {
-        '@xmlns': 'http://www.opengis.net/ows/1.1',
-        '@xmlns:xsi': 'http://www.w3.org/2001/XMLSchema-instance',
-        '@xsi:schemaLocation': 'http://www.opengis.net/ows/1.1 http://schemas.opengis.net/ows/1.1.0/owsExceptionReport.xsd',
-        '@version': '1.0.0',
-        '@xml:lang': 'en',
-        Exception: ex,
-      },
-    })
-  );
+export function exceptionReport(code: OwsCode, message: string, locator?: string): string {
+  const ex: Record<string, unknown> = { '@exceptionCode': code, ExceptionText: message };
+  if (locator) ex['@locator'] = locator;
+  return xmlDocument({
+    ExceptionReport: {
+      '@xmlns': 'http://www.opengis.net/ows/1.1',
+      '@xmlns:xsi': 'http://www.w3.org/2001/XMLSchema-instance',
+      '@xsi:schemaLocation': 'http://www.opengis.net/ows/1.1 http://schemas.opengis.net/ows/1.1.0/owsExceptionReport.xsd',
+      '@version': '1.0.0',
+      '@xml:lang': 'en',
+      Exception: ex,
+    },
+  });
 }
 
-export function exceptionResponse(e: OwsException): Response {
-  return new Response(exceptionReport(e), {
-    status: e.status,
-    headers: { 'Content-Type': 'application/xml; charset=utf-8' },
+/** Any error as an ExceptionReport answer; one that is not a TuileError is logged and told as an internal error. */
+export function exceptionResponse(err: unknown, where: string): Response {
+  if (!(err instanceof TuileError)) {
+    console.error(`tuile: ${where}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return new Response(exceptionReport('NoApplicableCode', 'internal error'), { status: 500, headers: { 'Content-Type': XML_TYPE } });
+  }
+  return new Response(exceptionReport(OWS_CODE[err.code] ?? 'NoApplicableCode', err.message, err.locator), {
+    status: HTTP_STATUS[err.code],
+    headers: { 'Content-Type': XML_TYPE },
   });
 }

@@ -2,10 +2,13 @@
 // inside the limits, and the HTTP side (ETag/304, Cache-Control, HEAD). Protocols only parse and render errors.
 
 import { TileCache } from '../cache.js';
+import { publicBaseUrl } from '../base-url.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { TuileError } from '../errors.js';
-import type { TileLimits } from '../geo/tms.js';
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { jsonError, TuileError } from '../errors.js';
+import type { Tile, TileLimits } from '../geo/tms.js';
 import { access, chainAt, type Layer, type LayerSource } from '../registry.js';
 import { blankImage, FORMATS, type TileFormat } from '../tiles/codec.js';
 
@@ -20,17 +23,23 @@ export function levelOf(layer: Layer, z: number): TileLimits | undefined {
   return layer.levels.find((l) => l.z === z);
 }
 
+/** Whether a tile (y from the top) is inside a level's limits. */
+export function within(level: TileLimits, t: Tile): boolean {
+  return t.x >= level.minX && t.x <= level.maxX && t.y >= level.minY && t.y <= level.maxY;
+}
+
 /**
  * The tile {z, x, y} (y from the top) of a layer. Throws OutOfRange outside its levels or limits, with
  * the allowed range in the message; inside them, a tile with no data is the layer's blank tile.
  */
-export async function readTile(cache: TileCache, layer: Layer, z: number, x: number, y: number): Promise<ServedTile> {
+export async function readTile(cache: TileCache, layer: Layer, t: Tile): Promise<ServedTile> {
+  const { z, x, y } = t;
   const level = levelOf(layer, z);
   if (!level) {
     const zs = layer.levels.map((l) => l.z);
     throw new TuileError('OutOfRange', `level ${z} is not served by layer ${layer.name} (levels ${Math.min(...zs)} to ${Math.max(...zs)})`);
   }
-  if (x < level.minX || x > level.maxX || y < level.minY || y > level.maxY) {
+  if (!within(level, t)) {
     throw new TuileError(
       'OutOfRange',
       `tile ${z}/${x}/${y} is outside layer ${layer.name} at level ${z} (columns ${level.minX}-${level.maxX}, rows ${level.minY}-${level.maxY})`,
@@ -46,6 +55,17 @@ export async function readTile(cache: TileCache, layer: Layer, z: number, x: num
   return blankTile(layer);
 }
 
+/**
+ * The tile when its bytes are in the cache, without waiting (undefined otherwise, blank tiles included):
+ * the fast path answers a hit in the request's own tick. The caller has checked the layer's limits.
+ */
+export function cachedTile(cache: TileCache, layer: Layer, t: Tile): ServedTile | undefined {
+  const { z, x, y } = t;
+  const holder = chainAt(layer, z).locate(z, x, y);
+  const data = holder ? cache.peek(TileCache.key(holder, z, x, y)) : undefined;
+  return data ? { data, etag: `"${holder}-${z}-${x}-${y}"`, mime: FORMATS[layer.format].mime, blank: false } : undefined;
+}
+
 /** The layer's tile with no data (transparent png/webp, nodata-coloured jpeg). */
 export async function blankTile(layer: Layer): Promise<ServedTile> {
   return {
@@ -55,9 +75,6 @@ export async function blankTile(layer: Layer): Promise<ServedTile> {
     blank: true,
   };
 }
-
-/** A tile index in a URL: a non-negative integer in canonical form, small enough for any level. */
-export const TILE_INDEX = /^(0|[1-9]\d{0,8})$/;
 
 /** Response headers a browser may read across origins. */
 export const CORS_EXPOSE = ['ETag', 'Content-Length', 'Content-Range'];
@@ -112,20 +129,15 @@ export interface ServerContext {
   metrics: Metrics;
 }
 
-/** Base URL written into capabilities and links: the configured public URL, else the request's own. */
+/** Base URL written into capabilities and links (base-url.ts), under the endpoint's path. */
 export function baseUrl(ctx: ServerContext, req: Request): string {
-  const prefix = ctx.prefix ?? '';
-  if (ctx.config.publicUrl) return ctx.config.publicUrl + prefix;
-  const u = new URL(req.url);
-  const proto = req.headers.get('X-Forwarded-Proto')?.split(',')[0].trim() || u.protocol.replace(':', '');
-  const host = req.headers.get('X-Forwarded-Host')?.split(',')[0].trim() || req.headers.get('Host') || u.host;
-  return `${proto}://${host}${prefix}`;
+  return publicBaseUrl(req, ctx.config.publicUrl) + (ctx.prefix ?? '');
 }
 
 /** Serves a tile with timing, for the protocols' GetTile handlers. */
-export async function serveTile(ctx: ServerContext, req: Request, layer: Layer, z: number, x: number, y: number): Promise<Response> {
+export async function serveTile(ctx: ServerContext, req: Request, layer: Layer, t: Tile): Promise<Response> {
   const t0 = performance.now();
-  const tile = await readTile(ctx.cache, layer, z, x, y);
+  const tile = await readTile(ctx.cache, layer, t);
   const res = tileResponse(req, tile, ctx.config.tileMaxAge);
   ctx.metrics.tile((performance.now() - t0) / 1000);
   return res;
@@ -140,16 +152,21 @@ export function apiKeyOf(req: Request): string | undefined {
   return req.headers.get('apikey') || undefined;
 }
 
-export interface Denial {
-  status: 401 | 403;
-  message: string;
-}
-
-/** Why a request may not use a layer (401 without a key, 403 with one that does not open it), or null. */
-export function denial(layer: Layer, key: string | undefined): Denial | null {
+/**
+ * Why a request may not use a layer, or null: Unauthorized (401) without a key, Forbidden (403) with one that
+ * does not open it; the locator is where the key goes.
+ */
+export function denial(layer: Layer, key: string | undefined): TuileError | null {
   const a = access(layer, key);
   if (a === 'granted') return null;
   return a === 'no-key'
-    ? { status: 401, message: `layer ${layer.name} needs an API key (apikey= parameter or apikey header)` }
-    : { status: 403, message: `this API key does not give access to layer ${layer.name}, or its permission has ended` };
+    ? new TuileError('Unauthorized', `layer ${layer.name} needs an API key (apikey= parameter or apikey header)`, { locator: 'apikey' })
+    : new TuileError('Forbidden', `this API key does not give access to layer ${layer.name}, or its permission has ended`, { locator: 'apikey' });
+}
+
+/** The onError of the protocols that answer errors in JSON (XYZ, OGC API, the app): a server error is logged. */
+export function jsonErrorResponse(err: Error, c: Context): Response {
+  const e = jsonError(err);
+  if (e.status >= 500) console.error(`tuile: ${c.req.method} ${new URL(c.req.url).pathname}: ${err.stack ?? err.message}`);
+  return c.json(e.body, e.status as ContentfulStatusCode);
 }

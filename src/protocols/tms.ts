@@ -2,22 +2,20 @@
 // from the bottom. A TileMap covers its whole grid, as MapProxy's and GeoWebCache's global grids do: every
 // tile of a served level is 200, blank outside the data. Errors: an XML TileMapServerError.
 
-import { XMLBuilder } from 'fast-xml-parser';
 import { Hono } from 'hono';
-import { TuileError } from '../errors.js';
-import { flipY } from '../geo/tms.js';
+import { HTTP_STATUS, TuileError } from '../errors.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
-import { apiKeyOf, baseUrl, blankTile, denial, formatFromExtension, levelOf, serveTile, TILE_INDEX as INDEX, tileResponse, type ServerContext } from './tile.js';
+import { TILE_INDEX, tileOf, TMS } from './grammar.js';
+import { XML_TYPE, xmlDocument as doc } from './xml.js';
+import { apiKeyOf, baseUrl, blankTile, denial, formatFromExtension, levelOf, serveTile, tileResponse, within, type ServerContext } from './tile.js';
 
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
-const XML = { 'Content-Type': 'application/xml; charset=utf-8' };
+const XML = { 'Content-Type': XML_TYPE };
 
-function doc(root: Record<string, unknown>): string {
-  return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build(root);
-}
-
-function error(message: string, status: 400 | 401 | 403 | 404): Response {
+/** Any error as a TileMapServerError; one that is not a TuileError is logged and told as an internal error. */
+function errorResponse(err: unknown): Response {
+  if (!(err instanceof TuileError)) console.error(`tuile: tms: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  const [message, status] = err instanceof TuileError ? [err.message, HTTP_STATUS[err.code]] : ['internal error', 500];
   return new Response(doc({ TileMapServerError: { Message: message } }), { status, headers: XML });
 }
 
@@ -64,6 +62,7 @@ function tileMap(base: string, layer: Layer): string {
 
 export function tmsRoutes(ctx: ServerContext): Hono {
   const app = new Hono();
+  app.onError(errorResponse);
   const service = (req: Request) => {
     const base = baseUrl(ctx, req);
     return doc({
@@ -90,35 +89,32 @@ export function tmsRoutes(ctx: ServerContext): Hono {
   app.get('/1.0.0/', (c) => c.body(service(c.req.raw), 200, XML));
   app.get('/1.0.0/:layer', (c) => {
     const layer = ctx.holder.current.get(c.req.param('layer'));
-    if (!layer || !layer.available) return error(`no layer '${c.req.param('layer')}'`, 404);
+    if (!layer || !layer.available) throw new TuileError('NotFound', `no layer '${c.req.param('layer')}'`);
     const denied = denial(layer, apiKeyOf(c.req.raw));
-    if (denied) return error(denied.message, denied.status);
+    if (denied) throw denied;
     return c.body(tileMap(baseUrl(ctx, c.req.raw), layer), 200, XML);
   });
-  app.get('/1.0.0/:layer/:z/:x/:file', async (c) => {
-    const { layer: name, z, x, file } = c.req.param();
-    const layer = ctx.holder.current.get(name);
-    if (!layer || !layer.available) return error(`no layer '${name}'`, 404);
+  app.get(TMS.route, async (c) => {
+    const p: Record<string, string> = c.req.param();
+    const layer = ctx.holder.current.get(p.layer);
+    if (!layer || !layer.available) throw new TuileError('NotFound', `no layer '${p.layer}'`);
     const denied = denial(layer, apiKeyOf(c.req.raw));
-    if (denied) return error(denied.message, denied.status);
-    const m = /^(\d+)\.(\w+)$/.exec(file);
-    if (!m || !INDEX.test(z) || !INDEX.test(x) || !INDEX.test(m[1])) return error('expected /tms/1.0.0/{layer}/{z}/{x}/{y}.{ext} with non-negative integers', 400);
-    if (formatFromExtension(m[2]) !== layer.format) return error(`layer '${name}' serves .${FORMATS[layer.format].ext} tiles`, 404);
-    const zi = Number(z);
-    if (zi >= layer.tms.levels.length) return error(`level ${zi} does not exist`, 404);
-    const row = Number(m[1]);
-    const col = Number(x);
-    const matrix = layer.tms.levels[zi];
-    if (row >= matrix.matrixHeight) return error(`row ${row} does not exist at level ${zi}`, 404);
-    if (col >= matrix.matrixWidth) return error(`column ${col} does not exist at level ${zi}`, 404);
-    try {
-      return await serveTile(ctx, c.req.raw, layer, zi, col, flipY(layer.tms, zi, row));
-    } catch (err) {
-      if (!(err instanceof TuileError && err.code === 'OutOfRange')) throw err;
-      // the TileMap advertises the whole grid at its levels: outside the data's limits, a blank tile
-      if (!levelOf(layer, zi)) return error(err.message, 404);
-      return tileResponse(c.req.raw, await blankTile(layer), ctx.config.tileMaxAge);
+    if (denied) throw denied;
+    const u = TMS.read(p);
+    if (!u || !/^\w+$/.test(u.ext!) || !TILE_INDEX.test(u.level) || !TILE_INDEX.test(u.col) || !TILE_INDEX.test(u.row)) {
+      throw new TuileError('InvalidParameter', 'expected /tms/1.0.0/{layer}/{z}/{x}/{y}.{ext} with non-negative integers');
     }
+    if (formatFromExtension(u.ext!) !== layer.format) throw new TuileError('NotFound', `layer '${p.layer}' serves .${FORMATS[layer.format].ext} tiles`);
+    const zi = Number(u.level);
+    if (zi >= layer.tms.levels.length) throw new TuileError('NotFound', `level ${zi} does not exist`);
+    const matrix = layer.tms.levels[zi];
+    if (Number(u.row) >= matrix.matrixHeight) throw new TuileError('NotFound', `row ${u.row} does not exist at level ${zi}`);
+    if (Number(u.col) >= matrix.matrixWidth) throw new TuileError('NotFound', `column ${u.col} does not exist at level ${zi}`);
+    const tile = tileOf(TMS, u, layer.tms)!;
+    // the TileMap advertises the whole grid at its levels: outside the data's limits (at a served level), a blank tile
+    const level = levelOf(layer, zi);
+    if (level && !within(level, tile)) return tileResponse(c.req.raw, await blankTile(layer), ctx.config.tileMaxAge);
+    return serveTile(ctx, c.req.raw, layer, tile);
   });
   return app;
 }

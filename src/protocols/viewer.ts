@@ -5,6 +5,9 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Hono } from 'hono';
+import { html, raw } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import { statusOf } from '../errors.js';
 import type { Layer } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
 import { apiKeyOf, baseUrl, denial, type ServerContext } from './tile.js';
@@ -42,13 +45,16 @@ function loadAsset(name: string): Promise<Asset> {
   return p;
 }
 
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch] as string);
+type Html = HtmlEscapedString;
+
+/** Hono's `html` template (every interpolated string escaped, nested templates kept), as one string. */
+function h(strings: TemplateStringsArray, ...values: unknown[]): Html {
+  return html(strings, ...values) as Html;
 }
 
 /** JSON that can sit inside a <script> element: no `</script>` or `<!--` can appear in it. */
-function scriptJson(v: unknown): string {
-  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026');
+function scriptJson(v: unknown): Html {
+  return raw(JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
 }
 
 const STYLE = `
@@ -63,15 +69,15 @@ const STYLE = `
   ul { margin: 0; padding-left: 18px; }
 `;
 
-function page(title: string, body: string, head = ''): string {
-  return `<!doctype html>
+function page(title: string, body: Html, head: Html = raw('')): Html {
+  return h`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>${escapeHtml(title)}</title>
-<style>${STYLE}</style>
+<title>${title}</title>
+<style>${raw(STYLE)}</style>
 ${head}
 </head>
 <body>
@@ -81,45 +87,45 @@ ${body}
 `;
 }
 
-function layerRow(base: string, l: Layer): string {
+function layerRow(base: string, l: Layer): Html {
   const name = encodeURIComponent(l.name);
   const ext = FORMATS[l.format].ext;
   const zs = l.levels.map((v) => v.z);
-  const link = (href: string, text: string) => `<a href="${escapeHtml(href)}">${escapeHtml(text)}</a>`;
+  const link = (href: string, text: string) => h`<a href="${href}">${text}</a>`;
   const wmts = `${base}/wmts/1.0.0/WMTSCapabilities.xml`;
-  return `<tr>
-<td><strong>${escapeHtml(l.title)}</strong><br><code>${escapeHtml(l.name)}</code>${l.abstract ? `<br><span class="muted">${escapeHtml(l.abstract)}</span>` : ''}</td>
-<td>${escapeHtml(FORMATS[l.format].mime)}<br>levels ${Math.min(...zs)} to ${Math.max(...zs)}</td>
+  return h`<tr>
+<td><strong>${l.title}</strong><br><code>${l.name}</code>${l.abstract ? h`<br><span class="muted">${l.abstract}</span>` : ''}</td>
+<td>${FORMATS[l.format].mime}<br>levels ${Math.min(...zs)} to ${Math.max(...zs)}</td>
 <td><ul>
 <li>${link(`${base}/viewer/${name}`, 'Map viewer')}</li>
-<li>WMTS: ${link(wmts, wmts)} (layer <code>${escapeHtml(l.name)}</code>)</li>
+<li>WMTS: ${link(wmts, wmts)} (layer <code>${l.name}</code>)</li>
 <li>TMS: ${link(`${base}/tms/1.0.0/${name}`, `${base}/tms/1.0.0/${name}`)}</li>
-<li>XYZ: <code>${escapeHtml(`${base}/tiles/${name}/{z}/{x}/{y}.${ext}`)}</code></li>
+<li>XYZ: <code>${`${base}/tiles/${name}/{z}/{x}/{y}.${ext}`}</code></li>
 <li>OGC API - Tiles: ${link(`${base}/ogcapi/collections/${name}/map/tiles/WebMercatorQuad`, `${base}/ogcapi/collections/${name}/map/tiles/WebMercatorQuad`)}</li>
 </ul></td>
 </tr>`;
 }
 
-function indexPage(base: string, layers: Layer[]): string {
-  const rows = layers.map((l) => layerRow(base, l)).join('\n');
+function indexPage(base: string, layers: Layer[]): Html {
+  const rows = raw(layers.map((l) => layerRow(base, l)).join('\n'));
   return page(
     'tuile',
-    `<header><strong>tuile</strong><span>raster tile server</span></header>
+    h`<header><strong>tuile</strong><span>raster tile server</span></header>
 <main>
 <p>Services:
-<a href="${escapeHtml(`${base}/wmts/1.0.0/WMTSCapabilities.xml`)}">WMTS capabilities</a> ·
-<a href="${escapeHtml(`${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`)}">WMTS KVP</a> ·
-<a href="${escapeHtml(`${base}/tms/1.0.0/`)}">TMS</a> ·
-<a href="${escapeHtml(`${base}/ogcapi`)}">OGC API - Tiles</a></p>
+<a href="${`${base}/wmts/1.0.0/WMTSCapabilities.xml`}">WMTS capabilities</a> ·
+<a href="${`${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`}">WMTS KVP</a> ·
+<a href="${`${base}/tms/1.0.0/`}">TMS</a> ·
+<a href="${`${base}/ogcapi`}">OGC API - Tiles</a></p>
 ${
   layers.length
-    ? `<table>
+    ? h`<table>
 <thead><tr><th>Layer</th><th>Tiles</th><th>URLs</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
 </table>`
-    : '<p>No layer is published.</p>'
+    : h`<p>No layer is published.</p>`
 }
 </main>`,
   );
@@ -168,7 +174,7 @@ const VIEWER_SCRIPT = `
 })();
 `;
 
-function viewerPage(l: Layer, key?: string): string {
+function viewerPage(l: Layer, key?: string): Html {
   const b = l.bbox;
   // relative URLs: the page works behind a proxy that mounts tuile under a path prefix
   const cfg = {
@@ -181,13 +187,13 @@ function viewerPage(l: Layer, key?: string): string {
   };
   return page(
     `${l.title} · tuile`,
-    `<header><a href="../">tuile</a><strong>${escapeHtml(l.title)}</strong><span id="status" class="muted">loading…</span></header>
-<div id="map" role="region" aria-label="${escapeHtml(`Map of ${l.title}`)}"></div>
+    h`<header><a href="../">tuile</a><strong>${l.title}</strong><span id="status" class="muted">loading…</span></header>
+<div id="map" role="region" aria-label="${`Map of ${l.title}`}"></div>
 <noscript>The map needs JavaScript.</noscript>
 <script id="tuile-config" type="application/json">${scriptJson(cfg)}</script>
 <script src="assets/ol.js"></script>
-<script>${VIEWER_SCRIPT}</script>`,
-    `<link rel="stylesheet" href="assets/ol.css">
+<script>${raw(VIEWER_SCRIPT)}</script>`,
+    h`<link rel="stylesheet" href="assets/ol.css">
 <style>
   html, body { height: 100%; }
   body { display: flex; flex-direction: column; }
@@ -216,12 +222,12 @@ export function viewerRoutes(ctx: ServerContext): Hono {
     const name = c.req.param('layer');
     const layer = ctx.holder.current.get(name);
     if (!layer || !layer.available) {
-      return c.html(page('Layer not found · tuile', `<header><a href="../">tuile</a></header><main><h1>No layer ${escapeHtml(`'${name}'`)}</h1><p><a href="../">Published layers</a></p></main>`), 404);
+      return c.html(page('Layer not found · tuile', h`<header><a href="../">tuile</a></header><main><h1>No layer ${`'${name}'`}</h1><p><a href="../">Published layers</a></p></main>`), 404);
     }
     const key = apiKeyOf(c.req.raw);
     const denied = denial(layer, key);
     if (denied) {
-      return c.html(page('Access denied · tuile', `<header><a href="../">tuile</a></header><main><h1>${escapeHtml(denied.message)}</h1><p>Add <code>?apikey=</code> to the address.</p></main>`), denied.status);
+      return c.html(page('Access denied · tuile', h`<header><a href="../">tuile</a></header><main><h1>${denied.message}</h1><p>Add <code>?apikey=</code> to the address.</p></main>`), statusOf(denied) as 401);
     }
     return c.html(viewerPage(layer, key));
   });

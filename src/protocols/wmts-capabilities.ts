@@ -1,23 +1,16 @@
 // WMTS GetCapabilities document (07-057r7 7.1) and the tile matrices it advertises per registry.
 
-import { XMLBuilder } from 'fast-xml-parser';
 import { PM, type TileMatrixSet } from '../geo/tms.js';
 import type { Layer, Registry } from '../registry.js';
 import { FORMATS } from '../tiles/codec.js';
 import { INFO_FORMATS } from './featureinfo.js';
+import { xmlDocument as doc } from './xml.js';
 
 export const VERSION = '1.0.0';
 /** The one style of every layer: tiles are pre-rendered, but STYLE is a mandatory GetTile parameter (07-057r7 7.2). */
 export const STYLE = 'normal';
 /** Tile matrices advertised when no layer is published (DESIGN 3: level ids "0".."21"). */
 const DEFAULT_MATRICES = 22;
-
-// suppressBooleanAttributes is on by default and would print isDefault="true" as a bare (non-XML) attribute
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: true, suppressBooleanAttributes: false });
-
-function doc(root: Record<string, unknown>): string {
-  return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build(root);
-}
 
 /** OGC URN of a CRS code such as EPSG:3857, the form 07-057r7's examples give ows:SupportedCRS. */
 function crsUrn(crs: string): string {

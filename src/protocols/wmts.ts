@@ -3,10 +3,11 @@
 
 import { Hono } from 'hono';
 import { TuileError } from '../errors.js';
-import { mercatorToLonLat } from '../geo/tms.js';
+import { mercatorToLonLat, type Tile } from '../geo/tms.js';
 import type { Layer, Registry } from '../registry.js';
 import { FORMATS, pixelAt } from '../tiles/codec.js';
-import { exceptionResponse, OwsException } from './ows.js';
+import { WMTS_REST } from './grammar.js';
+import { exceptionResponse } from './ows.js';
 import { findInfoFormat, INFO_FORMATS, renderFeatureInfo, type FeatureInfo, type InfoFormat } from './featureinfo.js';
 import { capabilities, matrixCount, SECTIONS, STYLE, VERSION } from './wmts-capabilities.js';
 import { apiKeyOf, baseUrl, denial, formatFromExtension, levelOf, readTile, serveTile, type ServerContext } from './tile.js';
@@ -31,7 +32,7 @@ function kvpParams(url: URL): Params {
 function requirePresent(p: Params, names: string[]): void {
   for (const name of names) {
     const v = p(name);
-    if (v === undefined || v === '') throw new OwsException('MissingParameterValue', `missing parameter ${name}`, name);
+    if (v === undefined || v === '') throw new TuileError('MissingParameter', `missing parameter ${name}`, { locator: name });
   }
 }
 
@@ -39,9 +40,7 @@ const NON_NEGATIVE = /^\d+$/;
 
 interface TileAddress {
   layer: Layer;
-  z: number;
-  row: number;
-  col: number;
+  tile: Tile;
 }
 
 /**
@@ -52,38 +51,38 @@ interface TileAddress {
 function tileAddress(reg: Registry, p: Params): TileAddress {
   const name = p('LAYER')!;
   const layer = reg.get(name);
-  if (!layer || !layer.available) throw new OwsException('InvalidParameterValue', `unknown layer '${name}'`, 'LAYER');
+  if (!layer || !layer.available) throw new TuileError('InvalidParameter', `unknown layer '${name}'`, { locator: 'LAYER' });
   const denied = denial(layer, p('APIKEY'));
-  if (denied) throw new OwsException('NoApplicableCode', denied.message, 'apikey', denied.status);
+  if (denied) throw denied;
   const style = p('STYLE')!;
-  if (style !== STYLE) throw new OwsException('InvalidParameterValue', `unknown style '${style}' for layer '${name}' (styles: ${STYLE})`, 'STYLE');
+  if (style !== STYLE) throw new TuileError('InvalidParameter', `unknown style '${style}' for layer '${name}' (styles: ${STYLE})`, { locator: 'STYLE' });
   const format = p('FORMAT');
   const mime = FORMATS[layer.format].mime;
   // FORMAT is optional here because GetFeatureInfo clients (GDAL's KVP template) leave it out
-  if (format !== undefined && format !== mime) throw new OwsException('InvalidParameterValue', `layer '${name}' serves ${mime}, not '${format}'`, 'FORMAT');
+  if (format !== undefined && format !== mime) throw new TuileError('InvalidParameter', `layer '${name}' serves ${mime}, not '${format}'`, { locator: 'FORMAT' });
   const tmsId = p('TILEMATRIXSET')!;
-  if (tmsId !== layer.tms.id) throw new OwsException('InvalidParameterValue', `unknown tile matrix set '${tmsId}' for layer '${name}' (sets: ${layer.tms.id})`, 'TILEMATRIXSET');
+  if (tmsId !== layer.tms.id) throw new TuileError('InvalidParameter', `unknown tile matrix set '${tmsId}' for layer '${name}' (sets: ${layer.tms.id})`, { locator: 'TILEMATRIXSET' });
   const matrix = p('TILEMATRIX')!;
   const z = layer.tms.levels.findIndex((m) => m.id === matrix);
-  if (z < 0 || z >= matrixCount(reg, layer.tms)) throw new OwsException('InvalidParameterValue', `unknown tile matrix '${matrix}' in tile matrix set ${tmsId}`, 'TILEMATRIX');
+  if (z < 0 || z >= matrixCount(reg, layer.tms)) throw new TuileError('InvalidParameter', `unknown tile matrix '${matrix}' in tile matrix set ${tmsId}`, { locator: 'TILEMATRIX' });
   const limits = levelOf(layer, z);
   if (!limits) {
     const zs = layer.levels.map((l) => l.z);
-    throw new OwsException('TileOutOfRange', `layer '${name}' serves tile matrices ${Math.min(...zs)} to ${Math.max(...zs)}, not ${matrix}`, 'TILEMATRIX');
+    throw new TuileError('TileOutOfRange', `layer '${name}' serves tile matrices ${Math.min(...zs)} to ${Math.max(...zs)}, not ${matrix}`, { locator: 'TILEMATRIX' });
   }
   const rowText = p('TILEROW')!;
   const colText = p('TILECOL')!;
-  if (!NON_NEGATIVE.test(rowText)) throw new OwsException('InvalidParameterValue', `TILEROW '${rowText}' is not a non-negative integer`, 'TILEROW');
-  if (!NON_NEGATIVE.test(colText)) throw new OwsException('InvalidParameterValue', `TILECOL '${colText}' is not a non-negative integer`, 'TILECOL');
+  if (!NON_NEGATIVE.test(rowText)) throw new TuileError('InvalidParameter', `TILEROW '${rowText}' is not a non-negative integer`, { locator: 'TILEROW' });
+  if (!NON_NEGATIVE.test(colText)) throw new TuileError('InvalidParameter', `TILECOL '${colText}' is not a non-negative integer`, { locator: 'TILECOL' });
   const row = Number(rowText);
   const col = Number(colText);
   if (row < limits.minY || row > limits.maxY) {
-    throw new OwsException('TileOutOfRange', `row ${rowText} is outside layer '${name}' at tile matrix ${matrix} (rows ${limits.minY} to ${limits.maxY})`, 'TILEROW');
+    throw new TuileError('TileOutOfRange', `row ${rowText} is outside layer '${name}' at tile matrix ${matrix} (rows ${limits.minY} to ${limits.maxY})`, { locator: 'TILEROW' });
   }
   if (col < limits.minX || col > limits.maxX) {
-    throw new OwsException('TileOutOfRange', `column ${colText} is outside layer '${name}' at tile matrix ${matrix} (columns ${limits.minX} to ${limits.maxX})`, 'TILECOL');
+    throw new TuileError('TileOutOfRange', `column ${colText} is outside layer '${name}' at tile matrix ${matrix} (columns ${limits.minX} to ${limits.maxX})`, { locator: 'TILECOL' });
   }
-  return { layer, z, row, col };
+  return { layer, tile: { z, x: col, y: row } };
 }
 
 const TILE_PARAMS = ['LAYER', 'STYLE', 'FORMAT', 'TILEMATRIXSET', 'TILEMATRIX', 'TILEROW', 'TILECOL'];
@@ -92,13 +91,8 @@ const INFO_PARAMS = ['LAYER', 'STYLE', 'TILEMATRIXSET', 'TILEMATRIX', 'TILEROW',
 async function getTile(ctx: ServerContext, req: Request, reg: Registry, p: Params): Promise<Response> {
   requirePresent(p, TILE_PARAMS);
   const t = tileAddress(reg, p);
-  try {
-    return await serveTile(ctx, req, t.layer, t.z, t.col, t.row);
-  } catch (err) {
-    // the limits were checked above; a registry swapped between the check and the read lands here
-    if (err instanceof TuileError && err.code === 'OutOfRange') throw new OwsException('TileOutOfRange', err.message);
-    throw err;
-  }
+  // the limits were checked above, on this same layer: readTile finds no other
+  return serveTile(ctx, req, t.layer, t.tile);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -106,23 +100,24 @@ async function getTile(ctx: ServerContext, req: Request, reg: Registry, p: Param
 
 function pixelIndex(p: Params, name: 'I' | 'J', size: number): number {
   const v = p(name)!;
-  if (!/^-?\d+$/.test(v)) throw new OwsException('InvalidParameterValue', `${name} '${v}' is not an integer`, name);
+  if (!/^-?\d+$/.test(v)) throw new TuileError('InvalidParameter', `${name} '${v}' is not an integer`, { locator: name });
   const n = Number(v);
-  if (n < 0 || n >= size) throw new OwsException('PointIJOutOfRange', `${name} ${v} is outside the tile (0 to ${size - 1})`, name);
+  if (n < 0 || n >= size) throw new TuileError('PointOutOfRange', `${name} ${v} is outside the tile (0 to ${size - 1})`, { locator: name });
   return n;
 }
 
 function infoFormat(layer: Layer, value: string): InfoFormat {
-  if (!layer.featureInfo) throw new OwsException('InvalidParameterValue', `layer '${layer.name}' is not queryable: it offers no InfoFormat`, 'INFOFORMAT');
+  if (!layer.featureInfo) throw new TuileError('InvalidParameter', `layer '${layer.name}' is not queryable: it offers no InfoFormat`, { locator: 'INFOFORMAT' });
   const f = findInfoFormat('mime', value);
-  if (!f) throw new OwsException('InvalidParameterValue', `unknown InfoFormat '${value}' (formats: ${INFO_FORMATS.map((x) => x.mime).join(', ')})`, 'INFOFORMAT');
+  if (!f) throw new TuileError('InvalidParameter', `unknown InfoFormat '${value}' (formats: ${INFO_FORMATS.map((x) => x.mime).join(', ')})`, { locator: 'INFOFORMAT' });
   return f;
 }
 
 async function featureInfo(ctx: ServerContext, t: TileAddress, i: number, j: number): Promise<FeatureInfo> {
-  const { layer, z, row, col } = t;
+  const { layer } = t;
+  const { z, x: col, y: row } = t.tile;
   const tms = layer.tms;
-  const tile = await readTile(ctx.cache, layer, z, col, row);
+  const tile = await readTile(ctx.cache, layer, t.tile);
   const px = tile.blank ? undefined : await pixelAt(tile.data, i, j);
   const nodata = !px || px.alpha === 0;
   const res = tms.levels[z].resolution;
@@ -164,17 +159,17 @@ function getCapabilities(reg: Registry, base: string, p: Params): Response {
   // OWS Common 7.3: versions are negotiated with AcceptVersions; a VERSION other than ours fails the same way
   const accept = p('ACCEPTVERSIONS');
   if (accept !== undefined && !accept.split(',').map((v) => v.trim()).includes(VERSION)) {
-    throw new OwsException('VersionNegotiationFailed', `this server speaks WMTS ${VERSION} only, not ${accept}`, 'ACCEPTVERSIONS');
+    throw new TuileError('VersionNegotiationFailed', `this server speaks WMTS ${VERSION} only, not ${accept}`, { locator: 'ACCEPTVERSIONS' });
   }
   const version = p('VERSION');
   if (version !== undefined && version !== '' && version !== VERSION) {
-    throw new OwsException('VersionNegotiationFailed', `this server speaks WMTS ${VERSION} only, not ${version}`, 'VERSION');
+    throw new TuileError('VersionNegotiationFailed', `this server speaks WMTS ${VERSION} only, not ${version}`, { locator: 'VERSION' });
   }
   let sections: Set<string> | undefined;
   const s = p('SECTIONS');
   if (s !== undefined && s !== '') {
     sections = new Set(s.split(',').map((x) => x.trim()));
-    for (const x of sections) if (!SECTIONS.includes(x)) throw new OwsException('InvalidParameterValue', `unknown section '${x}' (sections: ${SECTIONS.join(', ')})`, 'SECTIONS');
+    for (const x of sections) if (!SECTIONS.includes(x)) throw new TuileError('InvalidParameter', `unknown section '${x}' (sections: ${SECTIONS.join(', ')})`, { locator: 'SECTIONS' });
   }
   return new Response(capabilities(reg, base, sections, p('APIKEY')), { headers: { 'Content-Type': XML_TYPE } });
 }
@@ -183,16 +178,16 @@ async function kvp(ctx: ServerContext, req: Request): Promise<Response> {
   const reg = ctx.holder.current;
   const p = withKey(kvpParams(new URL(req.url)), req);
   requirePresent(p, ['SERVICE']);
-  if (p('SERVICE') !== 'WMTS') throw new OwsException('InvalidParameterValue', `SERVICE must be WMTS, not '${p('SERVICE')}'`, 'SERVICE');
+  if (p('SERVICE') !== 'WMTS') throw new TuileError('InvalidParameter', `SERVICE must be WMTS, not '${p('SERVICE')}'`, { locator: 'SERVICE' });
   requirePresent(p, ['REQUEST']);
   const request = p('REQUEST')!;
   if (request === 'GetCapabilities') return getCapabilities(reg, baseUrl(ctx, req), p);
   if (request !== 'GetTile' && request !== 'GetFeatureInfo') {
-    throw new OwsException('OperationNotSupported', `operation '${request}' is not supported (operations: GetCapabilities, GetTile, GetFeatureInfo)`, 'REQUEST');
+    throw new TuileError('NotSupported', `operation '${request}' is not supported (operations: GetCapabilities, GetTile, GetFeatureInfo)`, { locator: 'REQUEST' });
   }
   // VERSION is mandatory in GetTile and GetFeatureInfo (07-057r7 7.2, 7.3); we accept its absence, not another value
   const version = p('VERSION');
-  if (version !== undefined && version !== VERSION) throw new OwsException('InvalidParameterValue', `VERSION must be ${VERSION}, not '${version}'`, 'VERSION');
+  if (version !== undefined && version !== VERSION) throw new TuileError('InvalidParameter', `VERSION must be ${VERSION}, not '${version}'`, { locator: 'VERSION' });
   return request === 'GetTile' ? getTile(ctx, req, reg, p) : getFeatureInfo(ctx, reg, p);
 }
 
@@ -212,57 +207,46 @@ function splitExtension(file: string): [string, string] {
   return dot < 0 ? [file, ''] : [file.slice(0, dot), file.slice(dot + 1)];
 }
 
-async function guarded(run: () => Response | Promise<Response>): Promise<Response> {
-  try {
-    return await run();
-  } catch (err) {
-    if (err instanceof OwsException) return exceptionResponse(err);
-    console.error(`tuile: wmts: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    return exceptionResponse(new OwsException('NoApplicableCode', 'internal error'));
-  }
-}
-
 export function wmtsRoutes(ctx: ServerContext): Hono {
   const app = new Hono();
-  app.get('/', (c) => guarded(() => kvp(ctx, c.req.raw)));
+  app.onError((err) => exceptionResponse(err, 'wmts'));
+  app.get('/', (c) => kvp(ctx, c.req.raw));
   app.get('/1.0.0/WMTSCapabilities.xml', (c) =>
-    guarded(() => new Response(capabilities(ctx.holder.current, baseUrl(ctx, c.req.raw), undefined, apiKeyOf(c.req.raw)), { headers: { 'Content-Type': XML_TYPE } })),
+    new Response(capabilities(ctx.holder.current, baseUrl(ctx, c.req.raw), undefined, apiKeyOf(c.req.raw)), { headers: { 'Content-Type': XML_TYPE } }),
   );
-  app.get('/1.0.0/:layer/:style/:tms/:z/:row/:file', (c) =>
-    guarded(() => {
-      const { layer, style, tms, z, row, file } = c.req.param();
-      const [col, ext] = splitExtension(file);
-      const format = formatFromExtension(ext);
-      const p = restParams({
-        LAYER: layer,
-        STYLE: style,
-        FORMAT: format ? FORMATS[format].mime : `.${ext}`,
-        TILEMATRIXSET: tms,
-        TILEMATRIX: z,
-        TILEROW: row,
-        TILECOL: col,
-      });
-      return getTile(ctx, c.req.raw, ctx.holder.current, withKey(p, c.req.raw));
-    }),
-  );
-  app.get('/1.0.0/:layer/:style/:tms/:z/:row/:col/:j/:file', (c) =>
-    guarded(() => {
-      const { layer, style, tms, z, row, col, j, file } = c.req.param();
-      const [i, ext] = splitExtension(file);
-      const f = findInfoFormat('ext', ext);
-      const p = restParams({
-        LAYER: layer,
-        STYLE: style,
-        TILEMATRIXSET: tms,
-        TILEMATRIX: z,
-        TILEROW: row,
-        TILECOL: col,
-        J: j,
-        I: i,
-        INFOFORMAT: f ? f.mime : `.${ext}`,
-      });
-      return getFeatureInfo(ctx, ctx.holder.current, withKey(p, c.req.raw));
-    }),
-  );
+  // the grammar's route; its parameters are validated as the KVP ones they stand for (a file without an
+  // extension included), so that both encodings give the same exceptions
+  app.get(WMTS_REST.route, (c) => {
+    const { layer, style, tms, z, row, file }: Record<string, string> = c.req.param();
+    const [col, ext] = splitExtension(file);
+    const format = formatFromExtension(ext);
+    const p = restParams({
+      LAYER: layer,
+      STYLE: style,
+      FORMAT: format ? FORMATS[format].mime : `.${ext}`,
+      TILEMATRIXSET: tms,
+      TILEMATRIX: z,
+      TILEROW: row,
+      TILECOL: col,
+    });
+    return getTile(ctx, c.req.raw, ctx.holder.current, withKey(p, c.req.raw));
+  });
+  app.get('/1.0.0/:layer/:style/:tms/:z/:row/:col/:j/:file', (c) => {
+    const { layer, style, tms, z, row, col, j, file } = c.req.param();
+    const [i, ext] = splitExtension(file);
+    const f = findInfoFormat('ext', ext);
+    const p = restParams({
+      LAYER: layer,
+      STYLE: style,
+      TILEMATRIXSET: tms,
+      TILEMATRIX: z,
+      TILEROW: row,
+      TILECOL: col,
+      J: j,
+      I: i,
+      INFOFORMAT: f ? f.mime : `.${ext}`,
+    });
+    return getFeatureInfo(ctx, ctx.holder.current, withKey(p, c.req.raw));
+  });
   return app;
 }

@@ -34,8 +34,8 @@ export class WorkerPool {
     readonly size: number = availableParallelism(),
     private readonly preloadSharp = true,
   ) {
-    // A worker's heap holds ~10 MB that live, but its old generation starts small: V8 ran a full collection
-    // every ~0.3 s of a build (26 in a bench build, 4 with this). Read when an isolate is made: it applies to the
+    // A worker's heap holds ~10 MB that live, but its old generation starts small: V8 ran full collections all
+    // through a build (bench/README.md). Read when an isolate is made: it applies to the
     // workers, not to the running main thread. Worker options have no initial heap size.
     setFlagsFromString('--initial-old-space-size=64');
     for (let i = 0; i < Math.max(1, size); i++) this.spawn();
@@ -79,11 +79,6 @@ export class WorkerPool {
       else this.queue.push(p);
       this.pump();
     });
-  }
-
-  /** Tasks queued or running. */
-  get load(): number {
-    return this.queue.length + this.slots.filter((s) => s.job).length;
   }
 
   private pump(): void {

@@ -9,7 +9,7 @@ export const MAX_UNROLL = 32;
 const MAX_UNROLL_ROWS = 8;
 
 /** Runs the fast path over a tile; returns how many pixels it stored in `slow` for separable(). */
-export type FastLoop = (
+type FastLoop = (
   job: Job,
   runs: Uint8Array | null,
   slow: Int32Array,

@@ -13,12 +13,12 @@ import { bandRanges, nodataMask, rangeOf, scaleToBytes, type ScaleRange } from '
 import { checkImageBlocks, checkTiffStructure } from './tiffcheck.js';
 import type { SourceWindow } from './resample.js';
 
-// geotiff.js's CommonJS build, required: its ES module graph takes ~20 ms longer to load, in each thread of a build
+// geotiff.js's CommonJS build, required: its ES module graph is slower to load, in each thread of a build
 const { fromFile, getDecoder } = createRequire(import.meta.url)('geotiff') as typeof import('geotiff');
 
 /** Affine georeferencing, GDAL order: X = a0 + col*a1 + row*a2; Y = a3 + col*a4 + row*a5 (pixel corners). */
 /** Largest strip or tile a window may decode. */
-export const MAX_BLOCK_BYTES = 256 * 2 ** 20;
+const MAX_BLOCK_BYTES = 256 * 2 ** 20;
 
 export type GeoTransform = [number, number, number, number, number, number];
 
@@ -429,7 +429,7 @@ export class GeoTiffSource {
 
   /**
    * Decodes the strips or tiles under a window and copies their rows with typed-array copies: geotiff.js's
-   * readRasters reads every sample through a DataView call, which costs 4x the decoding itself.
+   * readRasters reads every sample through a DataView call, which costs more than the decoding itself.
    */
   private async readBlocks(
     x0: number,

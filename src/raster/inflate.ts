@@ -8,7 +8,7 @@ import { releaseBuffer, spareBuffer } from './buffers.js';
 // geotiff.js's CommonJS build, required as geotiff.ts does: one instance, whose decoder table this module fills
 const { addDecoder, BaseDecoder } = createRequire(import.meta.url)('geotiff') as typeof import('geotiff');
 
-// geotiff.js inflates with pako, in JavaScript: Node's zlib is native and about 3x faster, and deflate is
+// geotiff.js inflates with pako, in JavaScript: Node's zlib is native and much faster, and deflate is
 // the most common compression of deliveries. The 8-bit horizontal predictor is undone here in one pass
 // (geotiff.js's generic one cost as much as the inflate); others stay geotiff.js's.
 class NativeDeflateDecoder extends BaseDecoder {
@@ -48,8 +48,8 @@ export function releaseBlock(buffer: ArrayBufferLike): void {
 }
 
 /**
- * Inflates into a buffer of `size` bytes, reused when one is free (a fresh 0.8 MB output per block cost more than
- * the inflate itself). Node's zlib has no public way to inflate into a given buffer: its synchronous path writes
+ * Inflates into a buffer of `size` bytes, reused when one is free (a fresh output per block cost more than the
+ * inflate itself). Node's zlib has no public way to inflate into a given buffer: its synchronous path writes
  * into the stream's `_outBuffer` (`_chunkSize` bytes), which is set here. Checked once at start-up against a
  * known stream; without it, inflateSync.
  */

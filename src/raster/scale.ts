@@ -16,7 +16,7 @@ export function parseScale(text: string): ScaleRange[] {
   return checkScale(out);
 }
 
-export function checkScale(ranges: ScaleRange[]): ScaleRange[] {
+function checkScale(ranges: ScaleRange[]): ScaleRange[] {
   if (ranges.length < 1 || ranges.length > 4) throw new TuileError('InvalidParameter', `scale: give 1 to 4 MIN,MAX pairs, not ${ranges.length}`);
   for (const [lo, hi] of ranges) {
     if (!(Number.isFinite(lo) && Number.isFinite(hi)) || lo === hi) {

@@ -8,11 +8,11 @@ import type { GeoTIFFImage } from 'geotiff';
 import { TuileError } from '../errors.js';
 
 /** More images than any delivery has (one image, its overviews and masks: a few dozen). */
-export const MAX_IFDS = 1024;
+const MAX_IFDS = 1024;
 /** Bytes of directories read over the whole chain: real ones take a few hundred bytes each. */
 const MAX_DIRECTORY_BYTES = 16 * 2 ** 20;
 /** Values of one tag: 2^24 strips or tiles is beyond any raster under the pixel limit. */
-export const MAX_TAG_VALUES = 2 ** 24;
+const MAX_TAG_VALUES = 2 ** 24;
 
 /** Bytes of one value of each TIFF field type (TIFF 6.0 section 2, BigTIFF's 16-18). */
 const TYPE_SIZE: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8 };

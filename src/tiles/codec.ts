@@ -92,7 +92,7 @@ export async function encodeTile(t: RawTile, opts: EncodeOptions): Promise<Uint8
     img = sharp(buf, { raw: { width: t.width, height: t.height, channels: channels as 1 | 3 } });
     // libvips would otherwise convert grey to sRGB: keep one channel (smaller, and what was delivered)
     if (channels === 1) img = img.toColourspace('b-w');
-    // no optimised Huffman tables: 40 % less encoding time for 10 % more bytes
+    // no optimised Huffman tables: much less encoding time for a few more bytes (bench/README.md)
     return img.jpeg({ quality: opts.quality ?? 85, optimiseCoding: false }).toBuffer();
   }
   if (opts.format === 'png') return encodePng(t, opaque, opts.pngLevel);
@@ -107,9 +107,9 @@ let sharpLoaded: Promise<SharpFn> | null = null;
 let sharpFn: SharpFn | null = null;
 
 /**
- * sharp, loaded on first use: a png build's workers never need libvips (a few hundred ms of start-up). Required,
- * not imported: from ESM, Node first scans the CommonJS source for its export names, and that scanner, hot for
- * a moment, costs a build ~0.4 s of optimising compilation in each of its threads.
+ * sharp, loaded on first use: a png build's workers never need libvips, whose start-up is slow. Required, not
+ * imported: from ESM, Node first scans the CommonJS source for its export names, and that scanner, hot for a
+ * moment, costs each build thread optimising compilation (figures: bench/README.md).
  */
 export function loadSharp(): Promise<SharpFn> {
   sharpLoaded ??= Promise.resolve().then(() => (sharpFn = createRequire(import.meta.url)('sharp') as SharpFn));
@@ -122,11 +122,11 @@ const PNG_SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x
  * PNG without libvips: colour (and alpha when not opaque) interleaved straight into filtered rows, compressed in
  * the calling thread (a build has a worker per core: handing zlib to libuv's pool only added thread switches and
  * chunk copies). No pipeline set-up per tile, and no libvips threads contending with the workers.
- * - By default the "average" filter on every row, then Huffman coding only (deflate.ts, 3x faster than zlib level
- *   1) for noisy rows, zlib level 1 for smooth ones and ones with runs: on the bench raster 5 % larger than zlib
- *   level 1 throughout, as large on a MODIS scene.
- * - With a zlib level (`--png-level`, 0-9): the "up" filter and zlib at that level; level 1 is 1 % larger than
- *   libvips' adaptive filters at level 2, for ~40 % less encoding time.
+ * - By default the "average" filter on every row, then Huffman coding only (deflate.ts, much faster than zlib
+ *   level 1) for noisy rows, zlib level 1 for smooth ones and ones with runs: about as large as zlib level 1
+ *   throughout.
+ * - With a zlib level (`--png-level`, 0-9): the "up" filter and zlib at that level, about as small as libvips'
+ *   adaptive filters and faster. Figures of both: bench/README.md.
  */
 async function encodePng(t: RawTile, opaque: boolean, level: number | undefined): Promise<Uint8Array> {
   const { width, height, bands, data } = t;
@@ -147,9 +147,8 @@ async function encodePng(t: RawTile, opaque: boolean, level: number | undefined)
       averageFilter(f, height, stride, ch);
     }
     // Huffman coding spends a bit a byte at least: on smooth rows or rows with runs (natural imagery with flat
-    // areas: zlib level 1 is a third smaller on a MODIS scene, where half the filtered bytes of a tile lie in runs,
-    // against ~5 % in most tiles of the noisy bench raster) zlib's string matching does far better, and is fast
-    // there too
+    // areas, where much of a tile's filtered bytes lie in runs) zlib's string matching does far better, and is
+    // fast there too
     const idat = huffmanZlib(f, SMOOTH_BITS_PER_BYTE, MAX_RUN_SHARE) ?? deflateSync(f, { level: 1 });
     return pngFile(width, height, ch, idat);
   }

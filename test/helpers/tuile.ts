@@ -1,10 +1,10 @@
 // Test helper: tuile as a user runs it (`node dist/main.js` in its own process, real HTTP on 127.0.0.1)
-// and a small client of its management API that follows statuses.
+// and the scenario client of its management API (src/client.ts) with the tests' token.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
+import { ApiClient } from '../../src/client.js';
 import { ROOT, tempDir } from './fixtures.js';
 
 export const TOKEN = 'test-admin-token-0123456789';
@@ -68,123 +68,12 @@ export async function startTuile(dataDir: string, env: Record<string, string> = 
   };
 }
 
-export interface Reply<T = any> {
-  status: number;
-  headers: Headers;
-  body: T;
-}
+export type { Reply } from '../../src/client.js';
 
-/** A client of the management API of one datastore. */
-export class Api {
-  datastore = '';
-  constructor(
-    readonly base: string,
-    readonly token: string = TOKEN,
-  ) {}
-
-  async call<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
-    const h: Record<string, string> = { Authorization: `Bearer ${this.token}`, ...headers };
-    let payload: BodyInit | undefined;
-    if (body instanceof FormData || body instanceof Uint8Array || typeof body === 'string') payload = body as BodyInit;
-    else if (body !== undefined) {
-      payload = JSON.stringify(body);
-      h['Content-Type'] = 'application/json';
-    }
-    const r = await fetch(`${this.base}${path}`, { method, headers: h, body: payload });
-    const text = await r.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      // not JSON: kept as text
-    }
-    return { status: r.status, headers: r.headers, body: parsed as T };
-  }
-
-  /** The default datastore's path prefix. */
-  async init(): Promise<string> {
-    const r = await this.call('GET', '/api/datastores');
-    this.datastore = r.body[0]._id;
-    return this.datastore;
-  }
-
-  get d(): string {
-    return `/api/datastores/${this.datastore}`;
-  }
-
-  /** Polls an entity until its status is one of `want`; returns every status seen, in order. */
-  async until(path: string, want: string[], timeoutMs = 120_000): Promise<{ entity: any; seen: string[] }> {
-    const seen: string[] = [];
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await this.call('GET', path);
-      if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-      if (seen[seen.length - 1] !== r.body.status) seen.push(r.body.status);
-      if (want.includes(r.body.status)) return { entity: r.body, seen };
-      if (Date.now() > deadline) throw new Error(`${path} stuck at ${r.body.status} (seen ${seen.join(' -> ')})`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  }
-
-  /** Polls an execution until its build is under way: PROGRESS with some tiles done (the server saves the
-   * progress at most once a second), so a test can stop the server in the middle of a build, not before it. */
-  async building(path: string, timeoutMs = 120_000): Promise<any> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await this.call('GET', path);
-      if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-      const { status, progress } = r.body;
-      if (status === 'PROGRESS' && progress >= 1 && progress < 100) return r.body;
-      if (!['CREATED', 'WAITING', 'PROGRESS'].includes(status)) throw new Error(`${path} is ${status}: it ended before it could be interrupted`);
-      if (Date.now() > deadline) throw new Error(`${path} stuck at ${status} ${progress}%`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  }
-
-  /** Upload, push the files, close; resolves with the upload once CLOSED or UNSTABLE. */
-  async deliver(files: { path: string; file: string }[], srs = 'EPSG:2154', name = 'delivery'): Promise<any> {
-    const u = await this.call('POST', `${this.d}/uploads`, { name, description: 'test', type: 'RASTER', srs });
-    if (u.status !== 201) throw new Error(`upload: ${u.status} ${JSON.stringify(u.body)}`);
-    for (const f of files) {
-      const form = new FormData();
-      form.append('file', new Blob([readFileSync(f.file)]), f.path.split('/').pop());
-      const r = await this.call('POST', `${this.d}/uploads/${u.body._id}/data?path=${encodeURIComponent(f.path)}`, form);
-      if (r.status !== 200) throw new Error(`push: ${r.status} ${JSON.stringify(r.body)}`);
-    }
-    await this.call('POST', `${this.d}/uploads/${u.body._id}/close`);
-    return (await this.until(`${this.d}/uploads/${u.body._id}`, ['CLOSED', 'UNSTABLE'])).entity;
-  }
-
-  async processing(): Promise<string> {
-    return (await this.call('GET', `${this.d}/processings`)).body[0]._id;
-  }
-
-  /** Creates and launches an execution; resolves with the execution as created (not waited for). */
-  async execute(inputs: { upload: string[]; stored_data?: string[] }, parameters: Record<string, unknown>, name = 'pyramid'): Promise<any> {
-    const e = await this.call('POST', `${this.d}/processings/executions`, {
-      processing: await this.processing(),
-      inputs,
-      output: { stored_data: { name, storage_tags: ['PYRAMIDE'] } },
-      parameters,
-    });
-    if (e.status !== 201) throw new Error(`execution: ${e.status} ${JSON.stringify(e.body)}`);
-    const l = await this.call('POST', `${this.d}/processings/executions/${e.body._id}/launch`);
-    if (l.status !== 200) throw new Error(`launch: ${l.status} ${JSON.stringify(l.body)}`);
-    return e.body;
-  }
-
-  async endpoint(): Promise<string> {
-    return (await this.call('GET', `${this.d}/endpoints`)).body[0]._id;
-  }
-
-  configuration(layer: string, storedData: string, bottom: string, top = '0') {
-    return {
-      type: 'WMTS-TMS',
-      name: `conf ${layer}`,
-      layer_name: layer,
-      type_infos: { title: `Layer ${layer}`, abstract: 'test', keywords: ['test'], used_data: [{ stored_data: storedData, bottom_level: bottom, top_level: top }] },
-      getfeatureinfo: { stored_data: true },
-    };
+/** The scenario client (src/client.ts) with the tests' admin token. */
+export class Api extends ApiClient {
+  constructor(base: string, token: string = TOKEN) {
+    super(base, token);
   }
 }
 

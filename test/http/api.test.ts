@@ -413,6 +413,37 @@ describe('lists', () => {
     expect(body.required).toContain('layer_name');
   });
 
+  it('describes exactly the routes served: each path answers 405 for the methods it does not list, and only for those', async () => {
+    const doc = await (await fetch(`${t.base}/api/openapi.json`)).json();
+    expect(doc.info.title).toBeTruthy();
+    expect(doc.components.securitySchemes.admin).toEqual({ type: 'http', scheme: 'bearer' });
+    const paths = Object.entries(doc.paths as Record<string, Record<string, any>>);
+    expect(paths.length).toBeGreaterThan(30);
+    const other = '00000000-0000-4000-8000-000000000000';
+    for (const [path, ops] of paths) {
+      for (const [method, op] of Object.entries(ops)) {
+        expect(op.summary, `${method} ${path}`).toBeTruthy();
+        expect(Object.keys(op.responses), `${method} ${path}`).toEqual(expect.arrayContaining(['400', '401', '404']));
+        // every {name} of the path is a declared, required path parameter
+        const declared = (op.parameters ?? []).filter((x: any) => x.in === 'path').map((x: any) => `${x.name}:${x.required}`);
+        expect(declared.sort(), `${method} ${path}`).toEqual([...path.matchAll(/\{(\w+)\}/g)].map((m) => `${m[1]}:true`).sort());
+        const json = op.requestBody?.content?.['application/json']?.schema;
+        if (json) expect(json.type === 'object' && Object.keys(json.properties ?? {}).length > 0, `${method} ${path}`).toBe(true);
+      }
+      const url = `${t.base}${path.replace(/\{\w+\}/g, other)}`;
+      for (const method of ['get', 'post', 'put', 'patch', 'delete']) {
+        // upper case: fetch leaves a lower-case 'patch' as it is, which is no HTTP method
+        const r = await fetch(url, { method: method.toUpperCase(), headers: { Authorization: `Bearer ${api.token}`, 'Content-Type': 'application/json' }, body: method === 'get' ? undefined : '{}' });
+        expect(r.status === 405, `${method} ${path}: ${r.status}`).toBe(!(method in ops));
+        if (r.status === 405) expect(r.headers.get('allow')!.split(', ').filter((m) => m !== 'HEAD')).toEqual(Object.keys(ops).map((m) => m.toUpperCase()).sort());
+      }
+    }
+    // every body the API validates is in the description: the configuration's, the execution's, the upload's...
+    const posts = paths.flatMap(([path, ops]) => (ops.post?.requestBody ? [path] : []));
+    expect(posts).toEqual(expect.arrayContaining(['/api/datastores/{datastore}/uploads', '/api/datastores/{datastore}/processings/executions', '/api/users/me/keys']));
+    expect(doc.paths['/api/datastores/{datastore}/uploads/{upload}/data'].post.requestBody.content['multipart/form-data']).toBeDefined();
+  });
+
   it('unpublishing: the layer goes, the configuration returns to UNPUBLISHED', async () => {
     expect((await api.call('DELETE', `${api.d}/offerings/${ids.offering}`)).status).toBe(204);
     expect((await api.call('GET', `${api.d}/offerings/${ids.offering}`)).status).toBe(404);

@@ -533,12 +533,8 @@ describe('offering stats', () => {
       const a = new Api(two.base);
       await a.init();
       const u = await a.deliver([{ path: 'data/nord.tif', file: fixture('france_relief_north_2154.tif') }]);
-      const e = await a.execute({ upload: [u._id] }, { bottom: 5 });
-      const sd = (await a.until(`${a.d}/processings/executions/${e._id}`, ['SUCCESS'])).entity.output.stored_data._id;
-      const conf = (await a.call('POST', `${a.d}/configurations`, a.configuration('deux', sd, '5'))).body;
-      const o = (await a.call('POST', `${a.d}/configurations/${conf._id}/offerings`, { endpoint: await a.endpoint() })).body;
-      await a.until(`${a.d}/offerings/${o._id}`, ['PUBLISHED']);
-      await check(two.base, a, o._id, 'deux');
+      const sd = await a.compute({ upload: [u._id] }, { bottom: 5 });
+      await check(two.base, a, (await a.publish(a.configuration('deux', sd, '5'))).offering, 'deux');
     } finally {
       await two.stop();
       dir.cleanup();

@@ -90,10 +90,7 @@ describe('pyramid-fusion', () => {
   });
 
   it('flattens a served chain: repointed, synchronised, the chain deleted, every tile the same bytes', async () => {
-    const conf = await api.call('POST', `${api.d}/configurations`, api.configuration(LAYER, ids.chained, String(BOTTOM)));
-    expect(conf.status).toBe(201);
-    const o = await api.call('POST', `${api.d}/configurations/${conf.body._id}/offerings`, { endpoint: await api.endpoint(), open: true });
-    expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+    const layer = await api.publish(api.configuration(LAYER, ids.chained, String(BOTTOM)));
     const tiles = addresses(-6, 41, 10, 52);
     const before = await served(tiles);
     expect([...before.values()].filter((v) => v.startsWith('200')).length).toBeGreaterThan(40);
@@ -107,9 +104,7 @@ describe('pyramid-fusion', () => {
     expect(sd.extent).toEqual(chained.extent);
     expect((await api.call('GET', `${api.d}/stored_data/${flat}/dependencies`)).body).toEqual({ used_by: [], use: [] });
 
-    expect((await api.call('PUT', `${api.d}/configurations/${conf.body._id}`, api.configuration(LAYER, flat, String(BOTTOM)))).status).toBe(200);
-    expect((await api.call('PUT', `${api.d}/offerings/${o.body._id}`)).status).toBe(200);
-    expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+    await api.synchronise(layer, api.configuration(LAYER, flat, String(BOTTOM)));
     // the chain is no longer needed by anything: the update first, then the pyramid it was built on
     expect((await api.call('DELETE', `${api.d}/stored_data/${ids.chained}`)).status).toBe(204);
     expect((await api.call('DELETE', `${api.d}/stored_data/${ids.north}`)).status).toBe(204);

@@ -1322,12 +1322,7 @@ beforeAll(async () => {
   const publish = async (layer: string, meta: Record<string, unknown> = {}) => {
     const conf = api.configuration(layer, sd, '6');
     Object.assign(conf.type_infos, meta);
-    const c = await api.call('POST', `${api.d}/configurations`, conf);
-    expect(c.status).toBe(201);
-    const o = await api.call('POST', `${api.d}/configurations/${c.body._id}/offerings`, { endpoint, open: true });
-    expect(o.status).toBe(201);
-    expect((await api.until(`${api.d}/offerings/${o.body._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
-    return { configuration: c.body._id as string, offering: o.body._id as string };
+    return api.publish(conf, { endpoint });
   };
   const main = await publish(LAYER);
   // metadata that every document showing the spare layer must escape

@@ -57,11 +57,8 @@ describe('SIGTERM', () => {
     const api = new Api(t.base);
     await api.init();
     const north = await api.deliver([{ path: 'north.tif', file: fixture('france_relief_north_2154.tif') }]);
-    const e1 = await api.execute({ upload: [north._id] }, { compression: 'png', bottom: 6 }, 'north');
-    const sd = (await api.until(`${api.d}/processings/executions/${e1._id}`, ['SUCCESS'])).entity.output.stored_data._id;
-    const conf = (await api.call('POST', `${api.d}/configurations`, api.configuration('life', sd, '6'))).body;
-    published = (await api.call('POST', `${api.d}/configurations/${conf._id}/offerings`, { endpoint: await api.endpoint() })).body._id;
-    await api.until(`${api.d}/offerings/${published}`, ['PUBLISHED']);
+    const sd = await api.compute({ upload: [north._id] }, { compression: 'png', bottom: 6 }, 'north');
+    published = (await api.publish(api.configuration('life', sd, '6'))).offering;
 
     const big = await api.deliver([{ path: 'miriam.tif', file: fixture('modis_miriam_4326.tif') }], 'EPSG:4326', 'miriam');
     const e2 = await api.execute({ upload: [big._id] }, { compression: 'jpg', bottom: 12 }, 'miriam');

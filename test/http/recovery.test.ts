@@ -142,9 +142,7 @@ describe('orphans under the data folder', () => {
     expect(readdirSync(join(data.path, 'pyramids')).filter((n) => n.startsWith(sd)).sort()).toEqual(before.filter((n) => n !== `${sd}.zzzz`).sort());
     const api2 = new Api(t.base);
     await api2.init();
-    const conf = (await api2.call('POST', `${api2.d}/configurations`, api2.configuration('orphans', sd, '5'))).body;
-    const off = (await api2.call('POST', `${api2.d}/configurations/${conf._id}/offerings`, { endpoint: await api2.endpoint() })).body;
-    expect((await api2.until(`${api2.d}/offerings/${off._id}`, ['PUBLISHED', 'UNSTABLE'])).entity.status).toBe('PUBLISHED');
+    await api2.publish(api2.configuration('orphans', sd, '5'));
     expect((await fetch(`${t.base}/tiles/orphans/5/16/11.png`)).status).toBe(200);
     expect(await t.stop()).toBe(0);
   });

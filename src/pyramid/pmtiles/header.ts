@@ -8,7 +8,7 @@ export type TileType = 'png' | 'jpg' | 'webp';
 // first 16384 bytes so that a client gets both with one request.
 export const HEADER_BYTES = 127;
 export const ROOT_LIMIT = 16384;
-export const MAGIC = 'PMTiles';
+const MAGIC = 'PMTiles';
 export const SPEC_VERSION = 3;
 
 // spec header enums (offsets 97-99)

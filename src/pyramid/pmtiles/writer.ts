@@ -407,7 +407,7 @@ export class PMTilesWriter {
         size += len;
         i++;
       }
-      // one buffer for every batch (a fresh 4 MB each time was a thousand page faults a batch)
+      // one buffer for every batch (a fresh one each time page-faulted all through it)
       if (batchBuffer.length < size) batchBuffer = new Uint8Array(Math.max(size, COPY_BATCH_BYTES));
       const batch = batchBuffer.subarray(0, size);
       await Promise.all(
