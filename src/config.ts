@@ -43,6 +43,8 @@ const configSchema = z.strictObject({
   uploadMinRate: int(1, BIG).default(2 ** 20),
   /** the contact address uploads and stored data carry, as the platform gives its community's */
   contact: z.string().regex(/^[^\s@]{1,64}@[^\s@]{1,190}$/).default('tuile@localhost'),
+  /** PostgreSQL URL of a state shared by several nodes; unset, the state is the data folder's JSON file */
+  stateUrl: z.string().regex(/^postgres(ql)?:\/\//).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -66,6 +68,7 @@ const VARS: Record<string, keyof Config> = {
   TUILE_BODY_TIMEOUT: 'bodyTimeout',
   TUILE_UPLOAD_MIN_RATE: 'uploadMinRate',
   TUILE_CONTACT: 'contact',
+  TUILE_STATE_URL: 'stateUrl',
 };
 
 /**
@@ -81,6 +84,8 @@ function checked(given: Record<string, unknown>, from: (key: string) => string):
   const key = String(issue.path[0]);
   const v = String(given[key]);
   if (key === 'contact') throw new TuileError('InvalidParameter', `${from(key)}: '${v}' is not an e-mail address`);
+  // not echoed: it may hold a password
+  if (key === 'stateUrl') throw new TuileError('InvalidParameter', `${from(key)}: a state URL is postgres://user:password@host:port/database`);
   throw new TuileError('InvalidParameter', `${from(key)}: '${v}' is not a valid ${key}`);
 }
 

@@ -93,9 +93,11 @@ async function pyramidsInUse(state: Readonly<State>, pyramids: string): Promise<
 
 /**
  * Removes what the state does not reference under uploads/ and pyramids/, logging each removal. Runs at
- * start, after the recovery of interrupted executions and before anything can write there.
+ * start, after the recovery of interrupted executions and before anything can write there. With a state
+ * `shared` by several nodes (and these folders with it), pushes and builds of the other nodes may be under
+ * way: their temporary files and folders stay, for their node (or the one that fails its executions).
  */
-export async function collectOrphans(state: Readonly<State>, dataDir: string): Promise<string[]> {
+export async function collectOrphans(state: Readonly<State>, dataDir: string, shared = false): Promise<string[]> {
   const paths = dataPaths(dataDir);
   const removed: string[] = [];
   const remove = async (path: string, why: string) => {
@@ -123,14 +125,17 @@ export async function collectOrphans(state: Readonly<State>, dataDir: string): P
     }
     // pushes are not resumed: a temporary file of one is a push cut by a stop
     for (const f of await readdir(path, { recursive: true, withFileTypes: true }).catch(() => [])) {
-      if (f.isFile() && f.name.endsWith('.part')) await remove(join(f.parentPath, f.name), 'a push interrupted by a stop');
+      if (f.isFile() && f.name.endsWith('.part') && !shared) await remove(join(f.parentPath, f.name), 'a push interrupted by a stop');
     }
   }
 
   const used = await pyramidsInUse(state, paths.pyramids);
+  // a build renames its folder into place before its end is committed
+  const running = new Set(Object.values(state.executions).flatMap((e) => (e.status === 'PROGRESS' && e.folder ? [e.folder] : [])));
   for (const e of await list(paths.pyramids)) {
     const owner = e.name.split('.')[0];
     if (used.has(e.name) || (used.has(`${owner}.*`) && e.name.startsWith(`${owner}.`) && !e.name.includes('.tmp-'))) continue;
+    if (shared && (e.name.includes('.tmp-') || running.has(e.name))) continue;
     await remove(join(paths.pyramids, e.name), e.name.includes('.tmp-') ? 'a build interrupted by a stop' : 'no stored data reads it');
   }
   return removed;

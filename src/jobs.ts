@@ -41,6 +41,9 @@ interface JobOptions {
   nice?: number;
 }
 
+/** How often a node on a shared state looks for executions of nodes that stopped. */
+const REAP_MS = 2000;
+
 /** GeoJSON polygon of a lon/lat box. */
 function extentOf(d: PyramidDescriptor): StoredData['extent'] {
   const b = d.bboxLonLat;
@@ -67,8 +70,11 @@ function log(e: Execution, line: string): void {
 export class JobRunner {
   private readonly queue: string[] = [];
   private running: { id: string; child: ChildProcess } | null = null;
+  /** the execution `run` is busy with, from its start (`running` comes once its build process does) */
+  private busy: string | null = null;
   private idle: Promise<void> = Promise.resolve();
   private stopping = false;
+  private reaper: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly store: StateStore,
@@ -80,24 +86,48 @@ export class JobRunner {
 
   /**
    * After a restart: executions caught mid-run fail with a log line and their partial output is removed;
-   * executions still WAITING are queued again.
+   * executions still WAITING are queued again. On a shared state, only this node's executions are its to
+   * fail at start; those of a node that died are failed by any node, once its heartbeat is stale.
    */
   async recover(): Promise<void> {
+    await this.collect(new Set(await this.store.abandoned(true)), 'the server stopped during the execution');
+    this.sync(this.store.state);
+    if (this.store.shared) {
+      this.reaper = setInterval(() => {
+        // also what a node that died between its claim and its start left WAITING
+        this.sync(this.store.state);
+        this.store
+          .abandoned(false)
+          .then(async (lost) => {
+            if (lost.length && !this.stopping) await this.collect(new Set(lost), 'the node running it stopped (its heartbeat is stale)', true);
+          })
+          .catch((err) => console.error(`tuile: executions of stopped nodes: ${errorMessage(err)}`));
+      }, REAP_MS);
+      this.reaper.unref();
+    }
+  }
+
+  /** Fails the `lost` executions (in PROGRESS, run by no live process) and removes their partial output. */
+  private async collect(lost: Set<string>, why: string, event = false): Promise<void> {
     const paths = dataPaths(this.opts.dataDir);
+    const folders = new Set(Object.values(this.store.state.executions).flatMap((e) => (lost.has(e._id) && e.folder ? [e.folder] : [])));
     // temporary folders of builds that never renamed go first: on a full disk they are what frees it
+    // (in a shared pyramids folder, only those of the lost executions: the others are being built)
     if (existsSync(paths.pyramids)) {
       for (const name of await readdir(paths.pyramids)) {
-        if (name.startsWith('.') && name.includes('.tmp-')) await rm(join(paths.pyramids, name), { recursive: true, force: true });
+        if (!name.startsWith('.') || !name.includes('.tmp-')) continue;
+        if (!this.store.shared || folders.has(name.slice(1, name.lastIndexOf('.tmp-')))) await rm(join(paths.pyramids, name), { recursive: true, force: true });
       }
     }
     const orphans: string[] = [];
     await this.store.update((s) => {
       for (const e of Object.values(s.executions)) {
-        if (e.status !== 'PROGRESS') continue;
+        if (e.status !== 'PROGRESS' || !lost.has(e._id)) continue;
         e.status = 'FAILURE';
         e.finish = now();
         e.update = e.finish;
-        log(e, 'FAILURE: the server stopped during the execution; its partial output was removed');
+        if (event) e.last_event = { title: 'failed', date: e.finish, initiator: SERVER };
+        log(e, `FAILURE: ${why}; its partial output was removed`);
         const sd = s.stored_data[e.output.stored_data];
         // the folder it was building, unless the state already serves it (it finished, then the stop came)
         if (e.folder && (!sd || sd.status !== 'GENERATED' || pyramidFolder(sd) !== e.folder)) orphans.push(e.folder);
@@ -106,8 +136,9 @@ export class JobRunner {
         // ended (aborted, or a commit lost to a full disk) without its end being written whole
         if ((e.status === 'ABORTED' || e.status === 'FAILURE') && !e.finish) e.finish = e.update;
       }
-      // nothing runs now: a stored data still being made by no waiting execution was left by a lost commit
-      const waiting = new Set(Object.values(s.executions).filter((e) => e.status === 'WAITING').map((e) => e.output.stored_data));
+      // nothing runs now (but the other nodes' executions): a stored data still being made by no waiting
+      // execution was left by a lost commit
+      const waiting = new Set(Object.values(s.executions).filter((e) => e.status === 'WAITING' || e.status === 'PROGRESS').map((e) => e.output.stored_data));
       for (const sd of Object.values(s.stored_data)) {
         if ((sd.status !== 'GENERATING' && sd.status !== 'MODIFYING') || waiting.has(sd._id)) continue;
         // an injection leaves its stored data as it was: still whole, still served
@@ -117,7 +148,6 @@ export class JobRunner {
       }
     });
     for (const folder of new Set(orphans)) await pyramidStorage().remove(paths.pyramid(folder));
-    this.sync(this.store.state);
   }
 
   /**
@@ -140,6 +170,7 @@ export class JobRunner {
   /** Stops the running build (its child removes its temporary output) and queues nothing more. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.reaper) clearInterval(this.reaper);
     this.queue.length = 0;
     this.running?.child.kill('SIGTERM');
     await this.idle;
@@ -148,9 +179,10 @@ export class JobRunner {
   private sync(s: Readonly<State>): void {
     if (this.running && s.executions[this.running.id]?.status !== 'PROGRESS') this.running.child.kill('SIGTERM');
     for (const e of Object.values(s.executions)) {
-      if (e.status === 'WAITING' && !this.queue.includes(e._id) && this.running?.id !== e._id) this.queue.push(e._id);
+      if (e.status === 'WAITING' && !this.queue.includes(e._id) && this.busy !== e._id) this.queue.push(e._id);
     }
-    if (!this.running && !this.stopping) this.next();
+    // not while one is being started either: that would run two at once, or one twice
+    if (!this.busy && !this.stopping) this.next();
   }
 
   private next(): void {
@@ -158,10 +190,12 @@ export class JobRunner {
     if (!id) return;
     let done!: () => void;
     this.idle = new Promise((r) => (done = r));
+    this.busy = id;
     this.run(id)
       .catch((err) => console.error(`tuile: execution ${id}: ${errorMessage(err)}`))
       .finally(() => {
         this.running = null;
+        this.busy = null;
         done();
         if (!this.stopping) this.next();
       });
@@ -171,6 +205,8 @@ export class JobRunner {
     const s0 = this.store.state;
     const e0 = s0.executions[id];
     if (!e0 || e0.status !== 'WAITING') return;
+    // on a shared state every node queued it: one runs it
+    if (!(await this.store.claim(id))) return;
     // a new stored data is built in its own folder; an injection in a new generation chained on the current one
     const target = s0.stored_data[e0.output.stored_data];
     const folder = e0.inject && target ? `${target._id}.${Date.now().toString(36)}` : e0.output.stored_data;
@@ -192,7 +228,8 @@ export class JobRunner {
       e.folder = folder;
       e.last_event = { title: 'started', date: e.start, initiator: SERVER };
       const how = e.inject ? ' (injection: a new generation chained on its current pyramid)' : options.parent ? ` chained on ${e.inputs.stored_data[0]}` : '';
-      log(e, `PROGRESS: ${fusion ? `fusing ${options.inputs.length} pyramid(s)` : `building ${options.inputs.length} file(s)`} into stored data ${e.output.stored_data}${how}`);
+      const where = this.store.shared ? ` on node ${this.store.node}` : '';
+      log(e, `PROGRESS: ${fusion ? `fusing ${options.inputs.length} pyramid(s)` : `building ${options.inputs.length} file(s)`} into stored data ${e.output.stored_data}${how}${where}`);
       const sd = s.stored_data[e.output.stored_data];
       sd.status = e.inject ? 'MODIFYING' : 'GENERATING';
       sd.update = e.start;

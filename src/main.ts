@@ -30,7 +30,7 @@ import { mergeSnapshots, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
 import { specsFromState, type LayerSpec } from './registry.js';
 import { drain, internalHop } from './shutdown.js';
-import { StateStore } from './state/store.js';
+import { openStateStore } from './state/open.js';
 
 /** How long a switch (or a check ahead of one) waits for every serving process. */
 const SWITCH_TIMEOUT_MS = 5000;
@@ -82,9 +82,9 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   // The primary owns the state: store, job queue, API; serving processes follow its commits.
   const paths = dataPaths(cfg.dataDir);
   lockDataDir(cfg.dataDir);
-  const store = await StateStore.open(paths.state);
+  const store = await openStateStore(cfg);
   // before anything serves: a push or a build started now would be taken for an orphan
-  await collectOrphans(store.state, cfg.dataDir);
+  await collectOrphans(store.state, cfg.dataDir, store.shared);
   const token = await adminToken(cfg);
   // only on a new data folder (a user who deleted everything does not get the demo back), or to finish
   // one a kill interrupted: marked before the first commit makes the folder look used

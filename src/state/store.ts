@@ -3,7 +3,8 @@
 // becomes the current state; commit listeners (the layer registry, the job queue) run after each commit.
 // The snapshot it replaces stays as `<file>.1`: a current snapshot that cannot be read (a disk that lied,
 // an editor) is set aside and the store starts from that previous generation, loudly.
-// Another backend (PostgreSQL with notifications) would keep this interface: `state`, `update`, `onCommit`.
+// The PostgreSQL store (postgres.ts) keeps the same interface, `StateStore` below; `openStateStore` (open.ts)
+// picks one from the configuration.
 
 import { randomUUID } from 'node:crypto';
 import { link, open, readdir, readFile, rename, rm } from 'node:fs/promises';
@@ -20,7 +21,38 @@ export interface StoreOptions {
 
 export type CommitListener = (state: Readonly<State>, previous: Readonly<State>) => void | Promise<void>;
 
-export class StateStore {
+/** What the rest of tuile sees of the state, whichever backend holds it. */
+export interface StateStore {
+  /** The committed state, read synchronously from memory; never mutate it (updates get their own copy). */
+  readonly state: Readonly<State>;
+  /** no state existed: a new data folder, or an empty database */
+  readonly isNew: boolean;
+  /** other tuile processes share this state (and the uploads and pyramids folders): see `claim` */
+  readonly shared: boolean;
+  /** this process's name among the nodes sharing the state */
+  readonly node: string;
+  /**
+   * Runs `change` on a copy of the state, after every update queued before it (on every node, for a
+   * shared store). If it throws, nothing changes. Otherwise the copy is committed, the listeners run with
+   * it, it becomes the state, and the promise resolves with what `change` returned. Listeners must not
+   * wait for another update.
+   */
+  update<T>(change: (draft: State) => T): Promise<T>;
+  /** Called after each commit, this process's own and, for a shared store, every other node's. */
+  onCommit(listener: CommitListener): void;
+  /** Takes a WAITING execution for this node: true for exactly one node (always true when not shared). */
+  claim(execution: string): Promise<boolean>;
+  /**
+   * Executions in PROGRESS that no live node runs: every one when not shared; otherwise those of a node
+   * whose heartbeat stopped, and this node's own when `mine` (its previous run, at start).
+   */
+  abandoned(mine: boolean): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export class JsonStateStore implements StateStore {
+  readonly shared = false;
+  readonly node = 'local';
   private current: State;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly listeners: CommitListener[] = [];
@@ -40,16 +72,16 @@ export class StateStore {
    * removed). A snapshot that cannot be read is renamed `<file>.corrupt-<time>` and the previous
    * generation `<file>.1` is used instead, with a warning on stderr; with neither readable, it throws.
    */
-  static async open(file: string, opts: StoreOptions = {}): Promise<StateStore> {
+  static async open(file: string, opts: StoreOptions = {}): Promise<JsonStateStore> {
     const current = await readSnapshot(file);
     if (current.state) {
-      const store = new StateStore(file, current.state, opts, false);
+      const store = new JsonStateStore(file, current.state, opts, false);
       await store.removeTemporaries();
       return store;
     }
     const previous = await readSnapshot(`${file}.1`);
     if (!current.error && !previous.state && !previous.error) {
-      const store = new StateStore(file, emptyState(randomUUID()), opts, true);
+      const store = new JsonStateStore(file, emptyState(randomUUID()), opts, true);
       await store.removeTemporaries();
       return store;
     }
@@ -73,12 +105,11 @@ export class StateStore {
         bar,
       ].join('\n'),
     );
-    const store = new StateStore(file, previous.state, opts, false);
+    const store = new JsonStateStore(file, previous.state, opts, false);
     await store.removeTemporaries();
     return store;
   }
 
-  /** The committed state; never mutate it (updates get their own copy). */
   get state(): Readonly<State> {
     return this.current;
   }
@@ -87,25 +118,27 @@ export class StateStore {
     this.listeners.push(listener);
   }
 
-  /**
-   * Runs `change` on a copy of the state, after every update queued before it. If it throws, nothing
-   * changes. Otherwise the copy is written, the listeners run with it, it becomes the state, and the
-   * promise resolves with what `change` returned. Listeners must not wait for another update.
-   */
+  // one process owns the data folder (its lock): whatever it queues is its own to run
+  async claim(): Promise<boolean> {
+    return true;
+  }
+
+  async abandoned(): Promise<string[]> {
+    return Object.values(this.current.executions)
+      .filter((e) => e.status === 'PROGRESS')
+      .map((e) => e._id);
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+  }
+
   update<T>(change: (draft: State) => T): Promise<T> {
     const run = async (): Promise<T> => {
       const draft = structuredClone(this.current);
       const result = change(draft);
       await this.write(draft);
-      // readers see the new state once the listeners are done: a status read after a commit then
-      // describes what every serving process already does
-      for (const l of this.listeners) {
-        try {
-          await l(draft, this.current);
-        } catch (err) {
-          console.error(`tuile: after a state commit: ${errorMessage(err)}`);
-        }
-      }
+      await runListeners(this.listeners, draft, this.current);
       this.current = draft;
       return result;
     };
@@ -174,6 +207,21 @@ export class StateStore {
       return;
     }
     await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp')).map((n) => rm(join(dirname(this.file), n), { force: true })));
+  }
+}
+
+/**
+ * Runs the commit listeners in order, each failure logged and none stopping the others. The caller makes
+ * `next` the state after this resolves: readers see a commit once the listeners are done, so that a status
+ * read after it describes what every serving process already does.
+ */
+export async function runListeners(listeners: readonly CommitListener[], next: Readonly<State>, previous: Readonly<State>): Promise<void> {
+  for (const l of listeners) {
+    try {
+      await l(next, previous);
+    } catch (err) {
+      console.error(`tuile: after a state commit: ${errorMessage(err)}`);
+    }
   }
 }
 

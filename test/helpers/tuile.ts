@@ -26,8 +26,11 @@ export interface TuileProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
-/** Starts `node dist/main.js` on a data folder and waits until it serves. */
-export async function startTuile(dataDir: string, env: Record<string, string> = {}): Promise<TuileProcess> {
+/**
+ * Starts `node dist/main.js` on a data folder and waits until it serves. `detached`: in a process group of
+ * its own (its pid), which a test can kill whole, build processes included, as a machine that dies would.
+ */
+export async function startTuile(dataDir: string, env: Record<string, string> = {}, opts: { detached?: boolean } = {}): Promise<TuileProcess> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   let out = '';
@@ -43,6 +46,7 @@ export async function startTuile(dataDir: string, env: Record<string, string> = 
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.detached,
   });
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
