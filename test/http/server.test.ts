@@ -164,6 +164,33 @@ describe('health, metrics and registry swaps', () => {
     expect(text).toMatch(/tuile_cache_bytes [1-9]\d*/);
   });
 
+  it('/metrics counts every answer of a tile URL the fast path remembers: 200s, HEADs and 304s', async () => {
+    const t = stored();
+    const url = `${srv.url}/wmts/1.0.0/north/normal/PM/${t.z}/${t.y}/${t.x}.png`;
+    const count = async (status: number) => {
+      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      const m = text.match(new RegExp(`tuile_http_requests_total\\{route="/wmts/1\\.0\\.0/:layer/:style/:tms/:z/:row/:file",status="${status}"\\} (\\d+)`));
+      return m ? Number(m[1]) : 0;
+    };
+    const [ok0, nm0] = [await count(200), await count(304)];
+    const first = await fetch(url);
+    const etag = first.headers.get('ETag')!;
+    const bytes = Buffer.from(await first.arrayBuffer());
+    for (let i = 0; i < 4; i++) {
+      const r = await fetch(url);
+      expect(r.headers.get('ETag')).toBe(etag);
+      expect(Buffer.from(await r.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(url, { method: 'HEAD' });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('Content-Length')).toBe(String(bytes.length));
+    }
+    for (let i = 0; i < 3; i++) expect((await fetch(url, { headers: { 'If-None-Match': etag } })).status).toBe(304);
+    expect(await count(200)).toBe(ok0 + 7);
+    expect(await count(304)).toBe(nm0 + 3);
+  });
+
   it('a new registry is installed in one step; the old chain stays readable meanwhile', async () => {
     const t = stored();
     const url = `${srv.url}/tiles/renamed/${t.z}/${t.x}/${t.y}.png`;
