@@ -33,9 +33,10 @@ interface Known {
   name: string;
   pattern: string;
   t: Tile;
-  /** the cache key of the tile's bytes, and their ETag; undefined when no archive holds it (blank tile) */
+  /** the cache key of the tile's bytes and their ETag, or, when no archive holds the tile, the layer's blank tile once read */
   key?: string;
   etag?: string;
+  blank?: ServedTile;
   /** the headers of a 200 for `data` (the cached bytes last answered), and of a 304 */
   data?: Uint8Array;
   ok?: Record<string, string | number>;
@@ -116,17 +117,26 @@ export function tileFastPath(ctx: ServerContext): (req: IncomingMessage, res: Se
     const k = known.get(url) ?? resolve(url, registry);
     if (!k) return false;
     const t0 = performance.now();
-    const data = k.key === undefined ? undefined : ctx.cache.peek(k.key);
-    if (!data) return readTile(ctx.cache, k.layer, k.t).then((tile) => answer(req, res, tile, k.name, k.pattern, t0));
+    const data = k.key !== undefined ? ctx.cache.peek(k.key) : k.blank?.data;
+    if (!data) {
+      return readTile(ctx.cache, k.layer, k.t).then((tile) => {
+        // a tile no archive holds is the layer's blank tile for as long as this registry is current
+        if (k.key === undefined && tile.blank) {
+          k.blank = tile;
+          k.etag = tile.etag;
+        }
+        return answer(req, res, tile, k.name, k.pattern, t0);
+      });
+    }
     const inm = req.headers['if-none-match'];
     if (inm !== undefined && isFresh(inm, k.etag!)) {
-      k.notModified ??= tileHeaders({ data, etag: k.etag!, mime: FORMATS[k.layer.format].mime, blank: false }, maxAge);
+      k.notModified ??= tileHeaders({ data, etag: k.etag!, mime: FORMATS[k.layer.format].mime, blank: k.key === undefined }, maxAge);
       res.writeHead(304, k.notModified);
       res.end();
       (k.notModifiedCount ??= metrics.requestCount(k.pattern, 304)).n++;
     } else {
       if (data !== k.data) {
-        k.ok = tileHeaders({ data, etag: k.etag!, mime: FORMATS[k.layer.format].mime, blank: false }, maxAge);
+        k.ok = tileHeaders({ data, etag: k.etag!, mime: FORMATS[k.layer.format].mime, blank: k.key === undefined }, maxAge);
         k.ok['Content-Length'] = data.byteLength;
         k.data = data;
       }

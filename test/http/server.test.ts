@@ -77,9 +77,20 @@ describe('XYZ and TMS tiles', () => {
     expect(blank).toBeDefined();
     const r = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`);
     expect(r.status).toBe(200);
-    const img = await decodeTile(new Uint8Array(await r.arrayBuffer()));
+    const bytes = Buffer.from(await r.arrayBuffer());
+    const img = await decodeTile(new Uint8Array(bytes));
     expect(img.width).toBe(256);
     expect(img.alpha.every((a) => a === 0)).toBe(true);
+    // asked again (the fast path then answers it from what it remembers of the URL): the same tile, and a 304
+    const etag = r.headers.get('ETag')!;
+    expect(etag).toMatch(/^"blank-/);
+    for (let i = 0; i < 3; i++) {
+      const again = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`);
+      expect([again.status, again.headers.get('ETag'), again.headers.get('Content-Type')]).toEqual([200, etag, 'image/png']);
+      expect(Buffer.from(await again.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+    const cond = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`, { headers: { 'If-None-Match': etag } });
+    expect([cond.status, cond.headers.get('ETag'), cond.headers.get('Access-Control-Allow-Origin')]).toEqual([304, etag, '*']);
   });
 
   it('TileMapService and TileMap documents list the layers with escaped titles', async () => {
