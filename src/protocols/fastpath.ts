@@ -37,8 +37,11 @@ interface Known {
   key?: string;
   etag?: string;
   blank?: ServedTile;
-  /** the headers of a 200 for `data` (the cached bytes last answered), and of a 304 */
-  data?: Uint8Array;
+  /**
+   * the headers of a 200 for bytes of `length` (the key's bytes never change: only their length is in the
+   * headers), and of a 304; the bytes themselves are not kept, the cache's budget holds them
+   */
+  length?: number;
   ok?: Record<string, string | number>;
   notModified?: Record<string, string>;
   /** the counters it adds to, taken on first use (a counter is listed by /metrics from its creation) */
@@ -135,10 +138,10 @@ export function tileFastPath(ctx: ServerContext): (req: IncomingMessage, res: Se
       res.end();
       (k.notModifiedCount ??= metrics.requestCount(k.pattern, 304)).n++;
     } else {
-      if (data !== k.data) {
+      if (data.byteLength !== k.length) {
         k.ok = tileHeaders({ data, etag: k.etag!, mime: FORMATS[k.layer.format].mime, blank: k.key === undefined }, maxAge);
         k.ok['Content-Length'] = data.byteLength;
-        k.data = data;
+        k.length = data.byteLength;
       }
       res.writeHead(200, k.ok);
       res.end(req.method === 'HEAD' ? undefined : data);
