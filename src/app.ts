@@ -12,6 +12,7 @@ import { mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metric
 import { jsonError, TuileError } from './errors.js';
 import { CORS_EXPOSE, CORS_HEADERS, jsonErrorResponse, type ServerContext } from './protocols/tile.js';
 import { endpointView } from './registry.js';
+import type { RequestListener } from './shutdown.js';
 import { tmsRoutes } from './protocols/tms.js';
 import { xyzRoutes } from './protocols/xyz.js';
 import { wmtsRoutes } from './protocols/wmts.js';
@@ -125,7 +126,7 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
  * The node:http request listener: tile URLs in path form take the fast path, everything else (and every
  * tile request it declines: errors, KVP, protected layers) the Hono application.
  */
-export function createListener(ctx: ServerContext, opts: AppOptions = {}): (req: IncomingMessage, res: ServerResponse) => void {
+export function createListener(ctx: ServerContext, opts: AppOptions = {}): RequestListener {
   const app = createApp(ctx, opts);
   const full = getRequestListener(app.fetch);
   // the fast path knows open-endpoint URLs only: private ones take the application
@@ -268,30 +269,36 @@ export function pushTimeout(cfg: Pick<Config, 'uploadMaxBytes' | 'uploadMinRate'
 /**
  * Time limits on request bodies in place of Node's one requestTimeout (5 min for every request, which cut
  * pushes of the 4 GiB allowed): a push gets pushTimeout, any other body `bodyTimeout`. Past it the request
- * is answered 408 and its connection closed. Headers keep Node's headersTimeout.
+ * is answered 408 and its connection closed. Headers keep Node's headersTimeout. Returns `handler` with
+ * the limits in front: one request listener, not two (see shutdown.ts).
  */
-export function limitBodies(server: Server, cfg: Config): void {
+export function limitBodies(server: Server, cfg: Config, handler: RequestListener): RequestListener {
   server.requestTimeout = 0;
   const push = pushTimeout(cfg);
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (req.complete || !(Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'])) return;
-    const isPush = req.method === 'POST' && PUSH_PATH.test(req.url ?? '');
-    const seconds = isPush ? push : cfg.bodyTimeout;
-    const timer = setTimeout(() => {
-      if (req.complete) return;
-      const why = `the request body did not arrive within ${seconds} s`;
-      // destroyed with an error, the request's body stream fails and its handler cleans up (a push its .part);
-      // the answer it then makes has nowhere to go: dropped, like every write after ours
-      const cut = () => req.destroy(new RequestTimeoutError(why));
-      if (res.headersSent) return cut();
-      res.writeHead(408, { 'Content-Type': 'application/json', Connection: 'close' }).end(JSON.stringify({ error: 'request_timeout', error_description: [why] }), cut);
-      res.writeHead = () => res;
-      res.write = () => true;
-      res.end = () => res;
-    }, seconds * 1000);
-    timer.unref();
-    const clear = () => clearTimeout(timer);
-    req.once('end', clear);
-    res.once('close', clear);
-  });
+  return (req, res) => {
+    if (!req.complete && (Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'])) limitBody(req, res, push, cfg.bodyTimeout);
+    handler(req, res);
+  };
+}
+
+/** Starts the clock of one request's body. */
+function limitBody(req: IncomingMessage, res: ServerResponse, push: number, other: number): void {
+  const isPush = req.method === 'POST' && PUSH_PATH.test(req.url ?? '');
+  const seconds = isPush ? push : other;
+  const timer = setTimeout(() => {
+    if (req.complete) return;
+    const why = `the request body did not arrive within ${seconds} s`;
+    // destroyed with an error, the request's body stream fails and its handler cleans up (a push its .part);
+    // the answer it then makes has nowhere to go: dropped, like every write after ours
+    const cut = () => req.destroy(new RequestTimeoutError(why));
+    if (res.headersSent) return cut();
+    res.writeHead(408, { 'Content-Type': 'application/json', Connection: 'close' }).end(JSON.stringify({ error: 'request_timeout', error_description: [why] }), cut);
+    res.writeHead = () => res;
+    res.write = () => true;
+    res.end = () => res;
+  }, seconds * 1000);
+  timer.unref();
+  const clear = () => clearTimeout(timer);
+  req.once('end', clear);
+  res.once('close', clear);
 }

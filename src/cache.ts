@@ -54,8 +54,10 @@ export class TileCache {
     if (waiting) return waiting;
     this.loads++;
     const p = load().then(
-      (v) => {
+      (bytes) => {
         this.pending.delete(key);
+        // kept as a Buffer (a view, no copy): node:http turns any other Uint8Array into one on every write
+        const v = bytes && !Buffer.isBuffer(bytes) ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
         this.lru.set(key, { v });
         return v;
       },

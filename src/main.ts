@@ -29,7 +29,7 @@ import { JobRunner } from './jobs.js';
 import { mergeSnapshots, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
 import { specsFromState, type LayerSpec } from './registry.js';
-import { drain, internalHop } from './shutdown.js';
+import { drain, graceful } from './shutdown.js';
 import { openStateStore } from './state/open.js';
 
 /** How long a switch (or a check ahead of one) waits for every serving process. */
@@ -141,13 +141,12 @@ async function serve(cfg: Config, specs: () => LayerSpec[], api?: Hono): Promise
   let apiServer: Server | null = null;
   let apiPort: number | undefined;
   if (api) {
-    apiServer = createServer(getRequestListener(api.fetch));
-    limitBodies(apiServer, cfg);
-    await listen(apiServer, 0, '127.0.0.1');
-    apiPort = (apiServer.address() as AddressInfo).port;
+    apiServer = createServer();
     // its answers reach clients through the serving processes, which copy their headers: a Connection
     // header of this hop would override the serving process's own (close, when it stops)
-    internalHop(apiServer);
+    graceful(apiServer, limitBodies(apiServer, cfg, getRequestListener(api.fetch)), { internal: true });
+    await listen(apiServer, 0, '127.0.0.1');
+    apiPort = (apiServer.address() as AddressInfo).port;
   }
   const workers = forkWorkers(cfg.workers, specs, apiPort);
   await workers.ready;

@@ -35,9 +35,22 @@ export function protocolOfRoute(route: string): string | undefined {
 const LAYER_DAYS = 31;
 const DAY_MS = 86_400_000;
 
+/** One counter of a snapshot, held by reference so that a hot caller increments it without a lookup. */
+export interface Count {
+  n: number;
+}
+
+/** A layer's per-day count for one protocol, kept by a caller that counts it often (the fast path). */
+export interface LayerCount {
+  readonly name: string;
+  readonly protocol: string;
+  day: number;
+  count?: Count;
+}
+
 export class Metrics {
-  private readonly requests = new Map<string, number>();
-  private readonly layers = new Map<string, number>();
+  private readonly requests = new Map<string, Count>();
+  private readonly layers = new Map<string, Count>();
   private day = -1;
   private dayText = '';
   private readonly buckets = new Array(LATENCY_BUCKETS.length).fill(0);
@@ -47,14 +60,40 @@ export class Metrics {
   constructor(private readonly cacheStats: () => CacheStats) {}
 
   request(route: string, status: number): void {
+    this.requestCount(route, status).n++;
+  }
+
+  /** The counter of a route and status, to be incremented by the caller (`request` does it once). */
+  requestCount(route: string, status: number): Count {
     const k = `${route} ${status}`;
-    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
+    let c = this.requests.get(k);
+    if (!c) this.requests.set(k, (c = { n: 0 }));
+    return c;
   }
 
   /** A request of a layer answered (2xx or 304), by day and protocol. */
   layer(name: string, route: string): void {
     const protocol = protocolOfRoute(route);
-    if (!protocol) return;
+    if (protocol) this.layerCell(name, protocol).n++;
+  }
+
+  /** What `countLayer` counts: a layer's requests through a route's protocol; undefined when the route has none. */
+  layerCount(name: string, route: string): LayerCount | undefined {
+    const protocol = protocolOfRoute(route);
+    return protocol ? { name, protocol, day: -1 } : undefined;
+  }
+
+  /** `layer(name, route)` for a kept LayerCount: its counter is looked up again only when the day changes. */
+  countLayer(h: LayerCount): void {
+    const day = Math.floor(Date.now() / DAY_MS);
+    if (day !== h.day || day !== this.day) {
+      h.count = this.layerCell(h.name, h.protocol);
+      h.day = day;
+    }
+    h.count!.n++;
+  }
+
+  private layerCell(name: string, protocol: string): Count {
     const day = Math.floor(Date.now() / DAY_MS);
     if (day !== this.day) {
       this.day = day;
@@ -63,7 +102,9 @@ export class Metrics {
       for (const k of this.layers.keys()) if (k.slice(0, 10) < oldest) this.layers.delete(k);
     }
     const k = `${this.dayText}\t${protocol}\t${name}`;
-    this.layers.set(k, (this.layers.get(k) ?? 0) + 1);
+    let c = this.layers.get(k);
+    if (!c) this.layers.set(k, (c = { n: 0 }));
+    return c;
   }
 
   tile(seconds: number): void {
@@ -74,12 +115,18 @@ export class Metrics {
 
   snapshot(): MetricsSnapshot {
     return {
-      requests: Object.fromEntries(this.requests),
-      layers: Object.fromEntries(this.layers),
+      requests: counts(this.requests),
+      layers: counts(this.layers),
       tileLatency: { buckets: [...this.buckets], count: this.count, sum: this.sum },
       cache: this.cacheStats(),
     };
   }
+}
+
+function counts(m: Map<string, Count>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, c] of m) out[k] = c.n;
+  return out;
 }
 
 export function mergeSnapshots(list: MetricsSnapshot[]): MetricsSnapshot {

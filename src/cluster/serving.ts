@@ -32,16 +32,14 @@ export async function runServer(cfg: Config, specs: LayerSpec[], opts: ServingOp
   const metrics = new Metrics(() => cache.stats());
   const ctx: ServerContext = { config: cfg, holder, cache, metrics };
   const collect = opts.collectMetrics;
-  const server = createServer(
-    createListener(ctx, { collectMetrics: collect ? () => collect(metrics.snapshot()) : undefined, api: opts.api, apiPort: opts.apiPort }),
-  );
-  limitBodies(server, cfg);
+  const server = createServer();
+  const listener = createListener(ctx, { collectMetrics: collect ? () => collect(metrics.snapshot()) : undefined, api: opts.api, apiPort: opts.apiPort });
+  graceful(server, limitBodies(server, cfg, listener));
   await listen(server, cfg.port, cfg.host);
   return { ctx, server, holder };
 }
 
 export function listen(server: Server, port: number, host: string): Promise<void> {
-  graceful(server);
   return new Promise<void>((res, rej) => {
     server.once('listening', () => res());
     server.once('error', rej);

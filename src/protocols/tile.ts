@@ -56,17 +56,6 @@ export async function readTile(cache: TileCache, layer: Layer, t: Tile): Promise
   return blankTile(layer);
 }
 
-/**
- * The tile when its bytes are in the cache, without waiting (undefined otherwise, blank tiles included):
- * the fast path answers a hit in the request's own tick. The caller has checked the layer's limits.
- */
-export function cachedTile(cache: TileCache, layer: Layer, t: Tile): ServedTile | undefined {
-  const { z, x, y } = t;
-  const holder = chainAt(layer, z).locate(t);
-  const data = holder ? cache.peek(TileCache.key(holder, z, x, y)) : undefined;
-  return data ? { data, etag: `"${holder}-${z}-${x}-${y}"`, mime: FORMATS[layer.format].mime, blank: false } : undefined;
-}
-
 /** The layer's tile with no data (transparent png/webp, nodata-coloured jpeg). */
 export async function blankTile(layer: Layer): Promise<ServedTile> {
   return {

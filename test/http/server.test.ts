@@ -77,9 +77,20 @@ describe('XYZ and TMS tiles', () => {
     expect(blank).toBeDefined();
     const r = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`);
     expect(r.status).toBe(200);
-    const img = await decodeTile(new Uint8Array(await r.arrayBuffer()));
+    const bytes = Buffer.from(await r.arrayBuffer());
+    const img = await decodeTile(new Uint8Array(bytes));
     expect(img.width).toBe(256);
     expect(img.alpha.every((a) => a === 0)).toBe(true);
+    // asked again (the fast path then answers it from what it remembers of the URL): the same tile, and a 304
+    const etag = r.headers.get('ETag')!;
+    expect(etag).toMatch(/^"blank-/);
+    for (let i = 0; i < 3; i++) {
+      const again = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`);
+      expect([again.status, again.headers.get('ETag'), again.headers.get('Content-Type')]).toEqual([200, etag, 'image/png']);
+      expect(Buffer.from(await again.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+    const cond = await fetch(`${srv.url}/tiles/north/7/${blank!.x}/${blank!.y}.png`, { headers: { 'If-None-Match': etag } });
+    expect([cond.status, cond.headers.get('ETag'), cond.headers.get('Access-Control-Allow-Origin')]).toEqual([304, etag, '*']);
   });
 
   it('TileMapService and TileMap documents list the layers with escaped titles', async () => {
@@ -162,6 +173,33 @@ describe('health, metrics and registry swaps', () => {
     expect(text).toMatch(/tuile_tile_seconds_count [1-9]\d*/);
     expect(text).toMatch(/tuile_cache_hits_total [1-9]\d*/);
     expect(text).toMatch(/tuile_cache_bytes [1-9]\d*/);
+  });
+
+  it('/metrics counts every answer of a tile URL the fast path remembers: 200s, HEADs and 304s', async () => {
+    const t = stored();
+    const url = `${srv.url}/wmts/1.0.0/north/normal/PM/${t.z}/${t.y}/${t.x}.png`;
+    const count = async (status: number) => {
+      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      const m = text.match(new RegExp(`tuile_http_requests_total\\{route="/wmts/1\\.0\\.0/:layer/:style/:tms/:z/:row/:file",status="${status}"\\} (\\d+)`));
+      return m ? Number(m[1]) : 0;
+    };
+    const [ok0, nm0] = [await count(200), await count(304)];
+    const first = await fetch(url);
+    const etag = first.headers.get('ETag')!;
+    const bytes = Buffer.from(await first.arrayBuffer());
+    for (let i = 0; i < 4; i++) {
+      const r = await fetch(url);
+      expect(r.headers.get('ETag')).toBe(etag);
+      expect(Buffer.from(await r.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(url, { method: 'HEAD' });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('Content-Length')).toBe(String(bytes.length));
+    }
+    for (let i = 0; i < 3; i++) expect((await fetch(url, { headers: { 'If-None-Match': etag } })).status).toBe(304);
+    expect(await count(200)).toBe(ok0 + 7);
+    expect(await count(304)).toBe(nm0 + 3);
   });
 
   it('a new registry is installed in one step; the old chain stays readable meanwhile', async () => {
