@@ -96,7 +96,8 @@ export function apiApp(ctx: ApiContext, adminToken: string, version = '0.1.0'): 
     const before = ctx.layers.changes();
     await next();
     const after = ctx.layers.changes();
-    if (after > before || (c.req.method === 'GET' && /\/(offerings|configurations)(\/|$)/.test(c.req.path))) await ctx.layers.served(after);
+    // (an execution's end, committed by the job runner, changes the layers an injected stored data serves)
+    if (after > before || (c.req.method === 'GET' && /\/(offerings|configurations|stored_data|executions)(\/|$)/.test(c.req.path))) await ctx.layers.served(after);
   });
   for (const sub of [datastoreRoutes, uploadRoutes, processingRoutes, storedDataRoutes, configurationRoutes, offeringRoutes, permissionRoutes, keyRoutes]) app.route('/', sub(ctx));
   const table = routeTable(app);
