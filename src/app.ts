@@ -186,6 +186,8 @@ function usualHeaderCase(res: ServerResponse): ServerResponse {
 
 /** A push of an upload's file: the one API body that is not JSON, bounded by its own limit. */
 const PUSH_PATH = /^\/api\/datastores\/[^/?]+\/uploads\/[^/?]+\/data(\?|$)/;
+/** How long a refused body is still read after the answer, at most (see `linger`). */
+const LINGER_MS = 2000;
 
 /**
  * Passes a request to the API process on 127.0.0.1, streaming both ways (uploads are large). JSON bodies go no
@@ -204,12 +206,17 @@ function proxy(req: IncomingMessage, res: ServerResponse, port: number, jsonMax:
     r.on('close', () => {
       if (!r.complete) res.destroy();
     });
-    r.pipe(res);
-    // an answer before the whole body (409, 413 of a push...): the API reads no more of it, so neither do we
-    if (!req.complete) {
-      req.unpipe(up);
-      req.resume();
+    if (req.complete) {
+      r.pipe(res);
+      return;
     }
+    // an answer before the whole body (409, 413 of a push...): the API reads no more of it, so neither do we;
+    // but a socket closed with the client's bytes still arriving is reset, and the reset can reach the
+    // client before the answer it was sent: the body is read and dropped a little longer (lingering close)
+    req.unpipe(up);
+    req.resume();
+    r.pipe(res, { end: false });
+    r.on('end', () => linger(req, () => res.end()));
   });
   up.on('error', (err) => {
     // once an answer is on its way, a write error (the API closed after refusing the body) changes nothing
@@ -234,6 +241,28 @@ function proxy(req: IncomingMessage, res: ServerResponse, port: number, jsonMax:
   req.on('end', () => {
     if (sent <= jsonMax) up.end();
   });
+}
+
+/** Calls `done` once the client has sent its whole body, stopped, sent DRAIN_BYTES more or waited LINGER_MS. */
+function linger(req: IncomingMessage, done: () => void): void {
+  if (req.complete || req.destroyed) return done();
+  let read = 0;
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    req.off('data', count);
+    done();
+  };
+  const count = (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > DRAIN_BYTES) finish();
+  };
+  const timer = setTimeout(finish, LINGER_MS);
+  req.on('data', count);
+  req.once('end', finish);
+  req.once('close', finish);
 }
 
 /** 413 for a JSON body declared over the limit, after reading (and dropping) a bounded part of it. */
