@@ -113,9 +113,13 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   serving = await serve(cfg, () => specsOf(store.state), api);
   store.onCommit(publisher.follow);
   const running = serving;
-  onSignal(() => Promise.all([running.stop(), jobs.stop()]).then(() => running.stopApi()));
+  let stopChecks = () => {};
+  onSignal(() => {
+    stopChecks();
+    return Promise.all([running.stop(), jobs.stop()]).then(() => running.stopApi());
+  });
   await jobs.recover();
-  await recoverChecks(apiCtx);
+  stopChecks = recoverChecks(apiCtx);
   recoverOfferings(apiCtx);
   if (demo) {
     await seedDemo(api, token, cfg.dataDir, !store.isNew).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));

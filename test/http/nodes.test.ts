@@ -229,6 +229,29 @@ describe('two nodes on PostgreSQL and object storage', () => {
   });
 });
 
+describe('checks across nodes', () => {
+  it('the node checking an upload dies: another node checks it, in the same run', async () => {
+    if (skip) return;
+    // both nodes up (the previous block restarted them); A closes an upload and dies in its check
+    const a = new Api(nodes.a!.base);
+    const b = new Api(nodes.b!.base);
+    await Promise.all([a.init(), b.init()]);
+    const u = await a.upload('checked', 'EPSG:4326');
+    await a.push(u._id, { path: 'miriam.tif', file: fixture('modis_miriam_4326.tif') });
+    expect((await a.call('POST', `${a.d}/uploads/${u._id}/close`)).status).toBe(200);
+    await kill('a');
+    const killed = Date.now();
+    expect((await b.call('GET', `${b.d}/uploads/${u._id}`)).body.status).toBe('CHECKING');
+    const { entity } = await b.until(`${b.d}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE'], 60_000);
+    console.log(`nodes: the check of the killed node was run again by the other ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
+    expect(entity.status).toBe('CLOSED');
+    // the run A began, finished by B: one run, not one per node
+    const checks = (await b.call('GET', `${b.d}/uploads/${u._id}/checks`)).body;
+    expect(checks.passed).toHaveLength(1);
+    expect([checks.asked, checks.in_progress, checks.failed]).toEqual([[], [], []]);
+  });
+});
+
 describe('a data folder moving to PostgreSQL', () => {
   it('brings its state into the empty database, and keeps its uploads', async () => {
     if (skip) return;
