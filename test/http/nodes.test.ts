@@ -7,7 +7,7 @@
 // no object of the partial pyramid; the state survives a restart of every node.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { XMLParser } from 'fast-xml-parser';
@@ -221,6 +221,8 @@ describe('two nodes on PostgreSQL and object storage', () => {
       nodes[name] = undefined;
     }
     [a, b] = await Promise.all([startNode('a'), startNode('b')]);
+    // a node's data folder is its own: the temporary folder of the build killed with its node went at its start
+    for (const name of ['a', 'b']) expect(readdirSync(join(dataOf(name), 'pyramids')).filter((n) => n.includes('.tmp-'))).toEqual([]);
     for (const api of [a, b]) {
       expect(await read(api, `/offerings/${offering}`)).toEqual(before.offering);
       expect(await read(api, '/processings/executions')).toEqual(before.executions);
@@ -241,6 +243,8 @@ describe('checks across nodes', () => {
     expect((await a.call('POST', `${a.d}/uploads/${u._id}/close`)).status).toBe(200);
     await kill('a');
     const killed = Date.now();
+    // B learns of the close by notification (milliseconds); it must still be CHECKING, not checked by A
+    await expect.poll(async () => (await b.call('GET', `${b.d}/uploads/${u._id}`)).body.status, { timeout: 1000, interval: 10 }).not.toBe('OPEN');
     expect((await b.call('GET', `${b.d}/uploads/${u._id}`)).body.status).toBe('CHECKING');
     const { entity } = await b.until(`${b.d}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE'], 60_000);
     console.log(`nodes: the check of the killed node was run again by the other ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
