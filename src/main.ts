@@ -28,6 +28,7 @@ import { errorMessage } from './errors.js';
 import { JobRunner } from './jobs.js';
 import { mergeSnapshots, type MetricsSnapshot } from './metrics.js';
 import { PyramidChain } from './pyramid/chain.js';
+import { pyramidStorage } from './pyramid/storage.js';
 import { specsFromState, type LayerSpec } from './registry.js';
 import { drain, graceful } from './shutdown.js';
 import { openStateStore } from './state/open.js';
@@ -84,7 +85,9 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   lockDataDir(cfg.dataDir);
   const store = await openStateStore(cfg);
   // before anything serves: a push or a build started now would be taken for an orphan
-  await collectOrphans(store.state, cfg.dataDir, store.shared);
+  // with object storage, this data folder's uploads/ and pyramids/ are this node's alone, whatever the state
+  // (otherwise the nodes share them): a build of its killed before is its own to remove
+  await collectOrphans(store.state, cfg.dataDir, store.shared && pyramidStorage().url === 'file');
   const token = await adminToken(cfg);
   // only on a new data folder (a user who deleted everything does not get the demo back), or to finish
   // one a kill interrupted: marked before the first commit makes the folder look used
@@ -113,9 +116,13 @@ export async function start(cfg: Config = loadConfig(), opts: StartOptions = {})
   serving = await serve(cfg, () => specsOf(store.state), api);
   store.onCommit(publisher.follow);
   const running = serving;
-  onSignal(() => Promise.all([running.stop(), jobs.stop()]).then(() => running.stopApi()));
+  let stopChecks = () => {};
+  onSignal(() => {
+    stopChecks();
+    return Promise.all([running.stop(), jobs.stop()]).then(() => running.stopApi());
+  });
   await jobs.recover();
-  await recoverChecks(apiCtx);
+  stopChecks = recoverChecks(apiCtx);
   recoverOfferings(apiCtx);
   if (demo) {
     await seedDemo(api, token, cfg.dataDir, !store.isNew).catch((err) => console.error(`tuile: demo not seeded: ${errorMessage(err)}`));

@@ -221,7 +221,7 @@ describe('PostgresStateStore: nodes on one database', () => {
     const nodes = await Promise.all([0, 1, 2, 3].map((i) => node(url, `m${i}`)));
     expect(nodes.filter((n) => n.isNew)).toHaveLength(1);
     expect(new Set(nodes.map((n) => n.state.admin_user)).size).toBe(1);
-    expect(await sql(url, 'SELECT version FROM schema_migrations')).toEqual([{ version: 1 }]);
+    expect(await sql(url, 'SELECT version FROM schema_migrations ORDER BY version')).toEqual([{ version: 1 }, { version: 2 }]);
   });
 
   it("a commit through one node reaches the other's listeners within a second, deletions too", async () => {
@@ -310,5 +310,35 @@ describe('PostgresStateStore: nodes on one database', () => {
     });
     await sql(url, "UPDATE tuile_executions SET node = 'gone' WHERE id = 'e10'");
     expect(await a.claim('e10')).toBe(true);
+  });
+
+  it("claims an upload's check for one node; a node's own after its restart, a dead node's, and a new run go again", async () => {
+    if (skip) return;
+    const url = await database('checks');
+    const [a, b] = [await node(url, 'a'), await node(url, 'b')];
+    const close = (store: PostgresStateStore, run: string) =>
+      store.update((s) => {
+        s.uploads.u = { _id: 'u', datastore: 'd', status: 'CHECKING', checks: [...(s.uploads.u?.checks ?? []), { _id: run, status: 'PROGRESS' }] } as never;
+      });
+    await close(a, 'run1');
+    await expect.poll(() => b.state.uploads.u?.status, { timeout: 1000, interval: 20 }).toBe('CHECKING');
+    const [byA, byB] = await Promise.all([a.claimCheck('u'), b.claimCheck('u')]);
+    expect(Number(byA) + Number(byB)).toBe(1);
+    const [owner, other] = byA ? [a, b] : [b, a];
+    expect(await other.claimCheck('u')).toBe(false);
+    // the owner restarted (same node name): its check died with it, it takes it again
+    expect(await owner.claimCheck('u')).toBe(true);
+    // reopened and closed again: a new run, for whichever node asks first
+    await close(owner, 'run2');
+    expect(await other.claimCheck('u')).toBe(true);
+    expect(await owner.claimCheck('u')).toBe(false);
+    // the node checking it stops: its check goes to another
+    await other.close();
+    expect(await owner.claimCheck('u')).toBe(true);
+    // not CHECKING any more: nobody's
+    await owner.update((s) => {
+      s.uploads.u.status = 'CLOSED';
+    });
+    expect(await owner.claimCheck('u')).toBe(false);
   });
 });

@@ -217,6 +217,25 @@ async function dirSize(dir: string): Promise<number> {
 
 /** Runs the checks of a CHECKING upload (in a child process: src/checks.ts) and commits CLOSED or UNSTABLE. */
 export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
+  if (checking.has(id)) return;
+  checking.add(id);
+  try {
+    // on a shared state, one node checks an upload: the one that took it, until its heartbeat stops
+    if (ctx.store.state.uploads[id]?.status === 'CHECKING' && (await ctx.store.claimCheck(id))) await check(ctx, id);
+  } finally {
+    checking.delete(id);
+  }
+}
+
+/** The uploads this process is checking (its own claim would let it take them twice). */
+const checking = new Set<string>();
+
+/** How often a node on a shared state looks for checks of nodes that stopped. */
+const RECHECK_MS = 2000;
+/** A check run younger than this is left to the node that closed it (a dead node's heartbeat is stale after 10 s). */
+const SETTLED_MS = 10_000;
+
+async function check(ctx: ApiContext, id: string): Promise<void> {
   const u = ctx.store.state.uploads[id];
   if (!u || u.status !== 'CHECKING') return;
   const { config } = ctx;
@@ -441,9 +460,24 @@ export function uploadRoutes(ctx: ApiContext): OpenAPIHono {
   return app;
 }
 
-/** After a restart: uploads caught CHECKING are checked again, in the background (start-up never waits on them). */
-export async function recoverChecks(ctx: ApiContext): Promise<void> {
-  for (const u of Object.values(ctx.store.state.uploads)) {
-    if (u.status === 'CHECKING') void runChecks(ctx, u._id).catch((err) => console.error(`tuile: checks of upload ${u._id}: ${errorMessage(err)}`));
-  }
+/**
+ * After a restart: uploads caught CHECKING are checked again, in the background (start-up never waits on
+ * them). On a shared state, only those this node was checking, or no live node is: and every few seconds
+ * again, for the checks of nodes that die later. Returns what stops that.
+ */
+export function recoverChecks(ctx: ApiContext): () => void {
+  const recheck = (settled = 0) => {
+    for (const u of Object.values(ctx.store.state.uploads)) {
+      if (u.status !== 'CHECKING') continue;
+      // a run just begun is its closing node's to claim: taking it first would check it where it was not closed
+      const start = Date.parse(u.checks.at(-1)?.start ?? '');
+      if (settled && Date.now() - start < settled) continue;
+      void runChecks(ctx, u._id).catch((err) => console.error(`tuile: checks of upload ${u._id}: ${errorMessage(err)}`));
+    }
+  };
+  recheck();
+  if (!ctx.store.shared) return () => {};
+  const timer = setInterval(() => recheck(SETTLED_MS), RECHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }

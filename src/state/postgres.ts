@@ -42,6 +42,8 @@ const MIGRATIONS: string[] = [
     'ALTER TABLE tuile_executions ADD COLUMN node text',
     'CREATE TABLE tuile_nodes (id text PRIMARY KEY, heartbeat timestamptz NOT NULL, started timestamptz NOT NULL, pid int, host text)',
   ].join(';\n'),
+  // the node checking an upload, and which check run it took (a close after a reopen is a new run)
+  'ALTER TABLE tuile_uploads ADD COLUMN node text, ADD COLUMN check_run text',
 ];
 
 export interface PostgresOptions {
@@ -279,6 +281,30 @@ export class PostgresStateStore implements StateStore {
           [execution, this.node, NODE_TIMEOUT_S],
         );
         if (r.rowCount) await c.query('UPDATE tuile_executions SET node = $2 WHERE id = $1', [execution, this.node]);
+        await c.query('COMMIT');
+        return (r.rowCount ?? 0) > 0;
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  async claimCheck(upload: string): Promise<boolean> {
+    return withClient(this.pool, async (c) => {
+      await c.query('BEGIN');
+      try {
+        // as `claim`: the latest check run of a CHECKING upload, unless a live node other than this one
+        // took that run (this node's own claim is from its previous run: the check died with it)
+        const r = await c.query(
+          `SELECT u.body->'checks'->-1->>'_id' AS run FROM tuile_uploads u
+           WHERE u.id = $1 AND u.body->>'status' = 'CHECKING'
+             AND (u.node IS NULL OR u.node = $2 OR u.check_run IS DISTINCT FROM u.body->'checks'->-1->>'_id'
+                  OR NOT EXISTS (SELECT 1 FROM tuile_nodes n WHERE n.id = u.node AND n.heartbeat > now() - make_interval(secs => $3)))
+           FOR UPDATE OF u SKIP LOCKED`,
+          [upload, this.node, NODE_TIMEOUT_S],
+        );
+        if (r.rowCount) await c.query('UPDATE tuile_uploads SET node = $2, check_run = $3 WHERE id = $1', [upload, this.node, r.rows[0].run]);
         await c.query('COMMIT');
         return (r.rowCount ?? 0) > 0;
       } catch (err) {

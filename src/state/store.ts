@@ -43,6 +43,11 @@ export interface StateStore {
   /** Takes a WAITING execution for this node: true for exactly one node (always true when not shared). */
   claim(execution: string): Promise<boolean>;
   /**
+   * Takes the check of a CHECKING upload for this node: true for exactly one node, unless the node that
+   * took it died (its heartbeat stopped) or is this one before a restart (always true when not shared).
+   */
+  claimCheck(upload: string): Promise<boolean>;
+  /**
    * Executions in PROGRESS that no live node runs: every one when not shared; otherwise those of a node
    * whose heartbeat stopped, and this node's own when `mine` (its previous run, at start).
    */
@@ -120,6 +125,10 @@ export class JsonStateStore implements StateStore {
 
   // one process owns the data folder (its lock): whatever it queues is its own to run
   async claim(): Promise<boolean> {
+    return true;
+  }
+
+  async claimCheck(): Promise<boolean> {
     return true;
   }
 

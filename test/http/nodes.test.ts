@@ -1,28 +1,34 @@
-// Nodes on one PostgreSQL state (issue 17), as users run them: two `node dist/main.js` processes, each with
-// its own data folder and tile cache, whose uploads/ and pyramids/ are one shared folder (the stand-in for
-// shared storage). What is created through one is read through the other; a sync through B is served by A
-// within a second; the node running a build killed with its process group leaves its execution FAILURE on
-// the other, which keeps serving and accepting writes; the state survives a restart of every node.
+// Nodes in the shared mode of issue 17, as users run them: two `node dist/main.js` processes, each with its
+// own data folder and tile cache and nothing shared on disk, their state in one PostgreSQL database
+// (TUILE_STATE_URL) and their uploads and pyramids in one object store (TUILE_STORAGE_URL, the engines'
+// Swift s3api). The seed scenario published through A is served by B byte for byte, capabilities
+// included; a sync through B is served by A within a second; the node running a build killed with its
+// process group leaves its execution FAILURE on the other, which keeps serving and accepting writes, and
+// no object of the partial pyramid; the state survives a restart of every node.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enginesOrSkip, freshStorageUrl, parseStorageUrl, s3Client } from '../helpers/engines.js';
 import { ROOT, fixture, tempDir } from '../helpers/fixtures.js';
-import { freshDatabase, noPostgres } from '../helpers/pgstate.js';
+import { freshDatabase } from '../helpers/pgstate.js';
 import { Api, freePort, startTuile, type TuileProcess } from '../helpers/tuile.js';
 
-const skip = noPostgres('nodes.test');
+const engines = enginesOrSkip('nodes.test');
+const skip = !engines;
+const storageUrl = engines ? freshStorageUrl(engines, 'nodes') : '';
 const LAYER = 'nodes';
 const TILE = '/tiles/nodes/4/8/5.png'; // covers both deliveries: differs between the north and the south
 const work = tempDir('tuile-nodes-');
-const shared = join(work.path, 'shared');
 const dataOf = (name: string) => join(work.path, name);
 let db: { url: string; drop: () => Promise<void> } | undefined;
 const nodes: Record<'a' | 'b', TuileProcess | undefined> = { a: undefined, b: undefined };
 
 async function startNode(name: 'a' | 'b'): Promise<Api> {
-  const t = await startTuile(dataOf(name), { TUILE_STATE_URL: db!.url }, { detached: true });
+  const t = await startTuile(dataOf(name), { ...engines!.env, TUILE_STATE_URL: db!.url, TUILE_STORAGE_URL: storageUrl }, { detached: true });
   nodes[name] = t;
   const api = new Api(t.base);
   await api.init();
@@ -41,12 +47,7 @@ async function kill(name: 'a' | 'b'): Promise<void> {
 beforeAll(async () => {
   if (skip) return;
   db = await freshDatabase();
-  for (const dir of ['pyramids', 'uploads']) mkdirSync(join(shared, dir), { recursive: true });
-  for (const name of ['a', 'b']) {
-    mkdirSync(dataOf(name));
-    // per-node data folders, one storage: a mount in a real deployment
-    for (const dir of ['pyramids', 'uploads']) symlinkSync(join(shared, dir), join(dataOf(name), dir));
-  }
+  for (const name of ['a', 'b']) mkdirSync(dataOf(name));
 });
 
 afterAll(async () => {
@@ -73,19 +74,41 @@ async function built(api: Api, e: { _id: string; output: { stored_data: { _id: s
   return e.output.stored_data._id;
 }
 
+/** The keys of the objects under the nodes' storage prefix. */
+async function objects(): Promise<string[]> {
+  const { bucket, prefix } = parseStorageUrl(storageUrl);
+  const s3 = s3Client(engines!);
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/`, ContinuationToken: token }));
+    for (const o of r.Contents ?? []) keys.push(o.Key!.slice(prefix.length + 1));
+    token = r.NextContinuationToken;
+  } while (token);
+  s3.destroy();
+  return keys;
+}
+
+/** A node's WMTS capabilities, parsed, with its own base URL written BASE. */
+async function capabilities(base: string): Promise<unknown> {
+  const r = await fetch(`${base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities`);
+  expect(r.status).toBe(200);
+  return new XMLParser({ ignoreAttributes: false }).parse((await r.text()).replaceAll(base, 'BASE'));
+}
+
 async function tile(base: string): Promise<{ status: number; sha: string }> {
   const r = await fetch(`${base}${TILE}`);
   return { status: r.status, sha: createHash('sha1').update(Buffer.from(await r.arrayBuffer())).digest('hex') };
 }
 
-describe('two nodes on one PostgreSQL state', () => {
+describe('two nodes on PostgreSQL and object storage', () => {
   let a: Api;
   let b: Api;
   let offering = '';
   let configuration = '';
   let south = '';
 
-  it('what is created through one node is read and served through the other', async () => {
+  it('the seed scenario published through A is served identically by B', async () => {
     if (skip) return;
     [a, b] = await Promise.all([startNode('a'), startNode('b')]);
     expect(a.datastore).toBe(b.datastore);
@@ -104,6 +127,14 @@ describe('two nodes on one PostgreSQL state', () => {
     await b.until(`${b.d}/offerings/${offering}`, ['PUBLISHED']);
     await expect.poll(async () => (await tile(a.base)).status, { timeout: 1000, interval: 20 }).toBe(200);
     expect(await tile(a.base)).toEqual(await tile(b.base));
+    // nothing on either node's disk: the pyramid and the upload are objects
+    for (const name of ['a', 'b']) expect(existsSync(join(dataOf(name), 'pyramids', sdNorth))).toBe(false);
+    const keys = await objects();
+    expect(keys.some((k) => k.includes(sdNorth))).toBe(true);
+    expect(keys.some((k) => k.includes(north._id))).toBe(true);
+    const caps = await capabilities(a.base);
+    expect(JSON.stringify(caps)).toContain(LAYER);
+    expect(await capabilities(b.base)).toEqual(caps);
     // each node says which node ran the build, and both say the same
     const logs = (await a.call('GET', `${a.d}/processings/executions/${e._id}/logs`)).body as string[];
     expect(logs.join('\n')).toMatch(/ on node \S+/);
@@ -167,8 +198,7 @@ describe('two nodes on one PostgreSQL state', () => {
     const after = (await live.call('GET', `${live.d}/processings/executions/${e._id}/logs`)).body as string[];
     expect(after.at(-1)).toMatch(/FAILURE: the node running it stopped .*partial output was removed/);
     expect((await live.call('GET', `${live.d}/stored_data/${e.output.stored_data._id}`)).body.status).toBe('UNSTABLE');
-    expect(existsSync(join(shared, 'pyramids', e.output.stored_data._id))).toBe(false);
-    expect(readdirSync(join(shared, 'pyramids')).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect((await objects()).filter((k) => k.includes(e.output.stored_data._id))).toEqual([]);
     // the survivor kept serving, and takes writes and builds
     expect(await tile(live.base)).toEqual(served);
     const again = await live.execute({ upload: [big._id] }, { compression: 'png', bottom: 4 }, 'miriam small');
@@ -191,11 +221,38 @@ describe('two nodes on one PostgreSQL state', () => {
       nodes[name] = undefined;
     }
     [a, b] = await Promise.all([startNode('a'), startNode('b')]);
+    // a node's data folder is its own: the temporary folder of the build killed with its node went at its start
+    for (const name of ['a', 'b']) expect(readdirSync(join(dataOf(name), 'pyramids')).filter((n) => n.includes('.tmp-'))).toEqual([]);
     for (const api of [a, b]) {
       expect(await read(api, `/offerings/${offering}`)).toEqual(before.offering);
       expect(await read(api, '/processings/executions')).toEqual(before.executions);
       expect(await tile(api.base)).toEqual(before.tile);
     }
+  });
+});
+
+describe('checks across nodes', () => {
+  it('the node checking an upload dies: another node checks it, in the same run', async () => {
+    if (skip) return;
+    // both nodes up (the previous block restarted them); A closes an upload and dies in its check
+    const a = new Api(nodes.a!.base);
+    const b = new Api(nodes.b!.base);
+    await Promise.all([a.init(), b.init()]);
+    const u = await a.upload('checked', 'EPSG:4326');
+    await a.push(u._id, { path: 'miriam.tif', file: fixture('modis_miriam_4326.tif') });
+    expect((await a.call('POST', `${a.d}/uploads/${u._id}/close`)).status).toBe(200);
+    await kill('a');
+    const killed = Date.now();
+    // B learns of the close by notification (milliseconds); it must still be CHECKING, not checked by A
+    await expect.poll(async () => (await b.call('GET', `${b.d}/uploads/${u._id}`)).body.status, { timeout: 1000, interval: 10 }).not.toBe('OPEN');
+    expect((await b.call('GET', `${b.d}/uploads/${u._id}`)).body.status).toBe('CHECKING');
+    const { entity } = await b.until(`${b.d}/uploads/${u._id}`, ['CLOSED', 'UNSTABLE'], 60_000);
+    console.log(`nodes: the check of the killed node was run again by the other ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
+    expect(entity.status).toBe('CLOSED');
+    // the run A began, finished by B: one run, not one per node
+    const checks = (await b.call('GET', `${b.d}/uploads/${u._id}/checks`)).body;
+    expect(checks.passed).toHaveLength(1);
+    expect([checks.asked, checks.in_progress, checks.failed]).toEqual([[], [], []]);
   });
 });
 
