@@ -271,15 +271,14 @@ function refuseBody(req: IncomingMessage, res: ServerResponse, max: number): voi
   let read = 0;
   const answer = () => {
     if (res.headersSent) return;
-    res.writeHead(e.status, { 'Content-Type': 'application/json', Connection: 'close' });
-    res.end(JSON.stringify({ error: e.error, error_description: e.descriptions }));
+    const text = JSON.stringify({ error: e.error, error_description: e.descriptions });
+    res.writeHead(e.status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), Connection: 'close' });
+    res.write(text);
+    linger(req, () => res.end());
   };
   req.on('data', (chunk: Buffer) => {
     read += chunk.length;
-    if (read > DRAIN_BYTES) {
-      req.pause();
-      answer();
-    }
+    if (read > DRAIN_BYTES) answer();
   });
   req.on('end', answer);
   req.on('error', () => res.destroy());
