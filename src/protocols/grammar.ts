@@ -41,15 +41,18 @@ function splitFile(file: string): [string, string] | null {
   return i > 0 ? [file.slice(0, i), file.slice(i + 1)] : null;
 }
 
+/** `{layer}/{z}/{x}/{y}.{ext}`, the XYZ and TMS forms (which differ in where rows start). */
+const zxyFile: TileForm['read'] = (p) => {
+  const f = splitFile(p.file);
+  return f && { layer: p.layer, level: p.z, col: p.x, row: f[0], ext: f[1] };
+};
+
 export const XYZ: TileForm = {
   mount: '/tiles',
   route: '/:layer/:z/:x/:file',
   levelById: false,
   rowsFromBottom: false,
-  read(p) {
-    const f = splitFile(p.file);
-    return f && { layer: p.layer, level: p.z, col: p.x, row: f[0], ext: f[1] };
-  },
+  read: zxyFile,
 };
 
 export const TMS: TileForm = {
@@ -57,10 +60,7 @@ export const TMS: TileForm = {
   route: '/1.0.0/:layer/:z/:x/:file',
   levelById: false,
   rowsFromBottom: true,
-  read(p) {
-    const f = splitFile(p.file);
-    return f && { layer: p.layer, level: p.z, col: p.x, row: f[0], ext: f[1] };
-  },
+  read: zxyFile,
 };
 
 export const WMTS_REST: TileForm = {
