@@ -13,15 +13,15 @@
 //   pyramid chain holds, exactly the archive's bytes.
 // Prints N (kills), the operations answered, and the count of inconsistencies (goal 0: exit 1 otherwise).
 // Bounded: KILLS rounds or CAP_S seconds, whichever comes first. Loopback only.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../dist/client.js';
 import { PyramidChain } from '../dist/pyramid/chain.js';
+import { startTuile } from './lib.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const KILLS = Number(process.env.KILLS ?? 20);
@@ -47,30 +47,8 @@ const problem = (round, what) => {
   for (const h of history) if (id && h.includes(id)) console.log(`    ${h}`);
 };
 
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function start() {
-  const port = await freePort();
-  let out = '';
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), TUILE_DATA_DIR: data, TUILE_DEMO: '0', TUILE_WORKERS: WORKERS, TUILE_ADMIN_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  proc.stdout.on('data', (d) => (out += d));
-  proc.stderr.on('data', (d) => (out += d));
-  const deadline = Date.now() + 120_000;
-  while (!/tuile: serving \d+ layer/.test(out)) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`tuile did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { proc, base: `http://127.0.0.1:${port}`, output: () => out };
+function start() {
+  return startTuile({ dataDir: data, token: TOKEN, workers: WORKERS });
 }
 
 function children(pid) {

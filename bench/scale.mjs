@@ -10,15 +10,14 @@
 // reports the share of its answers the tile caches held (tuile_cache_hits/misses_total of /metrics). The load generator is one Node process of
 // keep-alive connections on the same machine (it takes a share of the cores: compare rows, not machines).
 // Runs `node dist/main.js` nodes on 127.0.0.1 and a temporary folder; uses the scenario client in dist/.
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../dist/client.js';
+import { startTuile } from './lib.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -47,31 +46,16 @@ const engines = env.ENGINES_ENV ? parseEnv(readFileSync(env.ENGINES_ENV, 'utf8')
 
 // ---------------------------------------------------------------- nodes
 const nodes = new Set();
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
-}
 /** A tuile node: `extra` adds its settings (state and storage URLs, cache size) to the common ones. */
 async function startNode(name, dataDir, extra) {
-  const port = await freePort();
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
-    env: { ...env, HOST: '127.0.0.1', PORT: String(port), TUILE_DATA_DIR: dataDir, TUILE_DEMO: '0', TUILE_WORKERS: String(WORKERS), TUILE_ADMIN_TOKEN: token, ...extra },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const node = { name, base: `http://127.0.0.1:${port}`, proc, out: '' };
-  proc.stdout.on('data', (d) => (node.out = (node.out + d).slice(-20_000)));
-  proc.stderr.on('data', (d) => (node.out = (node.out + d).slice(-20_000)));
-  nodes.add(node);
-  for (const end = Date.now() + 60_000; ; await sleep(100)) {
-    if (proc.exitCode !== null) await fail(`node ${name} exited ${proc.exitCode}\n${node.out.slice(-3000)}`);
-    if (Date.now() > end) await fail(`node ${name} did not answer /health\n${node.out.slice(-3000)}`);
-    const ok = await get(node.base, '/health', false).then((r) => r.status === 200, () => false);
-    if (ok) break;
+  let t;
+  try {
+    t = await startTuile({ dataDir, token, workers: WORKERS, env: extra, timeoutMs: 60_000 });
+  } catch (err) {
+    await fail(`node ${name}: ${err.message}`);
   }
+  const node = { name, base: t.base, proc: t.proc, get out() { return t.output(); } };
+  nodes.add(node);
   node.api = new ApiClient(node.base, token);
   await node.api.init();
   return node;

@@ -6,15 +6,14 @@
 //   SYNCS=20 CONNECTIONS=16 WORKERS=4 node bench/sync.mjs
 // Runs `node dist/main.js` (build first: bench/sync.sh does) on a temporary data folder on 127.0.0.1.
 // Bounded: the run stops after the syncs, or after CAP_S seconds (300) whatever happens.
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../dist/client.js';
+import { startTuile } from './lib.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -38,22 +37,17 @@ const sha = (b) => createHash('sha1').update(b).digest('hex');
 const log = (...a) => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)} s]`, ...a);
 
 // ---------------------------------------------------------------- the server
-const port = await new Promise((res) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const p = s.address().port;
-    s.close(() => res(p));
-  });
-});
-const base = `http://127.0.0.1:${port}`;
 const dataDir = mkdtempSync(join(tmpdir(), 'tuile-bench-sync-'));
 const token = randomBytes(16).toString('hex');
-let out = '';
-const server = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
-  env: { ...env, HOST: '127.0.0.1', PORT: String(port), TUILE_DATA_DIR: dataDir, TUILE_DEMO: '0', TUILE_WORKERS: String(WORKERS), TUILE_ADMIN_TOKEN: token },
-  stdio: ['ignore', 'pipe', 'pipe'],
-});
-server.stdout.on('data', (d) => (out += d));
-server.stderr.on('data', (d) => (out += d));
+let started;
+try {
+  started = await startTuile({ dataDir, token, workers: WORKERS });
+} catch (err) {
+  console.error(`bench/sync: ${err.message}`);
+  rmSync(dataDir, { recursive: true, force: true });
+  process.exit(1);
+}
+const { proc: server, base, output } = started;
 let cleaned = false;
 async function cleanup() {
   if (cleaned) return;
@@ -75,13 +69,8 @@ killer.unref();
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
 function fail(msg) {
-  console.error(`bench/sync: ${msg}\n--- server output (end) ---\n${out.slice(-4000)}`);
+  console.error(`bench/sync: ${msg}\n--- server output (end) ---\n${output().slice(-4000)}`);
   return cleanup().then(() => process.exit(1));
-}
-
-while (!/tuile: serving \d+ layer/.test(out)) {
-  if (Date.now() > t0 + 60_000 || server.exitCode !== null) await fail('tuile did not start');
-  await sleep(100);
 }
 
 // ---------------------------------------------------------------- plain HTTP
@@ -361,7 +350,7 @@ loadAgent.destroy();
 // open files of each process after the syncs (Linux): retired chains are closed after a grace period
 const fdCount = (pid) => (existsSync(`/proc/${pid}/fd`) ? readdirSync(`/proc/${pid}/fd`).length : null);
 const fds = { primary: fdCount(server.pid), workers: [...pids].map(fdCount) };
-const serverProblems = out.split('\n').filter((l) => /not confirmed|cannot load|left out|exited|Error|tuile: GET/.test(l));
+const serverProblems = output().split('\n').filter((l) => /not confirmed|cannot load|left out|exited|Error|tuile: GET/.test(l));
 await cleanup();
 
 // ---------------------------------------------------------------- the figures

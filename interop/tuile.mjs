@@ -1,40 +1,15 @@
 // interop's tuile: `node dist/main.js` on a data folder of its own on 127.0.0.1, and the management API
 // calls of the tutorial that publish a layer, chain a pyramid on it, publish the chain and fuse it.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ApiClient } from '../dist/client.js';
+import { startTuile as startProcess } from '../bench/lib.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TOKEN = 'interop-admin-token-0123456789';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export async function freePort() {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-export async function startTuile(dataDir) {
-  const port = await freePort();
-  let out = '';
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), TUILE_DATA_DIR: dataDir, TUILE_DEMO: '0', TUILE_WORKERS: '2', TUILE_ADMIN_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  proc.stdout.on('data', (d) => (out += d));
-  proc.stderr.on('data', (d) => (out += d));
-  const deadline = Date.now() + 120_000;
-  while (!/tuile: serving \d+ layer/.test(out)) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`tuile did not start:\n${out}`);
-    await sleep(100);
-  }
-  return { base: `http://127.0.0.1:${port}`, proc, output: () => out };
+/** tuile on a data folder of its own, with 2 serving processes. */
+export function startTuile(dataDir) {
+  return startProcess({ dataDir, token: TOKEN, workers: 2 });
 }
 
 /** The scenario client (src/client.ts, built into dist/) on the default datastore of the tuile at `base`. */
