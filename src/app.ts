@@ -31,7 +31,7 @@ export interface AppOptions {
 }
 
 /** Where the private endpoint's layers are served: the same protocols under this path. */
-export const PRIVATE = '/private';
+const PRIVATE = '/private';
 
 /** The context of one endpoint's protocols: its layers only, and links under its path. */
 function endpointContext(ctx: ServerContext, priv: boolean): ServerContext {
@@ -57,7 +57,7 @@ function kvpLayer(url: string): string | undefined {
 }
 
 /** Whether a URL asks for a tile image (any protocol), from its form alone. */
-export function isTileRequest(url: string): boolean {
+function isTileRequest(url: string): boolean {
   const start = url.indexOf('/', url.indexOf('//') + 2);
   const q = url.indexOf('?', start);
   let path = q < 0 ? url.slice(start) : url.slice(start, q);
@@ -66,7 +66,7 @@ export function isTileRequest(url: string): boolean {
   return matchTilePath(path) !== null;
 }
 
-export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
+function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   // not strict: /ogcapi/ and /tms/1.0.0 are the same resources as /ogcapi and /tms/1.0.0/
   const app = new Hono({ strict: false });
   app.use('*', async (c, next) => {

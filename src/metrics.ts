@@ -10,7 +10,7 @@
 
 import type { CacheStats } from './cache.js';
 
-export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export interface MetricsSnapshot {
   requests: Record<string, number>; // "route status" -> count
@@ -21,7 +21,7 @@ export interface MetricsSnapshot {
 }
 
 /** The protocol of a route pattern, as the offerings' urls name it. */
-export function protocolOfRoute(route: string): string | undefined {
+function protocolOfRoute(route: string): string | undefined {
   const r = route.startsWith('/private/') ? route.slice(8) : route;
   if (r.startsWith('/tiles/')) return 'XYZ';
   if (r.startsWith('/tms/')) return 'TMS';

@@ -60,7 +60,7 @@ function notServable(s: Readonly<State>, conf: Configuration): string | null {
   return null;
 }
 
-export function offeringUrls(s: Readonly<State>, o: Offering, root: string): { type: string; url: string }[] {
+function offeringUrls(s: Readonly<State>, o: Offering, root: string): { type: string; url: string }[] {
   const layer = encodeURIComponent(o.layer_name);
   const base = endpointBase(s.endpoints[o.endpoint], root);
   const ext = FORMATS[formatOfCompression(s.stored_data[o.published.stored_data]?.type_infos?.compression ?? 'PNG') ?? 'png'].ext;

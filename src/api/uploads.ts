@@ -62,7 +62,7 @@ const listQuery = pageQuery.extend({
 const pathQuery = z.object({ path: z.string().min(1).max(1024) });
 
 /** A path inside an upload: relative, no `..`, no empty or dot segments, printable. */
-export function uploadPath(p: string): string {
+function uploadPath(p: string): string {
   if (/[\0-\x1f\\]/.test(p)) throw badRequest(`path '${p.slice(0, 200)}': control characters and backslashes are not allowed`);
   const parts = p.split('/').filter((s) => s !== '');
   if (p.startsWith('/') || parts.length === 0 || parts.some((s) => s === '..' || s === '.')) {
@@ -216,7 +216,7 @@ async function dirSize(dir: string): Promise<number> {
 }
 
 /** Runs the checks of a CHECKING upload (in a child process: src/checks.ts) and commits CLOSED or UNSTABLE. */
-export async function runChecks(ctx: ApiContext, id: string): Promise<void> {
+async function runChecks(ctx: ApiContext, id: string): Promise<void> {
   if (checking.has(id)) return;
   checking.add(id);
   try {
